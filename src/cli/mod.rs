@@ -1,0 +1,76 @@
+//! The `weft` command line: argument parsing and dispatch. Each command
+//! group lives in its own file; `main.rs` only calls [`main`].
+
+mod task;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// weft runs workflows whose every step is a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, propagate_version = true)]
+pub struct Cli {
+    /// What to log on stderr, as a tracing filter: `warn`, `info`,
+    /// `weft=debug`, ...
+    #[arg(long, global = true, env = "WEFT_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with task components: try one locally before uploading it.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+}
+
+/// Exit status: the command did what was asked.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: the command ran, but what it ran did not succeed (e.g. the
+/// attempt ended in anything but `ok`).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: the command could not run (bad arguments, unreadable or
+/// invalid files).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the arguments, runs the command, and returns its exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Task(command) => task::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("warning: ignoring --log {filter:?}: {e}");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

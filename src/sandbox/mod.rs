@@ -1,0 +1,368 @@
+//! The sandbox: runs one attempt of a task component with nothing granted
+//! and every resource capped, and says how it ended.
+//!
+//! One [`Sandbox`] owns one wasmtime `Engine` (component model, fuel, epoch
+//! interruption, pooling allocator), the `Linker` with everything a task
+//! may import, a cache of compiled [`Module`]s keyed by digest, and the
+//! epoch ticker thread. Every attempt gets a fresh `Store` with:
+//!
+//! - a fuel budget (`out_of_fuel` when spent);
+//! - a memory cap through a `ResourceLimiter` (`memory_limit`);
+//! - a wall-clock deadline, checked on every epoch tick for running code
+//!   and by a timer around blocking host calls (`timeout`);
+//! - WASI 0.2 with no files, environment, arguments or network, and
+//!   stdout/stderr captured under one byte cap.
+//!
+//! The result is an [`AttemptReport`]: the classified [`Outcome`], fuel
+//! used, wall time, the logs, and the kv writes to commit if the attempt
+//! succeeded.
+
+mod capture;
+mod error;
+mod host;
+mod kv;
+mod limits;
+mod module;
+mod outcome;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
+    UpdateDeadline,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+
+pub use capture::{AttemptLogs, Level, LogLine};
+pub use error::{LoadError, SandboxError};
+pub use host::AttemptContext;
+pub use kv::{KvRead, KvWrite, MemoryKv};
+pub use limits::{
+    DEFAULT_FUEL, DEFAULT_MAX_LOG, DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, KvLimits,
+    Limits, parse_duration, parse_size,
+};
+pub use module::Module;
+pub use outcome::Outcome;
+
+use crate::digest::Digest;
+use capture::LogSink;
+use host::{GuestLimiter, HostState};
+use kv::KvBuffer;
+
+/// How a [`Sandbox`] is set up: the ceilings every attempt lives under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Attempts that may run at once; more wait for a slot. Sizes the
+    /// pooling allocator.
+    pub max_concurrent: u32,
+    /// The most memory any attempt may be given (bytes).
+    pub max_memory: u64,
+    /// How often running guests are checked against their deadline (and
+    /// yield to other work). Timeouts are this precise.
+    pub epoch_tick: Duration,
+    /// Caps on kv use per attempt.
+    pub kv: KvLimits,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_concurrent: 64,
+            max_memory: 1 << 30,
+            epoch_tick: Duration::from_millis(10),
+            kv: KvLimits::default(),
+        }
+    }
+}
+
+/// One attempt to run.
+pub struct Attempt<'a> {
+    /// The step's input, JSON text.
+    pub input: &'a str,
+    /// What the attempt may consume.
+    pub limits: Limits,
+    /// Who and where it is, as the task sees through `context`.
+    pub context: AttemptContext,
+    /// Committed kv state for the task to read.
+    pub kv: Arc<dyn KvRead>,
+}
+
+/// How an attempt went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptReport {
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Fuel consumed, instantiation included.
+    pub fuel_used: u64,
+    /// Wall time, instantiation included.
+    #[serde(with = "duration_micros")]
+    pub duration: Duration,
+    /// What it logged and printed.
+    pub logs: AttemptLogs,
+    /// kv writes to commit with the result: empty unless the outcome is
+    /// `ok`, since a failed attempt leaves no trace.
+    pub kv_writes: Vec<KvWrite>,
+}
+
+/// Runs task attempts in isolation. Cheap to clone; clones share the
+/// engine, the module cache and the slots.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    modules: Mutex<HashMap<Digest, Arc<Module>>>,
+    slots: tokio::sync::Semaphore,
+    config: SandboxConfig,
+    _ticker: Ticker,
+}
+
+impl Sandbox {
+    /// Creates the engine, the linker and the epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        host::link(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let ticker = Ticker::start(engine.clone(), config.epoch_tick);
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                modules: Mutex::new(HashMap::new()),
+                slots: tokio::sync::Semaphore::new(config.max_concurrent as usize),
+                config,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration it was created with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Validates and compiles a component, or returns the cached module
+    /// with the same digest. Compiling takes from milliseconds to seconds
+    /// depending on size; call it off the async executor for large inputs.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
+        let digest = Digest::of(bytes);
+        if let Some(module) = self.cached(&digest) {
+            return Ok(module);
+        }
+        let module = Arc::new(module::load(
+            &self.inner.engine,
+            &self.inner.linker,
+            bytes,
+            digest,
+        )?);
+        let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(modules.entry(digest).or_insert(module).clone())
+    }
+
+    /// The compiled module with this digest, if loaded before.
+    pub fn cached(&self, digest: &Digest) -> Option<Arc<Module>> {
+        let modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+        modules.get(digest).cloned()
+    }
+
+    /// Runs one attempt in a fresh store. Waits for a free slot when
+    /// `max_concurrent` attempts are already running.
+    pub async fn run(
+        &self,
+        module: &Module,
+        attempt: Attempt<'_>,
+    ) -> Result<AttemptReport, SandboxError> {
+        let limits = attempt.limits;
+        if limits.memory > self.inner.config.max_memory {
+            return Err(SandboxError::LimitTooHigh {
+                limit: "memory",
+                requested: limits.memory,
+                maximum: self.inner.config.max_memory,
+            });
+        }
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| SandboxError::Host("the sandbox is shutting down".into()))?;
+
+        let logs = LogSink::new(limits.max_log);
+        let mut store = self.new_store(&attempt, &logs)?;
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let started = Instant::now();
+        // The epoch check catches guests that compute past the deadline;
+        // the timer catches guests blocked in a host call (e.g. a sleep).
+        let call = tokio::time::timeout(limits.timeout, async {
+            let task = module.pre.instantiate_async(&mut store).await?;
+            task.call_run(&mut store, attempt.input).await
+        })
+        .await;
+        let duration = started.elapsed();
+
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let outcome = match call {
+            Err(_elapsed) => Outcome::Timeout,
+            Ok(Ok(returned)) => outcome::returned(
+                returned.map_err(|e| (e.code, e.message, e.retryable)),
+                limits.max_output,
+            ),
+            Ok(Err(error)) => {
+                if is_pool_exhausted(&error) {
+                    return Err(SandboxError::Host(format!("{error:#}")));
+                }
+                outcome::failed(&error, store.data().limiter.denied)
+            }
+        };
+        let state = store.into_data();
+        let kv_writes = if outcome.is_ok() {
+            state.kv.into_writes()
+        } else {
+            Vec::new()
+        };
+        Ok(AttemptReport {
+            outcome,
+            fuel_used,
+            duration,
+            logs: logs.take(),
+            kv_writes,
+        })
+    }
+
+    fn new_store(
+        &self,
+        attempt: &Attempt<'_>,
+        logs: &LogSink,
+    ) -> Result<Store<HostState>, SandboxError> {
+        let limits = attempt.limits;
+        // Nothing is granted: no preopens, env, args or network; stdin is empty.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(logs.stdout())
+            .stderr(logs.stderr())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory as usize)
+            .table_elements(TABLE_ELEMENTS)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: GuestLimiter::new(store_limits),
+            context: Arc::new(attempt.context.clone()),
+            logs: logs.clone(),
+            kv: KvBuffer::new(
+                attempt.kv.clone(),
+                attempt.context.tenant.clone(),
+                self.inner.config.kv,
+            ),
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| SandboxError::Host(format!("cannot set fuel: {e:#}")))?;
+        Ok(store)
+    }
+}
+
+/// Table elements an attempt may have (function references); far above
+/// what real tasks use, far below what would hurt the host.
+const TABLE_ELEMENTS: usize = 1 << 20;
+
+fn engine_config(config: &SandboxConfig) -> Config {
+    let slots = config.max_concurrent;
+    let mut pool = PoolingAllocationConfig::default();
+    // A Rust task instantiates about five core instances (its module plus
+    // the shims wit-component adds), with one memory and a few tables.
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memory_size(config.max_memory as usize);
+
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    wasm
+}
+
+fn is_pool_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+}
+
+/// Advances the engine's epoch every tick until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine, tick: Duration) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("weft-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        Ticker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Durations in reports are whole microseconds.
+mod duration_micros {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_micros() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_micros)
+    }
+}

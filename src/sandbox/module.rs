@@ -1,0 +1,154 @@
+//! Loading a task component: check what it is, compile it once, and keep
+//! it ready to instantiate.
+
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+
+use super::error::LoadError;
+use super::host::{HostState, TaskPre};
+use crate::digest::Digest;
+
+/// A validated, compiled task component, ready to run many attempts.
+pub struct Module {
+    digest: Digest,
+    size: usize,
+    imports: Vec<String>,
+    pub(crate) pre: TaskPre<HostState>,
+}
+
+impl Module {
+    /// The SHA-256 of the component's bytes: its identity.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The component's size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The interfaces it imports, e.g. `weft:task/kv@0.1.0`.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .field("imports", &self.imports)
+            .finish_non_exhaustive()
+    }
+}
+
+/// WASI 0.2 packages the host links, with nothing granted.
+const WASI_PACKAGES: [&str; 6] = [
+    "wasi:cli",
+    "wasi:clocks",
+    "wasi:filesystem",
+    "wasi:io",
+    "wasi:random",
+    "wasi:sockets",
+];
+
+/// Whether the host provides an imported interface, judged by its name.
+/// Type mismatches within a provided interface are caught by the linker.
+fn provided(import: &str) -> bool {
+    let Some((path, version)) = import.rsplit_once('@') else {
+        return false;
+    };
+    let Some((package, _interface)) = path.split_once('/') else {
+        return false;
+    };
+    match package {
+        "weft:task" => version.starts_with("0.1."),
+        _ if WASI_PACKAGES.contains(&package) => version.starts_with("0.2."),
+        _ => false,
+    }
+}
+
+/// Checks and compiles `bytes` as a weft task.
+pub(crate) fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    bytes: &[u8],
+    digest: Digest,
+) -> Result<Module, LoadError> {
+    if bytes.is_empty() {
+        return Err(LoadError::Empty);
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadError::CoreModule);
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(LoadError::NotWasm);
+    }
+    let component =
+        Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    let ty = component.component_type();
+
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let unsupported: Vec<String> = imports
+        .iter()
+        .filter(|name| !provided(name))
+        .cloned()
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(LoadError::UnsupportedImports(unsupported));
+    }
+    let exports_run = ty
+        .exports(engine)
+        .any(|(name, item)| name == "run" && matches!(item.ty, ComponentItem::ComponentFunc(_)));
+    if !exports_run {
+        let exports = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        return Err(LoadError::NotATask { exports });
+    }
+
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
+    let pre = TaskPre::new(instance_pre).map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
+    Ok(Module {
+        digest,
+        size: bytes.len(),
+        imports,
+        pre,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provided;
+
+    #[test]
+    fn provides_weft_and_wasi_p2_only() {
+        for name in [
+            "weft:task/kv@0.1.0",
+            "weft:task/types@0.1.3",
+            "wasi:cli/environment@0.2.0",
+            "wasi:io/streams@0.2.6",
+            "wasi:sockets/tcp@0.2.3",
+        ] {
+            assert!(provided(name), "{name}");
+        }
+        for name in [
+            "acme:rogue/net@1.0.0",
+            "weft:task/kv@0.2.0",
+            "wasi:http/types@0.2.0",
+            "wasi:cli/environment@0.3.0",
+            "wasi:cli/environment",
+            "run",
+        ] {
+            assert!(!provided(name), "{name}");
+        }
+    }
+}
