@@ -14,6 +14,4 @@ pub mod digest;
 pub mod sandbox;
 
 pub use digest::Digest;
-pub use sandbox::{
-    Attempt, AttemptContext, AttemptReport, Limits, Module, Outcome, Sandbox, SandboxConfig,
-};
+pub use sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Module, Outcome, Sandbox, SandboxConfig};

@@ -86,9 +86,7 @@ impl From<KvError> for TaskError {
 /// Reads a JSON value; `Ok(None)` when the key is not set.
 pub fn get<T: DeserializeOwned>(key: &str) -> Result<Option<T>, KvError> {
     match get_bytes(key)? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(KvError::Decode),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(KvError::Decode),
         None => Ok(None),
     }
 }

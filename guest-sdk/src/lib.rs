@@ -54,10 +54,7 @@ pub mod __private {
     use bindings::weft::task::types::TaskError as WitTaskError;
 
     /// Decodes the JSON input, calls the task and encodes its output.
-    pub fn dispatch<I, O, E>(
-        input: &str,
-        task: fn(I) -> Result<O, E>,
-    ) -> Result<String, WitTaskError>
+    pub fn dispatch<I, O, E>(input: &str, task: fn(I) -> Result<O, E>) -> Result<String, WitTaskError>
     where
         I: DeserializeOwned,
         O: Serialize,
@@ -107,10 +104,8 @@ macro_rules! export_task {
         impl $crate::__private::bindings::Guest for __WeftTask {
             fn run(
                 input: ::std::string::String,
-            ) -> ::std::result::Result<
-                ::std::string::String,
-                $crate::__private::bindings::weft::task::types::TaskError,
-            > {
+            ) -> ::std::result::Result<::std::string::String, $crate::__private::bindings::weft::task::types::TaskError>
+            {
                 $crate::__private::dispatch(&input, $task)
             }
         }

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::sandbox::{
-    Attempt, AttemptContext, AttemptReport, DEFAULT_MAX_LOG, DEFAULT_MAX_OUTPUT, KvWrite, Limits,
-    MemoryKv, Outcome, Sandbox, SandboxConfig, parse_duration, parse_size,
+    Attempt, AttemptContext, AttemptReport, DEFAULT_MAX_LOG, DEFAULT_MAX_OUTPUT, KvWrite, Limits, MemoryKv, Outcome,
+    Sandbox, SandboxConfig, parse_duration, parse_size,
 };
 
 #[derive(Debug, Subcommand)]
@@ -90,8 +90,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<u8> {
     let kv = Arc::new(MemoryKv::new());
     kv.apply(&args.tenant, &parse_kv_seeds(&args.kv)?);
 
-    let bytes = std::fs::read(&args.component)
-        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let bytes = std::fs::read(&args.component).with_context(|| format!("cannot read {}", args.component.display()))?;
     let sandbox = Sandbox::new(SandboxConfig {
         max_concurrent: 1,
         max_memory: args.memory.max(SandboxConfig::default().max_memory),
@@ -142,17 +141,12 @@ async fn run_once(args: RunArgs) -> anyhow::Result<u8> {
         );
         print!("{}", summary(&report, &limits));
     }
-    Ok(if report.outcome.is_ok() {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
+    Ok(if report.outcome.is_ok() { EXIT_OK } else { EXIT_FAILED })
 }
 
 fn read_input(arg: &str) -> anyhow::Result<String> {
     let text = match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --input file {path}"))?,
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read --input file {path}"))?,
         None => arg.to_string(),
     };
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
@@ -202,10 +196,7 @@ fn summary(report: &AttemptReport, limits: &Limits) -> String {
         Outcome::Trap { message } => field("trap", message),
         Outcome::InvalidOutput { reason } => field("reason", reason),
         Outcome::OutOfFuel => field("reason", &format!("used all {} units of fuel", limits.fuel)),
-        Outcome::MemoryLimit => field(
-            "reason",
-            &format!("needed more than {} bytes of memory", limits.memory),
-        ),
+        Outcome::MemoryLimit => field("reason", &format!("needed more than {} bytes of memory", limits.memory)),
         Outcome::Timeout => field("reason", &format!("ran longer than {:?}", limits.timeout)),
     }
     field("fuel", &format!("{} of {}", report.fuel_used, limits.fuel));

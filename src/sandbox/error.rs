@@ -48,11 +48,7 @@ pub enum LoadError {
 }
 
 fn quoted(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// Why an attempt could not be run.
@@ -94,15 +90,10 @@ mod tests {
 
     #[test]
     fn names_every_unsupported_import() {
-        let error = LoadError::UnsupportedImports(vec![
-            "acme:rogue/net@1.0.0".into(),
-            "wasi:http/types@0.2.0".into(),
-        ]);
+        let error = LoadError::UnsupportedImports(vec!["acme:rogue/net@1.0.0".into(), "wasi:http/types@0.2.0".into()]);
         let text = error.to_string();
         assert!(
-            text.starts_with(
-                "the component imports `acme:rogue/net@1.0.0`, `wasi:http/types@0.2.0`, which"
-            ),
+            text.starts_with("the component imports `acme:rogue/net@1.0.0`, `wasi:http/types@0.2.0`, which"),
             "{text}"
         );
     }
@@ -112,11 +103,7 @@ mod tests {
         let error = LoadError::NotATask {
             exports: vec!["wasi:cli/run@0.2.6".into()],
         };
-        assert!(
-            error
-                .to_string()
-                .ends_with("it exports `wasi:cli/run@0.2.6`")
-        );
+        assert!(error.to_string().ends_with("it exports `wasi:cli/run@0.2.6`"));
         let error = LoadError::NotATask { exports: vec![] };
         assert!(error.to_string().ends_with("it exports nothing"));
     }

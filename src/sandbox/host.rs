@@ -70,31 +70,18 @@ pub(crate) struct GuestLimiter {
 
 impl GuestLimiter {
     pub(crate) fn new(limits: StoreLimits) -> GuestLimiter {
-        GuestLimiter {
-            limits,
-            denied: false,
-        }
+        GuestLimiter { limits, denied: false }
     }
 }
 
 impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         self.denied |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.table_growing(current, desired, maximum)?;
         self.denied |= !allowed;
         Ok(allowed)

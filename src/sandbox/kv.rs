@@ -61,10 +61,7 @@ impl KvBuffer {
         self.check_key(key)?;
         match self.writes.get(key) {
             Some(buffered) => Ok(buffered.clone()),
-            None => self
-                .store
-                .get(&self.tenant, key)
-                .map_err(KvRefusal::Unavailable),
+            None => self.store.get(&self.tenant, key).map_err(KvRefusal::Unavailable),
         }
     }
 
@@ -198,14 +195,8 @@ mod tests {
         };
         let mut kv = buffer(Arc::new(MemoryKv::new()), limits);
         assert_eq!(kv.get(""), Err(KvRefusal::InvalidKey(4)));
-        assert_eq!(
-            kv.set("toolong".into(), vec![]),
-            Err(KvRefusal::InvalidKey(4))
-        );
-        assert_eq!(
-            kv.set("k".into(), vec![0; 3]),
-            Err(KvRefusal::ValueTooLarge(2))
-        );
+        assert_eq!(kv.set("toolong".into(), vec![]), Err(KvRefusal::InvalidKey(4)));
+        assert_eq!(kv.set("k".into(), vec![0; 3]), Err(KvRefusal::ValueTooLarge(2)));
         assert_eq!(kv.set("k".into(), vec![0; 2]), Ok(()));
         assert_eq!(kv.delete("k".into()), Err(KvRefusal::TooManyWrites(1)));
     }

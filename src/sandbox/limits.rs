@@ -110,11 +110,7 @@ mod tests {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert!(
-            parse_size("lots")
-                .unwrap_err()
-                .contains("\"lots\" is not a size")
-        );
+        assert!(parse_size("lots").unwrap_err().contains("\"lots\" is not a size"));
     }
 
     #[test]
@@ -122,10 +118,6 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
-        assert!(
-            parse_duration("soon")
-                .unwrap_err()
-                .contains("not a duration")
-        );
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
     }
 }

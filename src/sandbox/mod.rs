@@ -33,8 +33,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
-    UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -43,8 +42,8 @@ pub use error::{LoadError, SandboxError};
 pub use host::AttemptContext;
 pub use kv::{KvRead, KvWrite, MemoryKv};
 pub use limits::{
-    DEFAULT_FUEL, DEFAULT_MAX_LOG, DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, KvLimits,
-    Limits, parse_duration, parse_size,
+    DEFAULT_FUEL, DEFAULT_MAX_LOG, DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, KvLimits, Limits,
+    parse_duration, parse_size,
 };
 pub use module::Module;
 pub use outcome::Outcome;
@@ -129,8 +128,7 @@ struct Inner {
 impl Sandbox {
     /// Creates the engine, the linker and the epoch ticker.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        let engine = Engine::new(&engine_config(&config))
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(&config)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         host::link(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
@@ -159,12 +157,7 @@ impl Sandbox {
         if let Some(module) = self.cached(&digest) {
             return Ok(module);
         }
-        let module = Arc::new(module::load(
-            &self.inner.engine,
-            &self.inner.linker,
-            bytes,
-            digest,
-        )?);
+        let module = Arc::new(module::load(&self.inner.engine, &self.inner.linker, bytes, digest)?);
         let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
         Ok(modules.entry(digest).or_insert(module).clone())
     }
@@ -177,11 +170,7 @@ impl Sandbox {
 
     /// Runs one attempt in a fresh store. Waits for a free slot when
     /// `max_concurrent` attempts are already running.
-    pub async fn run(
-        &self,
-        module: &Module,
-        attempt: Attempt<'_>,
-    ) -> Result<AttemptReport, SandboxError> {
+    pub async fn run(&self, module: &Module, attempt: Attempt<'_>) -> Result<AttemptReport, SandboxError> {
         let limits = attempt.limits;
         if limits.memory > self.inner.config.max_memory {
             return Err(SandboxError::LimitTooHigh {
@@ -248,11 +237,7 @@ impl Sandbox {
         })
     }
 
-    fn new_store(
-        &self,
-        attempt: &Attempt<'_>,
-        logs: &LogSink,
-    ) -> Result<Store<HostState>, SandboxError> {
+    fn new_store(&self, attempt: &Attempt<'_>, logs: &LogSink) -> Result<Store<HostState>, SandboxError> {
         let limits = attempt.limits;
         // Nothing is granted: no preopens, env, args or network; stdin is empty.
         let wasi = WasiCtxBuilder::new()
@@ -272,11 +257,7 @@ impl Sandbox {
             limiter: GuestLimiter::new(store_limits),
             context: Arc::new(attempt.context.clone()),
             logs: logs.clone(),
-            kv: KvBuffer::new(
-                attempt.kv.clone(),
-                attempt.context.tenant.clone(),
-                self.inner.config.kv,
-            ),
+            kv: KvBuffer::new(attempt.kv.clone(), attempt.context.tenant.clone(), self.inner.config.kv),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -312,9 +293,7 @@ fn engine_config(config: &SandboxConfig) -> Config {
 }
 
 fn is_pool_exhausted(error: &wasmtime::Error) -> bool {
-    error
-        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-        .is_some()
+    error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some()
 }
 
 /// Advances the engine's epoch every tick until dropped.

@@ -86,19 +86,11 @@ pub(crate) fn load(
     if !wasmparser::Parser::is_component(bytes) {
         return Err(LoadError::NotWasm);
     }
-    let component =
-        Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
     let ty = component.component_type();
 
-    let imports: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    let unsupported: Vec<String> = imports
-        .iter()
-        .filter(|name| !provided(name))
-        .cloned()
-        .collect();
+    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    let unsupported: Vec<String> = imports.iter().filter(|name| !provided(name)).cloned().collect();
     if !unsupported.is_empty() {
         return Err(LoadError::UnsupportedImports(unsupported));
     }
@@ -106,10 +98,7 @@ pub(crate) fn load(
         .exports(engine)
         .any(|(name, item)| name == "run" && matches!(item.ty, ComponentItem::ComponentFunc(_)));
     if !exports_run {
-        let exports = ty
-            .exports(engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let exports = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
         return Err(LoadError::NotATask { exports });
     }
 

@@ -122,10 +122,7 @@ pub(crate) fn failed(error: &wasmtime::Error, memory_denied: bool) -> Outcome {
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return Outcome::Trap {
-            message: format!(
-                "the task exited with status {} instead of returning a result",
-                exit.0
-            ),
+            message: format!("the task exited with status {} instead of returning a result", exit.0),
         };
     }
     if memory_denied {
@@ -164,13 +161,9 @@ mod tests {
     #[test]
     fn rejects_oversized_or_non_json_output() {
         let big = returned(Ok("\"abcdef\"".into()), 4);
-        assert!(
-            matches!(&big, Outcome::InvalidOutput { reason } if reason.contains("8 bytes, over the limit of 4"))
-        );
+        assert!(matches!(&big, Outcome::InvalidOutput { reason } if reason.contains("8 bytes, over the limit of 4")));
         let text = returned(Ok("hello".into()), 100);
-        assert!(
-            matches!(&text, Outcome::InvalidOutput { reason } if reason.starts_with("the output is not JSON"))
-        );
+        assert!(matches!(&text, Outcome::InvalidOutput { reason } if reason.starts_with("the output is not JSON")));
     }
 
     #[test]

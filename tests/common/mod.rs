@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use weft::sandbox::{
-    Attempt, AttemptContext, AttemptReport, Limits, MemoryKv, Module, Sandbox, SandboxConfig,
-};
+use weft::sandbox::{Attempt, AttemptContext, AttemptReport, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
 
 /// The path of an example task's component, e.g. `guest("hello")`.
 ///
@@ -28,13 +26,7 @@ fn build_example_tasks() -> PathBuf {
     let target_dir = root.join("target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
@@ -63,9 +55,7 @@ pub fn sandbox() -> &'static Sandbox {
 
 /// An example task loaded into the shared sandbox (compiled once, cached).
 pub fn module(name: &str) -> Arc<Module> {
-    sandbox()
-        .load(&guest_bytes(name))
-        .expect("loading an example task")
+    sandbox().load(&guest_bytes(name)).expect("loading an example task")
 }
 
 /// A context for test attempts.
@@ -91,13 +81,7 @@ pub async fn run(name: &str, input: &str) -> AttemptReport {
 }
 
 /// Runs one attempt against the given kv store, as attempt number `attempt`.
-pub async fn run_in(
-    name: &str,
-    input: &str,
-    limits: Limits,
-    kv: Arc<MemoryKv>,
-    attempt: u32,
-) -> AttemptReport {
+pub async fn run_in(name: &str, input: &str, limits: Limits, kv: Arc<MemoryKv>, attempt: u32) -> AttemptReport {
     let module = module(name);
     sandbox()
         .run(

@@ -28,10 +28,7 @@ async fn fuel_grows_with_the_work_done() {
     let burn = |n: u64| format!(r#"{{"mode": "burn", "iterations": {n}}}"#);
     let small = run("misbehave", &burn(10_000)).await.fuel_used;
     let large = run("misbehave", &burn(1_000_000)).await.fuel_used;
-    assert!(
-        large > 50 * small,
-        "10k iterations: {small}, 1M iterations: {large}"
-    );
+    assert!(large > 50 * small, "10k iterations: {small}, 1M iterations: {large}");
 }
 
 #[tokio::test]

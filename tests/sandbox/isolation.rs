@@ -14,10 +14,7 @@ async fn attempt_output(input: &str) -> Value {
 }
 
 fn assert_failed(report: &Value, what: &str) {
-    assert_eq!(
-        report[what]["succeeded"], false,
-        "{what} succeeded: {report}"
-    );
+    assert_eq!(report[what]["succeeded"], false, "{what} succeeded: {report}");
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use weft::sandbox::{KvWrite, Limits, MemoryKv};
 
 use crate::common::run_in;
 
-const PAYMENT: &str = r#"{"order_id": "o-1", "amount_cents": 4200, "currency": "EUR", "card_number": "4242 4242 4242 4242"}"#;
+const PAYMENT: &str =
+    r#"{"order_id": "o-1", "amount_cents": 4200, "currency": "EUR", "card_number": "4242 4242 4242 4242"}"#;
 
 #[tokio::test]
 async fn a_successful_attempt_reports_its_writes() {
@@ -22,7 +23,8 @@ async fn a_successful_attempt_reports_its_writes() {
 async fn a_failed_attempt_leaves_no_writes() {
     let kv = Arc::new(MemoryKv::new());
     // GIZMO-3 has 5 in stock: the first item is reserved, the second fails.
-    let order = r#"{"order_id": "o-2", "items": [{"sku": "WIDGET-1", "quantity": 1}, {"sku": "GIZMO-3", "quantity": 6}]}"#;
+    let order =
+        r#"{"order_id": "o-2", "items": [{"sku": "WIDGET-1", "quantity": 1}, {"sku": "GIZMO-3", "quantity": 6}]}"#;
     let report = run_in("reserve_inventory", order, Limits::default(), kv, 1).await;
     let Outcome::GuestError {
         code,
@@ -58,24 +60,10 @@ async fn committed_writes_are_read_by_later_attempts() {
 #[tokio::test]
 async fn uncommitted_writes_are_not_seen() {
     let kv = Arc::new(MemoryKv::new());
-    let first = run_in(
-        "validate_payment",
-        PAYMENT,
-        Limits::default(),
-        kv.clone(),
-        1,
-    )
-    .await;
+    let first = run_in("validate_payment", PAYMENT, Limits::default(), kv.clone(), 1).await;
     assert!(!first.kv_writes.is_empty());
     // Not applied: the refund finds no payment.
-    let refund = run_in(
-        "refund_payment",
-        r#"{"order_id": "o-1"}"#,
-        Limits::default(),
-        kv,
-        1,
-    )
-    .await;
+    let refund = run_in("refund_payment", r#"{"order_id": "o-1"}"#, Limits::default(), kv, 1).await;
     let Outcome::GuestError { code, .. } = &refund.outcome else {
         panic!("{:?}", refund.outcome)
     };

@@ -32,16 +32,8 @@ async fn spinning_forever_times_out_when_fuel_allows() {
     };
     let report = run_with("misbehave", r#"{"mode": "spin"}"#, limits).await;
     assert_eq!(report.outcome, Outcome::Timeout);
-    assert!(
-        report.duration >= Duration::from_millis(300),
-        "{:?}",
-        report.duration
-    );
-    assert!(
-        report.duration < Duration::from_secs(3),
-        "{:?}",
-        report.duration
-    );
+    assert!(report.duration >= Duration::from_millis(300), "{:?}", report.duration);
+    assert!(report.duration < Duration::from_secs(3), "{:?}", report.duration);
     assert_host_still_serves().await;
 }
 
@@ -53,11 +45,7 @@ async fn blocking_in_the_host_times_out() {
     };
     let report = run_with("misbehave", r#"{"mode": "sleep", "ms": 60000}"#, limits).await;
     assert_eq!(report.outcome, Outcome::Timeout);
-    assert!(
-        report.duration < Duration::from_secs(3),
-        "{:?}",
-        report.duration
-    );
+    assert!(report.duration < Duration::from_secs(3), "{:?}", report.duration);
     assert_host_still_serves().await;
 }
 
@@ -94,13 +82,7 @@ async fn memory_above_the_server_maximum_is_refused() {
     };
     let error = sandbox().run(&module, attempt).await.unwrap_err();
     assert!(
-        matches!(
-            error,
-            SandboxError::LimitTooHigh {
-                limit: "memory",
-                ..
-            }
-        ),
+        matches!(error, SandboxError::LimitTooHigh { limit: "memory", .. }),
         "{error}"
     );
     assert!(!error.is_retryable());
@@ -119,11 +101,7 @@ async fn recursing_without_end_traps() {
 #[tokio::test]
 async fn a_panic_traps_with_its_message_in_stderr() {
     let report = run_with("misbehave", r#"{"mode": "panic"}"#, Limits::default()).await;
-    assert!(
-        matches!(report.outcome, Outcome::Trap { .. }),
-        "{:?}",
-        report.outcome
-    );
+    assert!(matches!(report.outcome, Outcome::Trap { .. }), "{:?}", report.outcome);
     assert!(
         report.logs.stderr.contains("panicked on purpose"),
         "{}",
@@ -139,26 +117,13 @@ async fn oversized_output_is_invalid() {
         max_output: 1_000,
         ..Limits::default()
     };
-    let report = run_with(
-        "misbehave",
-        r#"{"mode": "big_output", "bytes": 5000}"#,
-        limits,
-    )
-    .await;
+    let report = run_with("misbehave", r#"{"mode": "big_output", "bytes": 5000}"#, limits).await;
     let Outcome::InvalidOutput { reason } = &report.outcome else {
         panic!("{:?}", report.outcome)
     };
-    assert_eq!(
-        reason,
-        "the output is 5002 bytes, over the limit of 1000 bytes"
-    );
+    assert_eq!(reason, "the output is 5002 bytes, over the limit of 1000 bytes");
 
-    let fits = run_with(
-        "misbehave",
-        r#"{"mode": "big_output", "bytes": 998}"#,
-        limits,
-    )
-    .await;
+    let fits = run_with("misbehave", r#"{"mode": "big_output", "bytes": 998}"#, limits).await;
     assert!(fits.outcome.is_ok(), "{:?}", fits.outcome);
 }
 
@@ -196,14 +161,7 @@ async fn many_attempts_run_at_once_beside_a_spinning_one() {
     let spinner = tokio::spawn(run_with("misbehave", r#"{"mode": "spin"}"#, spin_limits));
     let greeters: Vec<_> = (0..32)
         .map(|i| {
-            tokio::spawn(async move {
-                run_with(
-                    "hello",
-                    &format!(r#"{{"name": "n{i}"}}"#),
-                    Limits::default(),
-                )
-                .await
-            })
+            tokio::spawn(async move { run_with("hello", &format!(r#"{{"name": "n{i}"}}"#), Limits::default()).await })
         })
         .collect();
     for (i, greeter) in greeters.into_iter().enumerate() {

@@ -5,9 +5,7 @@ use weft::sandbox::LoadError;
 use crate::common::{guest_bytes, sandbox};
 
 fn load_error(bytes: &[u8]) -> LoadError {
-    sandbox()
-        .load(bytes)
-        .expect_err("the component was accepted")
+    sandbox().load(bytes).expect_err("the component was accepted")
 }
 
 #[test]
@@ -48,9 +46,9 @@ fn refuses_a_component_importing_what_the_host_lacks() {
         LoadError::UnsupportedImports(vec!["acme:rogue/net@1.0.0".into()])
     );
     assert!(
-        error.to_string().starts_with(
-            "the component imports `acme:rogue/net@1.0.0`, which weft does not provide"
-        )
+        error
+            .to_string()
+            .starts_with("the component imports `acme:rogue/net@1.0.0`, which weft does not provide")
     );
 }
 
@@ -60,10 +58,7 @@ fn refuses_a_component_for_another_world() {
     let LoadError::NotATask { exports } = &error else {
         panic!("{error}")
     };
-    assert!(
-        exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")),
-        "{exports:?}"
-    );
+    assert!(exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")), "{exports:?}");
     assert!(error.to_string().contains("so it is not a weft task"));
 }
 
@@ -80,9 +75,7 @@ fn accepts_every_example_task_and_caches_by_digest() {
         "misbehave",
     ] {
         let bytes = guest_bytes(name);
-        let module = sandbox()
-            .load(&bytes)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let module = sandbox().load(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(module.digest(), weft::Digest::of(&bytes));
         assert_eq!(module.size(), bytes.len());
         assert!(
@@ -91,9 +84,6 @@ fn accepts_every_example_task_and_caches_by_digest() {
             module.imports()
         );
         let again = sandbox().load(&bytes).unwrap();
-        assert!(
-            std::sync::Arc::ptr_eq(&module, &again),
-            "{name} was compiled twice"
-        );
+        assert!(std::sync::Arc::ptr_eq(&module, &again), "{name} was compiled twice");
     }
 }

@@ -30,7 +30,11 @@ async fn an_order_is_paid_reserved_shipped_confirmed_and_refunded() {
         kv.apply("acme", &report.kv_writes);
         output(&report.outcome)
     };
-    let payment = step("validate_payment", json!({"order_id": "A-1", "amount_cents": 12_50, "currency": "EUR", "card_number": "4242424242424242"})).await;
+    let payment = step(
+        "validate_payment",
+        json!({"order_id": "A-1", "amount_cents": 12_50, "currency": "EUR", "card_number": "4242424242424242"}),
+    )
+    .await;
     assert_eq!(payment["approved"], true);
     assert_eq!(payment["card_last4"], "4242");
 
@@ -41,7 +45,8 @@ async fn an_order_is_paid_reserved_shipped_confirmed_and_refunded() {
     .await;
     assert_eq!(reservation["reservation_id"], "res_A-1");
 
-    let address = json!({"name": "Ada", "line1": "1 Loop Rd", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let address =
+        json!({"name": "Ada", "line1": "1 Loop Rd", "city": "Berlin", "postal_code": "10115", "country": "DE"});
     let shipment = step(
         "notify_warehouse",
         json!({"order_id": "A-1", "reservation_id": "res_A-1", "ship_to": address}),
@@ -52,7 +57,11 @@ async fn an_order_is_paid_reserved_shipped_confirmed_and_refunded() {
         json!({"shipment_id": "shp_A-1", "order_id": "A-1", "warehouse": "FRA-1", "status": "queued"})
     );
 
-    let sent = step("send_confirmation", json!({"order_id": "A-1", "email": "ada@example.com", "amount_cents": 1250, "currency": "EUR"})).await;
+    let sent = step(
+        "send_confirmation",
+        json!({"order_id": "A-1", "email": "ada@example.com", "amount_cents": 1250, "currency": "EUR"}),
+    )
+    .await;
     assert_eq!(sent["subject"], "Your order A-1 (12.50 EUR) is confirmed");
 
     let refund = step(
@@ -63,10 +72,7 @@ async fn an_order_is_paid_reserved_shipped_confirmed_and_refunded() {
     assert_eq!(refund["authorization_id"], payment["authorization_id"]);
     assert_eq!(refund["amount_cents"], 1250);
     // Refunding twice returns the first refund.
-    assert_eq!(
-        step("refund_payment", json!({"order_id": "A-1"})).await,
-        refund
-    );
+    assert_eq!(step("refund_payment", json!({"order_id": "A-1"})).await, refund);
 }
 
 #[tokio::test]
@@ -92,11 +98,7 @@ async fn the_order_tasks_fail_as_a_shop_would() {
             json!({"order_id": "B", "amount_cents": 1, "currency": "EUR", "card_number": "42"}),
             "invalid_card",
         ),
-        (
-            "validate_payment",
-            json!({"order_id": "B"}),
-            "invalid_input",
-        ),
+        ("validate_payment", json!({"order_id": "B"}), "invalid_input"),
         (
             "reserve_inventory",
             json!({"order_id": "B", "items": [{"sku": "DISCONTINUED-9", "quantity": 1}]}),
@@ -122,11 +124,7 @@ async fn the_order_tasks_fail_as_a_shop_would() {
             json!({"order_id": "B", "email": "not-an-email", "amount_cents": 1, "currency": "EUR"}),
             "invalid_email",
         ),
-        (
-            "refund_payment",
-            json!({"order_id": "never-paid"}),
-            "no_payment",
-        ),
+        ("refund_payment", json!({"order_id": "never-paid"}), "no_payment"),
     ];
     for (task, input, expected) in cases {
         let report = run(task, &input.to_string()).await;
@@ -139,14 +137,7 @@ async fn the_order_tasks_fail_as_a_shop_would() {
 async fn flaky_fails_retryably_then_succeeds() {
     let kv = Arc::new(MemoryKv::new());
     for attempt in 1..=2 {
-        let report = run_in(
-            "flaky",
-            r#"{"fail_times": 2}"#,
-            Limits::default(),
-            kv.clone(),
-            attempt,
-        )
-        .await;
+        let report = run_in("flaky", r#"{"fail_times": 2}"#, Limits::default(), kv.clone(), attempt).await;
         assert_eq!(error_code(&report.outcome), "transient");
         assert!(report.outcome.is_retryable());
         assert_eq!(

@@ -63,10 +63,7 @@ fn misbehave(mode: Mode) -> Result<Value, TaskError> {
         }
         Mode::BigOutput { bytes } => Ok(Value::String("x".repeat(bytes))),
         Mode::StdoutFlood => loop {
-            println!(
-                "{}",
-                black_box("all work and no play makes jack a dull boy")
-            );
+            println!("{}", black_box("all work and no play makes jack a dull boy"));
         },
         Mode::Sleep { ms } => {
             std::thread::sleep(std::time::Duration::from_millis(ms));

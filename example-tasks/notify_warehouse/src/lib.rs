@@ -47,10 +47,7 @@ fn notify_warehouse(request: Request) -> Result<Shipment, TaskError> {
         "GB" | "IE" => "LHR-1",
         _ => "AMS-1",
     };
-    weft_sdk::info!(
-        "reservation {} goes out from {warehouse}",
-        request.reservation_id
-    );
+    weft_sdk::info!("reservation {} goes out from {warehouse}", request.reservation_id);
     Ok(Shipment {
         shipment_id: format!("shp_{}", request.order_id),
         order_id: request.order_id,

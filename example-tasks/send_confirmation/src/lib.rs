@@ -35,11 +35,7 @@ fn send_confirmation(request: Request) -> Result<Sent, TaskError> {
         request.amount_cents % 100,
         request.currency
     );
-    weft_sdk::info!(
-        "confirmation for order {} sent to {}",
-        request.order_id,
-        request.email
-    );
+    weft_sdk::info!("confirmation for order {} sent to {}", request.order_id, request.email);
     Ok(Sent {
         message_id: format!("msg_{}", request.order_id),
         to: request.email,

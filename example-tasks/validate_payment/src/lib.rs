@@ -31,16 +31,10 @@ const DECLINED_CARD: &str = "4000000000000002";
 
 fn validate_payment(payment: Payment) -> Result<Authorization, TaskError> {
     if payment.amount_cents == 0 {
-        return Err(TaskError::new(
-            "invalid_amount",
-            "the amount must be positive",
-        ));
+        return Err(TaskError::new("invalid_amount", "the amount must be positive"));
     }
     if !CURRENCIES.contains(&payment.currency.as_str()) {
-        let message = format!(
-            "currency {:?} is not one of {CURRENCIES:?}",
-            payment.currency
-        );
+        let message = format!("currency {:?} is not one of {CURRENCIES:?}", payment.currency);
         return Err(TaskError::new("invalid_currency", message));
     }
     let digits: String = payment.card_number.chars().filter(|c| *c != ' ').collect();
@@ -52,10 +46,7 @@ fn validate_payment(payment: Payment) -> Result<Authorization, TaskError> {
     }
     let card_last4 = digits[digits.len() - 4..].to_string();
     if digits == DECLINED_CARD {
-        weft_sdk::warn!(
-            "card ending {card_last4} declined for order {}",
-            payment.order_id
-        );
+        weft_sdk::warn!("card ending {card_last4} declined for order {}", payment.order_id);
         let message = format!("the card ending {card_last4} was declined");
         return Err(TaskError::new("card_declined", message));
     }
