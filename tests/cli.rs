@@ -1,0 +1,190 @@
+//! `weft task run`, the real binary: output, exit status and error messages.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::guest;
+
+fn weft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .expect("running weft")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn runs_a_task_and_prints_the_outcome() {
+    let hello = guest("hello");
+    let output = weft(&["task", "run", hello.to_str().unwrap(), "--input", r#"{"name": "Ada"}"#]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("outcome   ok\noutput    {\"greeting\":\"Hello, Ada!\"}\nfuel      "),
+        "{text}"
+    );
+    assert!(stderr(&output).contains("sha256:"), "{}", stderr(&output));
+}
+
+#[test]
+fn reads_input_from_a_file_and_prints_json() {
+    let dir = std::env::temp_dir().join(format!("weft-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("payment.json");
+    std::fs::write(
+        &input,
+        r#"{"order_id": "f-1", "amount_cents": 500, "currency": "GBP", "card_number": "4242424242424242"}"#,
+    )
+    .unwrap();
+    let task = guest("validate_payment");
+    let output = weft(&[
+        "task",
+        "run",
+        task.to_str().unwrap(),
+        "--input",
+        &format!("@{}", input.display()),
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["outcome"], "ok");
+    assert!(report["fuel_used"].as_u64().unwrap() > 0);
+    assert_eq!(report["kv_writes"][0]["key"], "payments/f-1");
+    assert_eq!(
+        report["logs"]["lines"][0]["message"],
+        "authorised 500 GBP for order f-1"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exits_1_when_the_attempt_fails() {
+    let task = guest("misbehave");
+    let output = weft(&[
+        "task",
+        "run",
+        task.to_str().unwrap(),
+        "--input",
+        r#"{"mode": "spin"}"#,
+        "--fuel",
+        "1000000",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).starts_with("outcome   out_of_fuel\nreason    used all 1000000 units of fuel\n"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = weft(&[
+        "task",
+        "run",
+        task.to_str().unwrap(),
+        "--input",
+        r#"{"mode": "sleep", "ms": 10000}"#,
+        "--timeout",
+        "100ms",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).starts_with("outcome   timeout\n"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn the_attempt_flag_reaches_the_task() {
+    let task = guest("flaky");
+    let first = weft(&["task", "run", task.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(1));
+    assert!(
+        stdout(&first).contains("error     transient: attempt 1 of 2 planned failures\nretryable true\n"),
+        "{}",
+        stdout(&first)
+    );
+    let third = weft(&["task", "run", task.to_str().unwrap(), "--attempt", "3"]);
+    assert_eq!(third.status.code(), Some(0), "{}", stdout(&third));
+}
+
+#[test]
+fn kv_can_be_seeded() {
+    let task = guest("refund_payment");
+    let payment = r#"payments/k-1={"authorization_id": "auth_1", "amount_cents": 700, "currency": "EUR"}"#;
+    let output = weft(&[
+        "task",
+        "run",
+        task.to_str().unwrap(),
+        "--input",
+        r#"{"order_id": "k-1"}"#,
+        "--kv",
+        payment,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    assert!(
+        stdout(&output).contains("\"refund_id\":\"ref_k-1\""),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn exits_2_naming_what_is_wrong() {
+    let bad_import = guest("bad_import");
+    let output = weft(&["task", "run", bad_import.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("the component imports `acme:rogue/net@1.0.0`, which weft does not provide"),
+        "{}",
+        stderr(&output)
+    );
+
+    let hello = guest("hello");
+    let output = weft(&["task", "run", hello.to_str().unwrap(), "--input", "{not json"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).starts_with("error: --input is not JSON"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = weft(&["task", "run", "/nonexistent/task.wasm"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).starts_with("error: cannot read /nonexistent/task.wasm"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = weft(&["task", "run", hello.to_str().unwrap(), "--memory", "lots"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("\"lots\" is not a size"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn help_explains_the_command() {
+    let output = weft(&["task", "run", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    for expected in [
+        "--fuel",
+        "--memory",
+        "--timeout",
+        "Exit status: 0 when the outcome is `ok`",
+        "Examples:",
+    ] {
+        assert!(text.contains(expected), "help lacks {expected:?}:\n{text}");
+    }
+}
