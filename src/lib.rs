@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod digest;
 pub mod sandbox;
+pub mod spec;
 
 pub use digest::Digest;
 pub use sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Module, Outcome, Sandbox, SandboxConfig};

@@ -2,6 +2,7 @@
 //! group lives in its own file; `main.rs` only calls [`main`].
 
 mod task;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,15 @@ enum Command {
     /// Work with task components: try one locally before uploading it.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Check workflow documents and print every problem found, with its
+    /// line and column.
+    ///
+    /// Exit status: 0 when every document is valid, 1 when any has a
+    /// problem, 2 when a file cannot be read.
+    Validate(workflow::ValidateArgs),
+    /// Print the JSON Schema of workflow documents (for editors and
+    /// linters).
+    Schema,
 }
 
 /// Exit status: the command did what was asked.
@@ -50,6 +60,8 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Task(command) => task::run(command).await,
+            Command::Validate(args) => workflow::validate(args),
+            Command::Schema => workflow::schema(),
         }
     });
     match result {

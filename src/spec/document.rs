@@ -1,0 +1,207 @@
+//! The workflow document as written: the serde types that YAML and JSON
+//! documents deserialise into, with source spans on every value that a
+//! later check may need to point at. The JSON Schema of the format is
+//! generated from these types (`weft schema`).
+//!
+//! Nothing here is interpreted; `validate` turns a [`Document`] into a
+//! checked [`Workflow`](super::Workflow).
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+/// A workflow: named steps with dependencies, run as a DAG.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// The workflow's name: lowercase letters, digits, `_` and `-`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// What the workflow does, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A JSON Schema that a run's input must satisfy; checked when a run
+    /// starts.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub input_schema: Option<Spanned<Value>>,
+    /// Settings every step inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: StepSettings,
+    /// The most steps (and `for_each` items) of one run that may run at once.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// The steps, in any order; `needs` decides the order they run in.
+    pub steps: Vec<StepDoc>,
+    /// The run's output: a template over `input` and `steps`. Without it,
+    /// the output is an object of every succeeded step's output by id.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub output: Option<Spanned<Value>>,
+}
+
+/// One step: a task run with an input built from earlier results.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDoc {
+    /// Unique within the workflow: lowercase letters, digits and `_`,
+    /// starting with a letter (so expressions can say `steps.<id>`).
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// The module to run: `name`, `name@version` or `sha256:<digest>`.
+    #[schemars(with = "String")]
+    pub task: Spanned<String>,
+    /// Steps that must succeed before this one starts.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub needs: Vec<Spanned<String>>,
+    /// The task's input: any JSON value; strings may hold `${{ expr }}`
+    /// templates. Defaults to the run's input.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub input: Option<Spanned<Value>>,
+    /// A CEL condition; when false the step is skipped.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub when: Option<Spanned<String>>,
+    /// A CEL expression giving a list; the task runs once per item, with
+    /// `item` and `index` in scope. The step's output is the list of the
+    /// items' outputs.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub for_each: Option<Spanned<String>>,
+    /// For `for_each`: the most items running at once.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// This step compensates these steps: it runs only when one of them
+    /// fails for good, and never otherwise.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub on_failure_of: Vec<Spanned<String>>,
+    /// What the step's own failure does to the run.
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
+    /// What happens to this step when one of its `needs` was skipped.
+    #[serde(default)]
+    pub if_needs_skipped: Option<IfNeedsSkipped>,
+    /// How failed attempts are retried (over the workflow's `defaults`).
+    #[serde(default)]
+    pub retry: Option<RetryDoc>,
+    /// Wall-clock limit of one attempt, e.g. `30s`, `500ms`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Resource limits of one attempt.
+    #[serde(default)]
+    pub limits: Option<LimitsDoc>,
+}
+
+/// The workflow's `defaults`: what a step uses for the settings it does not
+/// set itself (and the server's defaults for what neither sets).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSettings {
+    /// How failed attempts are retried.
+    #[serde(default)]
+    pub retry: Option<RetryDoc>,
+    /// Wall-clock limit of one attempt, e.g. `30s`, `500ms`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Resource limits of one attempt.
+    #[serde(default)]
+    pub limits: Option<LimitsDoc>,
+}
+
+/// How failed attempts are retried. An attempt is retried when its outcome
+/// is retryable (a retryable task error, or a timeout), its error code is
+/// not listed in `non_retryable`, and attempts remain.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDoc {
+    /// Attempts in all, the first included (1 = never retry).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Wait before the first retry, e.g. `1s`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub initial_interval: Option<Spanned<String>>,
+    /// Each wait is the previous one times this (at least 1).
+    #[serde(default)]
+    pub backoff: Option<f64>,
+    /// The longest wait, e.g. `1m`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub max_interval: Option<Spanned<String>>,
+    /// `none`: wait exactly; `full`: wait a random time up to the interval.
+    #[serde(default)]
+    pub jitter: Option<Jitter>,
+    /// Task error codes that are never retried.
+    #[serde(default)]
+    pub non_retryable: Option<Vec<String>>,
+}
+
+/// Randomisation of retry waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// Wait exactly the computed interval.
+    None,
+    /// Wait a uniformly random time between zero and the interval.
+    Full,
+}
+
+/// Resource limits of one attempt.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDoc {
+    /// Fuel (about one unit per WebAssembly instruction).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub fuel: Option<Spanned<u64>>,
+    /// Memory, e.g. `64MiB`, or bytes.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub memory: Option<Spanned<Value>>,
+    /// Largest output, e.g. `1MiB`, or bytes.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub max_output: Option<Spanned<Value>>,
+}
+
+/// What a step's failure (after its retries) does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The run fails: nothing new starts, compensations run, the run ends
+    /// `failed` (the default).
+    Fail,
+    /// The run goes on: the step is `failed`, its dependents still run and
+    /// can look at `steps.<id>.status` and `steps.<id>.error`.
+    Continue,
+}
+
+/// What a step does when one of its `needs` was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfNeedsSkipped {
+    /// Skip this step too (the default).
+    Skip,
+    /// Run anyway; the skipped step's output is `null`.
+    Run,
+}
+
+/// Ids are keys of `steps` in expressions, so they must be CEL identifiers.
+pub(crate) fn is_step_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('a'..='z')) && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_')) && id.len() <= 64
+}
+
+/// Workflow and module names: safe in URLs and file names.
+pub(crate) fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+}
