@@ -114,13 +114,13 @@ impl Expr {
         };
         let mut context = cel::Context::default();
         for variable in &self.variables {
-            let added = match *variable {
-                "input" => context.add_variable("input", scope.input),
-                "steps" => context.add_variable("steps", scope.steps),
-                "item" => context.add_variable("item", scope.item.unwrap_or(&Value::Null)),
-                _ => context.add_variable("index", scope.index),
+            let value = match *variable {
+                "input" => to_cel(scope.input),
+                "steps" => cel_map(scope.steps),
+                "item" => scope.item.map_or(cel::Value::Null, to_cel),
+                _ => scope.index.map_or(cel::Value::Null, |i| cel::Value::Int(i as i64)),
             };
-            added.map_err(|e| error(e.to_string()))?;
+            context.add_variable_from_value(*variable, value);
         }
         let value = self.program.execute(&context).map_err(|e| error(e.to_string()))?;
         value
@@ -138,6 +138,32 @@ impl Expr {
             }),
         }
     }
+}
+
+/// JSON to CEL, with whole numbers as `int` (CEL will not mix `uint` and
+/// `int`, so `input.amount > 100` must see an `int`); only integers beyond
+/// `i64` become `uint`, and fractions `double`.
+fn to_cel(value: &Value) -> cel::Value {
+    match value {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(fields) => cel_map(fields),
+    }
+}
+
+fn cel_map(fields: &Map<String, Value>) -> cel::Value {
+    let map = fields
+        .iter()
+        .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.clone())), to_cel(v)))
+        .collect();
+    cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
 }
 
 /// Finds `steps.<id>` and `steps['<id>']` / `steps["<id>"]` in a source.
@@ -341,6 +367,27 @@ mod tests {
     }
 
     #[test]
+    fn numbers_behave_as_people_expect() {
+        assert_eq!(
+            scope_eval("${{ input.n > 100 }}", json!({"n": 150}), json!({})),
+            Ok(json!(true))
+        );
+        // CEL never mixes int and double implicitly: convert explicitly.
+        assert_eq!(
+            scope_eval("${{ double(input.x) / 2.0 }}", json!({"x": 3}), json!({})),
+            Ok(json!(1.5))
+        );
+        assert_eq!(
+            scope_eval("${{ input.f * 2.0 }}", json!({"f": 1.25}), json!({})),
+            Ok(json!(2.5))
+        );
+        assert_eq!(
+            scope_eval("${{ size(input.items) }}", json!({"items": [1, 2]}), json!({})),
+            Ok(json!(2))
+        );
+    }
+
+    #[test]
     fn a_whole_expression_keeps_its_type() {
         assert_eq!(
             scope_eval("${{ input.n * 2 }}", json!({"n": 21}), json!({})),
@@ -364,11 +411,12 @@ mod tests {
 
     #[test]
     fn finds_the_steps_an_expression_reads() {
-        let e =
-            Expr::compile("steps.a.output.x > 1 && has(steps.b_2.output) || steps['c'].status == 'ok' || mysteps.d")
-                .unwrap();
+        let e = Expr::compile(
+            "steps.a.output.x > 1 && has(steps.b_2.output) || steps['c'].status == 'ok' || input.mysteps.d",
+        )
+        .unwrap();
         assert_eq!(e.steps(), ["a", "b_2", "c"]);
-        assert!(e.uses("steps") && !e.uses("input"));
+        assert!(e.uses("steps") && e.uses("input") && !e.uses("item"));
     }
 
     #[test]
