@@ -10,7 +10,9 @@
 //! - `cli`: the `weft` command (`weft task run`, ...); `main` only calls it.
 
 pub mod cli;
+pub mod db;
 pub mod digest;
+pub mod model;
 pub mod sandbox;
 pub mod spec;
 

@@ -1,0 +1,58 @@
+//! Every redb table, in one place, and how values are encoded.
+//!
+//! Values are a format byte followed by JSON: readable when debugging,
+//! tolerant of added fields, and versioned so the format can change.
+
+use redb::TableDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::DbError;
+
+/// The schema this build reads and writes. Opening a database with another
+/// version fails with a clear error instead of misreading it.
+pub(crate) const SCHEMA_VERSION: u64 = 1;
+
+/// `schema_version`.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Module bytes by digest.
+pub(crate) const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
+/// (tenant, module name) → digest of its newest version.
+pub(crate) const MODULE_NAMES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("module_names");
+/// Workflow documents by digest of their text (immutable).
+pub(crate) const WORKFLOWS: TableDefinition<&[u8], &str> = TableDefinition::new("workflows");
+/// (tenant, workflow name) → digest of its newest definition.
+pub(crate) const WORKFLOW_NAMES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("workflow_names");
+/// Runs by id.
+pub(crate) const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
+/// Ids of runs that have not finished: what recovery resumes.
+pub(crate) const ACTIVE: TableDefinition<u64, ()> = TableDefinition::new("active_runs");
+/// (run, step, item or NO_ITEM) → unit.
+pub(crate) const UNITS: TableDefinition<(u64, u32, u32), &[u8]> = TableDefinition::new("units");
+/// (run, step, item or NO_ITEM, attempt) → finished attempt.
+pub(crate) const ATTEMPTS: TableDefinition<(u64, u32, u32, u32), &[u8]> = TableDefinition::new("attempts");
+/// (run, sequence) → event; append-only.
+pub(crate) const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("events");
+/// (tenant, key) → value.
+pub(crate) const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+
+/// The item slot of a unit that is not a fan-out item.
+pub(crate) const NO_ITEM: u32 = u32::MAX;
+
+const FORMAT_JSON: u8 = 1;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![FORMAT_JSON];
+    serde_json::to_writer(&mut bytes, value).expect("records serialise to JSON");
+    bytes
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, DbError> {
+    match bytes.split_first() {
+        Some((&FORMAT_JSON, json)) => {
+            serde_json::from_slice(json).map_err(|e| DbError::Corrupt(format!("{what}: {e}")))
+        }
+        Some((format, _)) => Err(DbError::Corrupt(format!("{what}: unknown record format {format}"))),
+        None => Err(DbError::Corrupt(format!("{what}: empty record"))),
+    }
+}

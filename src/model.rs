@@ -1,0 +1,296 @@
+//! The engine's vocabulary: ids, run and step states, and the records that
+//! are stored. No I/O, no wasmtime, no redb: plain data with serde.
+//!
+//! A run's steps are made of *units*: a plain step is one unit; a
+//! `for_each` step is a parent unit plus one unit per item. Units are what
+//! the scheduler queues, runs, retries and records.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::digest::Digest;
+use crate::sandbox::{AttemptLogs, Outcome};
+
+/// A run's id: unique in its database, increasing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub u64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// Where a unit sits in its run: the step's index, and the item's index for
+/// a `for_each` item (`None` for a plain step or a fan-out's parent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnitKey {
+    /// The step's index in the workflow.
+    pub step: u32,
+    /// The item's index, for `for_each` items.
+    pub item: Option<u32>,
+}
+
+impl UnitKey {
+    /// A plain step (or a fan-out's parent).
+    pub fn step(step: usize) -> UnitKey {
+        UnitKey {
+            step: step as u32,
+            item: None,
+        }
+    }
+
+    /// Item `item` of fan-out step `step`.
+    pub fn item(step: usize, item: usize) -> UnitKey {
+        UnitKey {
+            step: step as u32,
+            item: Some(item as u32),
+        }
+    }
+}
+
+/// How a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Steps are running or will run.
+    Running,
+    /// Every step that should run succeeded; the output is set.
+    Succeeded,
+    /// A step failed for good; compensations have run; the error is set.
+    Failed,
+    /// Cancelled on request.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether the run has ended.
+    pub fn is_final(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// How a unit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitStatus {
+    /// Waiting for its needs (or, for a compensation, for a failure).
+    Pending,
+    /// Queued to run.
+    Ready,
+    /// An attempt is running (a fan-out parent: its items are).
+    Running,
+    /// Waiting for a retry timer.
+    Retrying,
+    /// Done, with output.
+    Succeeded,
+    /// Failed for good, with an error.
+    Failed,
+    /// Not run: its condition was false, or a need was skipped.
+    Skipped,
+    /// Not run, or stopped, because the run was cancelled or failed.
+    Cancelled,
+}
+
+impl UnitStatus {
+    /// Whether the unit will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            UnitStatus::Succeeded | UnitStatus::Failed | UnitStatus::Skipped | UnitStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for UnitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string));
+        f.write_str(text.as_deref().unwrap_or("?"))
+    }
+}
+
+/// Why a unit or a run failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// A stable code: the task's error code, or the outcome (`timeout`,
+    /// `out_of_fuel`, ...), or an engine code (`expression_error`, ...).
+    pub code: String,
+    /// What happened.
+    pub message: String,
+    /// The step it happened in, for a run's failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+impl Failure {
+    /// A failure with `code` and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Failure {
+        Failure {
+            code: code.into(),
+            message: message.into(),
+            step: None,
+        }
+    }
+
+    /// The failure an attempt's outcome stands for.
+    pub fn from_outcome(outcome: &Outcome) -> Failure {
+        match outcome {
+            Outcome::GuestError { code, message, .. } => Failure::new(code.clone(), message.clone()),
+            Outcome::Trap { message } => Failure::new("trap", message.clone()),
+            Outcome::InvalidOutput { reason } => Failure::new("invalid_output", reason.clone()),
+            Outcome::OutOfFuel => Failure::new("out_of_fuel", "the attempt used all of its fuel"),
+            Outcome::MemoryLimit => Failure::new("memory_limit", "the attempt needed more memory than its limit"),
+            Outcome::Timeout => Failure::new("timeout", "the attempt ran past its timeout"),
+            Outcome::Ok { .. } => Failure::new("ok", "not a failure"),
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Its id.
+    pub id: RunId,
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The exact definition it runs (pinned at start).
+    pub workflow_digest: Digest,
+    /// The exact module each step runs, by step index (pinned at start).
+    pub modules: Vec<Digest>,
+    /// Its input.
+    pub input: Value,
+    /// Higher runs first.
+    pub priority: i32,
+    /// How it stands.
+    pub status: RunStatus,
+    /// The output, once succeeded.
+    pub output: Option<Value>,
+    /// The error, once failed.
+    pub error: Option<Failure>,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it last changed.
+    pub updated_at: Millis,
+}
+
+/// A unit as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    /// How it stands.
+    pub status: UnitStatus,
+    /// Attempts finished so far.
+    pub attempts: u32,
+    /// The output, once succeeded.
+    pub output: Option<Value>,
+    /// The last error.
+    pub error: Option<Failure>,
+    /// When the retry timer fires, while `Retrying`.
+    pub due: Option<Millis>,
+    /// For a fan-out parent: how many items it has (once expanded).
+    pub items: Option<u32>,
+}
+
+impl UnitRecord {
+    /// A unit that has not started.
+    pub fn pending() -> UnitRecord {
+        UnitRecord {
+            status: UnitStatus::Pending,
+            attempts: 0,
+            output: None,
+            error: None,
+            due: None,
+            items: None,
+        }
+    }
+}
+
+/// One finished attempt as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Fuel it used.
+    pub fuel_used: u64,
+    /// When it started.
+    pub started_at: Millis,
+    /// How long it took, in microseconds.
+    pub duration_us: u64,
+    /// What it logged.
+    pub logs: AttemptLogs,
+}
+
+/// One entry of a run's history, appended and never changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened.
+    pub at: Millis,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The run was created.
+    RunStarted,
+    /// An attempt finished.
+    AttemptFinished {
+        /// The step's id.
+        step: String,
+        /// The item, for fan-out items.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        /// Which attempt.
+        attempt: u32,
+        /// Its outcome's kind (`ok`, `guest_error`, `timeout`, ...).
+        outcome: String,
+    },
+    /// A retry was scheduled.
+    RetryScheduled {
+        /// The step's id.
+        step: String,
+        /// The item, for fan-out items.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        /// When it will run.
+        due: Millis,
+    },
+    /// A step reached a final status.
+    StepFinished {
+        /// The step's id.
+        step: String,
+        /// Its status.
+        status: UnitStatus,
+    },
+    /// The run ended.
+    RunFinished {
+        /// Its status.
+        status: RunStatus,
+    },
+}
