@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod db;
 pub mod digest;
+pub mod engine;
 pub mod model;
 pub mod sandbox;
 pub mod spec;

@@ -270,6 +270,8 @@ pub enum EventKind {
         attempt: u32,
         /// Its outcome's kind (`ok`, `guest_error`, `timeout`, ...).
         outcome: String,
+        /// How long it ran, in microseconds.
+        duration_us: u64,
     },
     /// A retry was scheduled.
     RetryScheduled {

@@ -1,6 +1,7 @@
 //! The `weft` command line: argument parsing and dispatch. Each command
 //! group lives in its own file; `main.rs` only calls [`main`].
 
+mod run;
 mod task;
 mod workflow;
 
@@ -26,6 +27,21 @@ enum Command {
     /// Work with task components: try one locally before uploading it.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Run a workflow end to end on an embedded store, showing each step as
+    /// it goes, and print its output.
+    ///
+    /// Exit status: 0 when the run succeeded, 1 when it failed, 2 when the
+    /// workflow, a module or the input is invalid.
+    #[command(after_help = "Example:\n  \
+        weft run example-tasks/workflows/order.yaml \\\n    \
+        --modules example-tasks/target/wasm32-wasip2/release \\\n    \
+        --input @example-tasks/inputs/order.json")]
+    Run(run::RunArgs),
+    /// Resume the unfinished runs of a store (after a crash or a kill) and
+    /// wait for them to finish.
+    Resume(run::ResumeArgs),
+    /// Show the runs of a store, or one run with its steps and attempts.
+    Show(run::ShowArgs),
     /// Check workflow documents and print every problem found, with its
     /// line and column.
     ///
@@ -60,6 +76,9 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Task(command) => task::run(command).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Resume(args) => run::resume(args).await,
+            Command::Show(args) => run::show(args),
             Command::Validate(args) => workflow::validate(args),
             Command::Schema => workflow::schema(),
         }

@@ -1,0 +1,355 @@
+//! `weft run`, `weft resume` and `weft show`: run workflows end to end on
+//! an embedded store in a directory, showing each step as it goes.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::{EXIT_FAILED, EXIT_OK};
+use crate::db::Db;
+use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock, Update};
+use crate::model::{EventKind, RunId, RunRecord, RunStatus};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::spec::{self, SpecConfig, TaskRef};
+
+/// The tenant of everything run from the command line.
+const LOCAL: &str = "local";
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The workflow document (YAML or JSON).
+    workflow: PathBuf,
+
+    /// The run's input: JSON text, or @FILE.
+    #[arg(long, short, default_value = "{}")]
+    input: String,
+
+    /// A module for the steps that name it: NAME=PATH.wasm (repeatable).
+    #[arg(long = "module", value_name = "NAME=PATH")]
+    modules: Vec<String>,
+
+    /// A directory of NAME.wasm components; each step's task is looked up
+    /// there unless given with --module.
+    #[arg(long = "modules", value_name = "DIR")]
+    modules_dir: Option<PathBuf>,
+
+    /// Keep the store in DIR (created if missing) instead of a temporary
+    /// directory, so the run can be inspected (weft show) or resumed (weft
+    /// resume) later.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// Print the finished run as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// The data directory of an earlier `weft run --data DIR`.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+
+    /// Print the finished runs as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The data directory.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+
+    /// A run to show in full; without it, every run is listed.
+    run: Option<u64>,
+
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let source =
+        std::fs::read_to_string(&args.workflow).with_context(|| format!("cannot read {}", args.workflow.display()))?;
+    let workflow = spec::parse(&source, &SpecConfig::default())
+        .map_err(|e| anyhow::anyhow!("{} is not a valid workflow:\n{e}", args.workflow.display()))?;
+    let input: Value = serde_json::from_str(&read_arg(&args.input)?).context("--input is not JSON")?;
+
+    let temp;
+    let data = match &args.data {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let (engine, sandbox, _) = open_engine(&data).await?;
+
+    let given = parse_modules(&args.modules)?;
+    let mut loaded = HashSet::new();
+    for step in &workflow.steps {
+        let TaskRef::Name { .. } = &step.task else { continue };
+        let name = step.task.to_string();
+        if !loaded.insert(name.clone()) {
+            continue;
+        }
+        let path = match given.iter().find(|(n, _)| *n == name) {
+            Some((_, path)) => path.clone(),
+            None => match &args.modules_dir {
+                Some(dir) => dir.join(format!("{name}.wasm")),
+                None => bail!(
+                    "step `{}` runs `{name}`: give it with --module {name}=PATH or --modules DIR",
+                    step.id
+                ),
+            },
+        };
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read module {name} at {}", path.display()))?;
+        let loader = sandbox.clone();
+        let checked = bytes.clone();
+        tokio::task::spawn_blocking(move || loader.load(&checked))
+            .await?
+            .with_context(|| format!("cannot load module {name} ({})", path.display()))?;
+        engine.put_module(LOCAL, &name, bytes).await?;
+    }
+    engine.put_workflow(LOCAL, &source).await?;
+
+    let updates = engine.subscribe();
+    let run = engine
+        .start_run(StartRun {
+            tenant: LOCAL.into(),
+            workflow: workflow.name.clone(),
+            input,
+            priority: 0,
+        })
+        .await?;
+    eprintln!("run {run} of {} started (store: {})", workflow.name, data.display());
+    let finished = follow(&engine, updates, &[run]).await?;
+    engine.shutdown().await;
+    report(&engine.db().clone(), &finished, args.json)
+}
+
+pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
+    if !args.data.join(STORE_FILE).exists() {
+        bail!("{} holds no weft store", args.data.display());
+    }
+    let (engine, _, resumed) = open_engine(&args.data).await?;
+    let updates = engine.subscribe();
+    eprintln!(
+        "resumed {} unfinished run(s) from {}",
+        resumed.len(),
+        args.data.display()
+    );
+    let finished = follow(&engine, updates, &resumed).await?;
+    engine.shutdown().await;
+    report(&engine.db().clone(), &finished, args.json)
+}
+
+pub(crate) fn show(args: ShowArgs) -> anyhow::Result<u8> {
+    let db = Db::open(&args.data.join(STORE_FILE)).context("cannot open the store")?;
+    match args.run {
+        Some(id) => {
+            let detail = run_detail(&db, RunId(id))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            } else {
+                print_detail(&detail);
+            }
+        }
+        None => {
+            let runs = db.runs()?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                println!("{:>6}  {:<20} {:<10}", "RUN", "WORKFLOW", "STATUS");
+                for run in runs {
+                    println!("{:>6}  {:<20} {:<10}", run.id, run.workflow, run.status);
+                }
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+const STORE_FILE: &str = "weft.redb";
+
+async fn open_engine(data: &Path) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let db = Db::open(&data.join(STORE_FILE))?;
+    let unfinished = db.active_runs()?;
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), db.clone()));
+    let (engine, _) = Engine::start(db, runner, Arc::new(TokioClock::system()), EngineConfig::default())?;
+    Ok((engine, sandbox, unfinished))
+}
+
+/// Prints each step as it goes until every run in `runs` has finished.
+async fn follow(
+    engine: &Engine,
+    mut updates: broadcast::Receiver<Update>,
+    runs: &[RunId],
+) -> anyhow::Result<Vec<RunRecord>> {
+    let mut waiting: HashSet<RunId> = runs.iter().copied().collect();
+    // Runs that finished before we subscribed.
+    for run in runs {
+        if engine.db().run(*run)?.is_some_and(|r| r.status.is_final()) {
+            waiting.remove(run);
+        }
+    }
+    while !waiting.is_empty() {
+        match updates.recv().await {
+            Ok(Update { run, event }) if waiting.contains(&run) => {
+                let prefix = if runs.len() > 1 {
+                    format!("run {run}: ")
+                } else {
+                    String::new()
+                };
+                match event.kind {
+                    EventKind::AttemptFinished {
+                        step,
+                        item,
+                        attempt,
+                        outcome,
+                        duration_us,
+                    } => {
+                        let step = item.map_or(step.clone(), |i| format!("{step}[{i}]"));
+                        let time = std::time::Duration::from_micros(duration_us);
+                        eprintln!("  {prefix}{step:<24} attempt {attempt}  {outcome:<14} {time:>10.1?}");
+                    }
+                    EventKind::RetryScheduled { step, item, due } => {
+                        let step = item.map_or(step.clone(), |i| format!("{step}[{i}]"));
+                        let wait = due.saturating_sub(event.at);
+                        eprintln!("  {prefix}{step:<24} retrying in {wait} ms");
+                    }
+                    EventKind::StepFinished { step, status } => eprintln!("  {prefix}{step:<24} {status}"),
+                    EventKind::RunFinished { status } => {
+                        eprintln!("{prefix}run {run} {status}");
+                        waiting.remove(&run);
+                    }
+                    EventKind::RunStarted => {}
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                waiting.retain(|run| {
+                    !engine
+                        .db()
+                        .run(*run)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| r.status.is_final())
+                });
+            }
+            Err(broadcast::error::RecvError::Closed) => bail!("the engine stopped"),
+        }
+    }
+    runs.iter()
+        .map(|run| {
+            engine
+                .db()
+                .run(*run)?
+                .ok_or_else(|| anyhow::anyhow!("run {run} vanished"))
+        })
+        .collect()
+}
+
+fn report(db: &Db, runs: &[RunRecord], as_json: bool) -> anyhow::Result<u8> {
+    for run in runs {
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(&run_detail(db, run.id)?)?);
+        } else if let Some(output) = &run.output {
+            println!("{}", serde_json::to_string_pretty(output)?);
+        } else if let Some(error) = &run.error {
+            let step = error
+                .step
+                .as_deref()
+                .map(|s| format!(" in step {s}"))
+                .unwrap_or_default();
+            println!("run {} {}{step}: {}: {}", run.id, run.status, error.code, error.message);
+        }
+    }
+    Ok(if runs.iter().all(|r| r.status == RunStatus::Succeeded) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// A run with its steps and attempts, for `--json` and `weft show`.
+fn run_detail(db: &Db, id: RunId) -> anyhow::Result<Value> {
+    let run = db.run(id)?.ok_or_else(|| anyhow::anyhow!("no run {id}"))?;
+    let source = db.workflow(&run.workflow_digest)?.unwrap_or_default();
+    let workflow = spec::parse(&source, &SpecConfig::default()).ok();
+    let step_id = |step: u32| {
+        workflow.as_ref().map_or(step.to_string(), |w| {
+            w.steps.get(step as usize).map_or(step.to_string(), |s| s.id.clone())
+        })
+    };
+    let attempts = db.attempts(id)?;
+    let steps: Vec<Value> = db
+        .units(id)?
+        .into_iter()
+        .map(|(key, unit)| {
+            let unit_attempts: Vec<&crate::model::AttemptRecord> =
+                attempts.iter().filter(|(k, _)| *k == key).map(|(_, a)| a).collect();
+            json!({
+                "step": step_id(key.step),
+                "item": key.item,
+                "status": unit.status,
+                "attempts": unit_attempts,
+                "output": unit.output,
+                "error": unit.error,
+            })
+        })
+        .collect();
+    Ok(json!({"run": run, "steps": steps, "events": db.events(id)?}))
+}
+
+fn print_detail(detail: &Value) {
+    let run = &detail["run"];
+    println!(
+        "run {} of {}: {}",
+        run["id"],
+        run["workflow"].as_str().unwrap_or("?"),
+        run["status"].as_str().unwrap_or("?")
+    );
+    for step in detail["steps"].as_array().into_iter().flatten() {
+        let name = match step["item"].as_u64() {
+            Some(i) => format!("{}[{i}]", step["step"].as_str().unwrap_or("?")),
+            None => step["step"].as_str().unwrap_or("?").to_string(),
+        };
+        let attempts = step["attempts"].as_array().map_or(0, Vec::len);
+        println!(
+            "  {name:<24} {:<10} {attempts} attempt(s)",
+            step["status"].as_str().unwrap_or("?")
+        );
+    }
+    if !run["output"].is_null() {
+        println!("output: {}", run["output"]);
+    }
+    if !run["error"].is_null() {
+        println!("error: {}", run["error"]);
+    }
+}
+
+fn read_arg(arg: &str) -> anyhow::Result<String> {
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(arg.to_string()),
+    }
+}
+
+fn parse_modules(specs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    specs
+        .iter()
+        .map(|spec| match spec.split_once('=') {
+            Some((name, path)) if !name.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
+            _ => bail!("--module {spec:?} is not NAME=PATH"),
+        })
+        .collect()
+}
