@@ -71,10 +71,12 @@ impl Expr {
             )
         })?;
         let references = program.references();
+        let bound = macro_variables(source);
         let mut variables = Vec::new();
         for name in references.variables() {
             match VARIABLES.iter().find(|known| **known == name) {
                 Some(known) => variables.push(*known),
+                None if bound.iter().any(|b| b == name) => {}
                 None => {
                     return Err(format!(
                         "`{source}` uses unknown variable `{name}` (expressions can use {})",
@@ -164,6 +166,31 @@ fn cel_map(fields: &Map<String, Value>) -> cel::Value {
         .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.clone())), to_cel(v)))
         .collect();
     cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+}
+
+/// Variables bound by CEL's comprehension macros, e.g. `x` in
+/// `list.map(x, x * 2)`: references, but not inputs.
+fn macro_variables(source: &str) -> Vec<String> {
+    let mut bound = Vec::new();
+    for mac in ["map(", "filter(", "all(", "exists(", "exists_one("] {
+        let mut rest = source;
+        while let Some(at) = rest.find(mac) {
+            let preceded_by_dot = rest[..at].ends_with('.');
+            rest = &rest[at + mac.len()..];
+            if !preceded_by_dot {
+                continue;
+            }
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && rest.trim_start()[name.len()..].trim_start().starts_with(',') {
+                bound.push(name);
+            }
+        }
+    }
+    bound
 }
 
 /// Finds `steps.<id>` and `steps['<id>']` / `steps["<id>"]` in a source.
@@ -417,6 +444,17 @@ mod tests {
         .unwrap();
         assert_eq!(e.steps(), ["a", "b_2", "c"]);
         assert!(e.uses("steps") && e.uses("input") && !e.uses("item"));
+    }
+
+    #[test]
+    fn macro_variables_are_not_unknown() {
+        let e = Expr::compile("steps.a.output.map(g, g.x).filter(v, v > 1).exists(w, w == 2)").unwrap();
+        assert!(e.uses("steps"));
+        assert!(
+            Expr::compile("input.list.all(x, x > y)")
+                .unwrap_err()
+                .contains("unknown variable `y`")
+        );
     }
 
     #[test]
