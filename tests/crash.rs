@@ -15,7 +15,10 @@ fn weft() -> Command {
 }
 
 fn fixture() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crash.yaml").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/crash.yaml")
+        .display()
+        .to_string()
 }
 
 /// Starts `weft run` on `data` and kills it with SIGKILL as soon as it
@@ -50,7 +53,11 @@ fn kill_after(child: &mut std::process::Child, step: &str) {
 
 /// The run as `weft show --json` reports it.
 fn show(data: &Path) -> Value {
-    let output = weft().args(["show", "1", "--json", "--data"]).arg(data).output().unwrap();
+    let output = weft()
+        .args(["show", "1", "--json", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -61,20 +68,34 @@ fn steps(run: &Value) -> Vec<(String, String, Vec<Value>)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["step"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string(), s["attempts"].as_array().unwrap().clone()))
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+                s["attempts"].as_array().unwrap().clone(),
+            )
+        })
         .collect()
 }
 
 fn resume(data: &Path) -> Value {
     let output = weft().args(["resume", "--json", "--data"]).arg(data).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
 fn assert_finished_correctly(before: &Value, after: &Value) {
     assert_eq!(after["run"]["status"], "succeeded");
     let slept = json!({"slept_ms": 250});
-    assert_eq!(after["run"]["output"], json!({"s1": slept, "s2": slept, "s3": slept, "s4": slept, "s5": slept}));
+    assert_eq!(
+        after["run"]["output"],
+        json!({"s1": slept, "s2": slept, "s3": slept, "s4": slept, "s5": slept})
+    );
     let after_steps = steps(after);
     for (step, status, attempts) in &after_steps {
         assert_eq!(status, "succeeded", "{step}");
@@ -95,8 +116,16 @@ fn check_kill_point(step: &str, completed_before: usize) {
     run_and_kill_after(dir.path(), step);
     let before = show(dir.path());
     assert_eq!(before["run"]["status"], "running");
-    let done = steps(&before).iter().filter(|(_, status, _)| status == "succeeded").count();
-    assert_eq!(done, completed_before, "steps completed at the kill: {:?}", steps(&before));
+    let done = steps(&before)
+        .iter()
+        .filter(|(_, status, _)| status == "succeeded")
+        .count();
+    assert_eq!(
+        done,
+        completed_before,
+        "steps completed at the kill: {:?}",
+        steps(&before)
+    );
     let after = resume(dir.path());
     assert_finished_correctly(&before, &after);
 }
@@ -122,7 +151,13 @@ fn killed_twice() {
     run_and_kill_after(dir.path(), "s1");
     let first = show(dir.path());
     // Kill the resumed process too, after it completes another step.
-    let mut child = weft().args(["resume", "--data"]).arg(dir.path()).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = weft()
+        .args(["resume", "--data"])
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     kill_after(&mut child, "s3");
     let second = show(dir.path());
     let after = resume(dir.path());

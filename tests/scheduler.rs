@@ -1,0 +1,428 @@
+//! The scheduler with a fake runner and tokio's paused clock: retries,
+//! backoff, timer recovery, priorities, limits and cancellation, exactly
+//! and without sleeping in real time.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weft::db::Db;
+use weft::engine::{AttemptRequest, Clock, Engine, EngineConfig, RunFuture, Runner, StartRun, TokioClock};
+use weft::model::{EventKind, RunId, RunStatus, UnitStatus};
+use weft::sandbox::{AttemptLogs, AttemptReport, Outcome};
+
+/// What the fake runner does for an attempt.
+#[derive(Clone)]
+enum Script {
+    /// Succeed with this output.
+    Ok(Value),
+    /// Fail with this code, retryable or not.
+    Fail(&'static str, bool),
+    /// Take this long (tokio time), then succeed echoing the input.
+    Slow(Duration),
+    /// Never finish.
+    Hang,
+    /// Finish when the test opens the gate.
+    Gated,
+}
+
+/// A runner that answers from a script per (step, attempt) and records
+/// every attempt it starts.
+#[derive(Default)]
+struct FakeRunner {
+    scripts: Mutex<HashMap<(String, u32), Script>>,
+    started: Mutex<Vec<(String, u32, u64, String)>>,
+    running: Mutex<(usize, usize)>,
+    clock: Mutex<Option<Arc<dyn Clock>>>,
+    gate: tokio::sync::Notify,
+}
+
+impl FakeRunner {
+    fn script(&self, step: &str, attempt: u32, script: Script) {
+        self.scripts.lock().unwrap().insert((step.into(), attempt), script);
+    }
+
+    /// (step, attempt, started at) for every attempt, in start order.
+    fn started(&self) -> Vec<(String, u32, u64)> {
+        self.started
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(s, a, t, _)| (s.clone(), *a, *t))
+            .collect()
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.running.lock().unwrap().1
+    }
+}
+
+struct Shared(Arc<FakeRunner>);
+
+impl Runner for Shared {
+    fn run(&self, request: AttemptRequest) -> RunFuture {
+        let fake = self.0.clone();
+        Box::pin(async move {
+            let step = request.context.step_id.clone();
+            let attempt = request.context.attempt;
+            let now = fake.clock.lock().unwrap().as_ref().map_or(0, |c| c.now());
+            fake.started
+                .lock()
+                .unwrap()
+                .push((step.clone(), attempt, now, request.input.clone()));
+            {
+                let mut running = fake.running.lock().unwrap();
+                running.0 += 1;
+                running.1 = running.1.max(running.0);
+            }
+            let script = fake
+                .scripts
+                .lock()
+                .unwrap()
+                .get(&(step, attempt))
+                .cloned()
+                .unwrap_or(Script::Ok(json!("done")));
+            let outcome = match script {
+                Script::Ok(value) => Outcome::Ok {
+                    output: value.to_string(),
+                },
+                Script::Fail(code, retryable) => Outcome::GuestError {
+                    code: code.into(),
+                    message: "scripted".into(),
+                    retryable,
+                },
+                Script::Slow(time) => {
+                    tokio::time::sleep(time).await;
+                    Outcome::Ok {
+                        output: request.input.clone(),
+                    }
+                }
+                Script::Hang => std::future::pending().await,
+                Script::Gated => {
+                    fake.gate.notified().await;
+                    Outcome::Ok {
+                        output: request.input.clone(),
+                    }
+                }
+            };
+            fake.running.lock().unwrap().0 -= 1;
+            Ok(AttemptReport {
+                outcome,
+                fuel_used: 1,
+                duration: Duration::ZERO,
+                logs: AttemptLogs::default(),
+                kv_writes: vec![],
+            })
+        })
+    }
+}
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Setup {
+    engine: Engine,
+    fake: Arc<FakeRunner>,
+    dir: tempfile::TempDir,
+}
+
+async fn setup(workflow: &str, max_concurrent: usize) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeRunner::default());
+    let engine = start_engine(dir.path(), fake.clone(), T0, max_concurrent);
+    engine
+        .put_module("t", "task", b"not really wasm".to_vec())
+        .await
+        .unwrap();
+    engine.put_workflow("t", workflow).await.unwrap();
+    Setup { engine, fake, dir }
+}
+
+fn start_engine(dir: &Path, fake: Arc<FakeRunner>, at: u64, max_concurrent: usize) -> Engine {
+    let db = Db::open(&dir.join("weft.redb")).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(at));
+    *fake.clock.lock().unwrap() = Some(clock.clone());
+    let config = EngineConfig {
+        max_concurrent,
+        ..EngineConfig::default()
+    };
+    Engine::start(db, Arc::new(Shared(fake)), clock, config).unwrap().0
+}
+
+async fn start(engine: &Engine, workflow: &str, priority: i32) -> RunId {
+    let request = StartRun {
+        tenant: "t".into(),
+        workflow: workflow.into(),
+        input: json!({}),
+        priority,
+    };
+    engine.start_run(request).await.unwrap()
+}
+
+fn unit_statuses(engine: &Engine, run: RunId) -> Vec<UnitStatus> {
+    engine
+        .db()
+        .units(run)
+        .unwrap()
+        .into_iter()
+        .map(|(_, u)| u.status)
+        .collect()
+}
+
+const RETRYING: &str = "
+name: retrying
+steps:
+  - id: a
+    task: task
+    retry: {max_attempts: 4, initial_interval: 1s, backoff: 3.0, max_interval: 5s, non_retryable: [fatal]}
+  - id: undo
+    task: task
+    on_failure_of: [a]
+";
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_exponentially_up_to_the_cap() {
+    let s = setup(RETRYING, 8).await;
+    for attempt in 1..=3 {
+        s.fake.script("a", attempt, Script::Fail("busy", true));
+    }
+    let run = start(&s.engine, "retrying", 0).await;
+    let record = s.engine.wait(run).await.unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded);
+    // 1 s, then 3 s, then 9 s capped at 5 s.
+    let times: Vec<u64> = s
+        .fake
+        .started()
+        .iter()
+        .filter(|(step, ..)| step == "a")
+        .map(|(_, _, t)| t - T0)
+        .collect();
+    assert_eq!(times, [0, 1_000, 4_000, 9_000]);
+    assert_eq!(
+        unit_statuses(&s.engine, run),
+        [UnitStatus::Succeeded, UnitStatus::Skipped]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_retries_fail_the_step_and_run_its_compensation() {
+    let s = setup(RETRYING, 8).await;
+    for attempt in 1..=4 {
+        s.fake.script("a", attempt, Script::Fail("busy", true));
+    }
+    let run = start(&s.engine, "retrying", 0).await;
+    let record = s.engine.wait(run).await.unwrap();
+    assert_eq!(record.status, RunStatus::Failed);
+    assert_eq!(record.error.unwrap().code, "busy");
+    let attempts: Vec<(String, u32)> = s.fake.started().into_iter().map(|(s, a, _)| (s, a)).collect();
+    let expected: Vec<(String, u32)> = (1..=4)
+        .map(|a| ("a".to_string(), a))
+        .chain([("undo".to_string(), 1)])
+        .collect();
+    assert_eq!(attempts, expected);
+    assert_eq!(
+        unit_statuses(&s.engine, run),
+        [UnitStatus::Failed, UnitStatus::Succeeded]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_retryable_codes_and_outcomes_are_not_retried() {
+    let s = setup(RETRYING, 8).await;
+    s.fake.script("a", 1, Script::Fail("fatal", true));
+    let run = start(&s.engine, "retrying", 0).await;
+    assert_eq!(s.engine.wait(run).await.unwrap().status, RunStatus::Failed);
+    s.fake.script("a", 1, Script::Fail("bad_input", false));
+    let run = start(&s.engine, "retrying", 0).await;
+    assert_eq!(s.engine.wait(run).await.unwrap().status, RunStatus::Failed);
+    assert_eq!(
+        s.fake.started().iter().filter(|(step, ..)| step == "a").count(),
+        2,
+        "one attempt each"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_jitter_waits_at_most_the_interval() {
+    let workflow = "
+name: jittery
+steps:
+  - {id: a, task: task, retry: {max_attempts: 2, initial_interval: 10s, jitter: full}}
+";
+    let s = setup(workflow, 8).await;
+    s.fake.script("a", 1, Script::Fail("busy", true));
+    let run = start(&s.engine, "jittery", 0).await;
+    s.engine.wait(run).await.unwrap();
+    let times: Vec<u64> = s.fake.started().iter().map(|(_, _, t)| t - T0).collect();
+    assert_eq!(times.len(), 2);
+    assert!(times[1] <= 10_000, "waited {} ms", times[1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_timers_survive_a_restart_with_their_due_times() {
+    let workflow = "
+name: slow_retry
+steps:
+  - {id: a, task: task, retry: {max_attempts: 2, initial_interval: 60s}}
+  - {id: b, task: task, needs: [a]}
+";
+    let s = setup(workflow, 8).await;
+    s.fake.script("a", 1, Script::Fail("busy", true));
+    let run = start(&s.engine, "slow_retry", 0).await;
+    // Let the first attempt fail and its retry be scheduled (durably).
+    let mut updates = s.engine.subscribe();
+    loop {
+        let update = updates.recv().await.unwrap();
+        if matches!(update.event.kind, EventKind::RetryScheduled { .. }) {
+            break;
+        }
+    }
+    s.engine.shutdown().await;
+    drop(s.engine);
+
+    // A new engine on the same store, 10 s later by the wall clock.
+    let engine = start_engine(s.dir.path(), s.fake.clone(), T0 + 10_000, 8);
+    let record = engine.wait(run).await.unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded);
+    let started: Vec<(String, u32, u64)> = s.fake.started().into_iter().map(|(s, a, t)| (s, a, t - T0)).collect();
+    assert_eq!(
+        started,
+        [("a".into(), 1, 0), ("a".into(), 2, 60_000), ("b".into(), 1, 60_000)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_in_flight_at_shutdown_runs_again_after_restart() {
+    let workflow = "
+name: interrupted
+steps:
+  - {id: a, task: task}
+  - {id: b, task: task, needs: [a]}
+";
+    let s = setup(workflow, 8).await;
+    s.fake.script("b", 1, Script::Hang);
+    let run = start(&s.engine, "interrupted", 0).await;
+    while s.fake.started().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    s.engine.shutdown().await;
+    drop(s.engine);
+
+    s.fake.script("b", 1, Script::Ok(json!("second time lucky")));
+    let engine = start_engine(s.dir.path(), s.fake.clone(), T0 + 5_000, 8);
+    let record = engine.wait(run).await.unwrap();
+    assert_eq!(record.output.unwrap(), json!({"a": "done", "b": "second time lucky"}));
+    let started: Vec<(String, u32)> = s.fake.started().into_iter().map(|(s, a, _)| (s, a)).collect();
+    assert_eq!(
+        started,
+        [("a".into(), 1), ("b".into(), 1), ("b".into(), 1)],
+        "a is not run again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn higher_priority_runs_first_then_older_runs() {
+    let workflow = "
+name: one
+steps:
+  - {id: a, task: task}
+";
+    let s = setup(workflow, 1).await;
+    s.fake.script("a", 1, Script::Gated);
+    // Occupy the only slot, queue runs of different priorities, then free it.
+    let first = start(&s.engine, "one", 0).await;
+    while s.fake.started().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    s.fake.script("a", 1, Script::Ok(json!("done")));
+    let mut queued = Vec::new();
+    for (name, priority) in [("low", 0), ("high", 5), ("low_later", 0), ("highest", 9)] {
+        let request = StartRun {
+            tenant: "t".into(),
+            workflow: "one".into(),
+            input: json!(name),
+            priority,
+        };
+        queued.push(s.engine.start_run(request).await.unwrap());
+    }
+    s.fake.gate.notify_one();
+    for run in std::iter::once(first).chain(queued) {
+        s.engine.wait(run).await.unwrap();
+    }
+    let order: Vec<String> = s
+        .fake
+        .started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(.., input)| input.clone())
+        .collect();
+    assert_eq!(order, ["{}", "\"highest\"", "\"high\"", "\"low\"", "\"low_later\""]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fan_out_respects_its_concurrency() {
+    let workflow = "
+name: fan
+steps:
+  - id: each
+    task: task
+    for_each: '[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]'
+    concurrency: 3
+    input: {n: '${{ item * 10 }}', i: '${{ index }}'}
+";
+    let s = setup(workflow, 64).await;
+    for attempt in 1..=1 {
+        s.fake.script("each", attempt, Script::Slow(Duration::from_millis(100)));
+    }
+    let run = start(&s.engine, "fan", 0).await;
+    let record = s.engine.wait(run).await.unwrap();
+    assert_eq!(s.fake.max_in_flight(), 3);
+    let outputs: Vec<Value> = (0..10).map(|i| json!({"n": (i + 1) * 10, "i": i})).collect();
+    assert_eq!(record.output.unwrap(), json!({"each": outputs}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_stops_running_and_pending_steps() {
+    let workflow = "
+name: long
+steps:
+  - {id: a, task: task}
+  - {id: b, task: task, needs: [a]}
+";
+    let s = setup(workflow, 8).await;
+    s.fake.script("a", 1, Script::Hang);
+    let run = start(&s.engine, "long", 0).await;
+    while s.fake.started().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    s.engine.cancel(run).await.unwrap();
+    let record = s.engine.wait(run).await.unwrap();
+    assert_eq!(record.status, RunStatus::Cancelled);
+    assert_eq!(
+        unit_statuses(&s.engine, run),
+        [UnitStatus::Cancelled, UnitStatus::Cancelled]
+    );
+    assert!(
+        s.engine.cancel(run).await.is_err(),
+        "a finished run cannot be cancelled again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_step_with_continue_lets_dependents_run() {
+    let workflow = "
+name: lenient
+steps:
+  - {id: a, task: task, on_failure: continue, retry: {max_attempts: 1}}
+  - {id: b, task: task, needs: [a], input: {a_failed: \"${{ steps.a.status == 'failed' }}\", code: '${{ steps.a.error.code }}'}}
+";
+    let s = setup(workflow, 8).await;
+    s.fake.script("a", 1, Script::Fail("meh", false));
+    s.fake.script("b", 1, Script::Slow(Duration::ZERO));
+    let run = start(&s.engine, "lenient", 0).await;
+    let record = s.engine.wait(run).await.unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded);
+    assert_eq!(record.output.unwrap(), json!({"b": {"a_failed": true, "code": "meh"}}));
+}
