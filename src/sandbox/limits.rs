@@ -76,7 +76,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
-        .map_err(|e| format!("{text:?} is not a size (e.g. 64MiB, 512KiB, 1048576): {e}"))
+        .map_err(|_| format!("{text:?} is not a size (e.g. 64MiB, 512KiB, 1048576)"))
 }
 
 /// Parses a duration such as `2s`, `250ms` or `1m 30s`.

@@ -31,9 +31,11 @@ pub struct Document {
     pub defaults: StepSettings,
     /// The most steps (and `for_each` items) of one run that may run at once.
     #[serde(default)]
-    pub concurrency: Option<u32>,
+    #[schemars(with = "Option<u32>")]
+    pub concurrency: Option<Spanned<u32>>,
     /// The steps, in any order; `needs` decides the order they run in.
-    pub steps: Vec<StepDoc>,
+    #[schemars(with = "Vec<StepDoc>")]
+    pub steps: Spanned<Vec<StepDoc>>,
     /// The run's output: a template over `input` and `steps`. Without it,
     /// the output is an object of every succeeded step's output by id.
     #[serde(default)]
@@ -73,7 +75,8 @@ pub struct StepDoc {
     pub for_each: Option<Spanned<String>>,
     /// For `for_each`: the most items running at once.
     #[serde(default)]
-    pub concurrency: Option<u32>,
+    #[schemars(with = "Option<u32>")]
+    pub concurrency: Option<Spanned<u32>>,
     /// This step compensates these steps: it runs only when one of them
     /// fails for good, and never otherwise.
     #[serde(default)]
@@ -122,14 +125,16 @@ pub struct StepSettings {
 pub struct RetryDoc {
     /// Attempts in all, the first included (1 = never retry).
     #[serde(default)]
-    pub max_attempts: Option<u32>,
+    #[schemars(with = "Option<u32>")]
+    pub max_attempts: Option<Spanned<u32>>,
     /// Wait before the first retry, e.g. `1s`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub initial_interval: Option<Spanned<String>>,
     /// Each wait is the previous one times this (at least 1).
     #[serde(default)]
-    pub backoff: Option<f64>,
+    #[schemars(with = "Option<f64>")]
+    pub backoff: Option<Spanned<f64>>,
     /// The longest wait, e.g. `1m`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]

@@ -102,8 +102,13 @@ fn plain_message(error: &serde_saphyr::Error) -> String {
     let text = text.lines().next().unwrap_or_default().trim();
     let text = text.strip_prefix("error: ").unwrap_or(text);
     // "line 3 column 5: message" -> "message"
-    match text.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
-        Some((position, message)) if position.contains(" column ") => message.to_string(),
+    let text = match text.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, message)) if position.contains(" column ") => message,
+        _ => text,
+    };
+    // "... at line 5, column 12" -> "..."
+    match text.rsplit_once(" at line ") {
+        Some((message, position)) if position.contains(", column ") => message.to_string(),
         _ => text.to_string(),
     }
 }

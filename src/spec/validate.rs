@@ -55,22 +55,21 @@ pub(crate) fn compile(doc: Document, config: &SpecConfig) -> Result<Workflow, Ve
             ),
         );
     }
-    if doc.steps.is_empty() {
-        problems.unplaced("steps", "a workflow needs at least one step");
+    if doc.steps.value.is_empty() {
+        problems.at("steps", &doc.steps, "a workflow needs at least one step");
     }
-    if doc.steps.len() > config.max_steps {
-        problems.unplaced(
-            "steps",
-            format!(
-                "{} steps is more than the {} allowed",
-                doc.steps.len(),
-                config.max_steps
-            ),
+    if doc.steps.value.len() > config.max_steps {
+        let message = format!(
+            "{} steps is more than the {} allowed",
+            doc.steps.value.len(),
+            config.max_steps
         );
+        problems.at("steps", &doc.steps, message);
     }
-    check_concurrency(&mut problems, "concurrency", doc.concurrency);
+    check_concurrency(&mut problems, "concurrency", doc.concurrency.as_ref());
+    let doc_steps = &doc.steps.value;
 
-    let ids = index_ids(&doc.steps, &mut problems);
+    let ids = index_ids(doc_steps, &mut problems);
     let d = &doc.defaults;
     let server = Settings::server(config);
     let defaults = Settings::read(
@@ -81,8 +80,8 @@ pub(crate) fn compile(doc: Document, config: &SpecConfig) -> Result<Workflow, Ve
         &mut problems,
     );
 
-    let mut steps = Vec::with_capacity(doc.steps.len());
-    for (i, step) in doc.steps.iter().enumerate() {
+    let mut steps = Vec::with_capacity(doc_steps.len());
+    for (i, step) in doc_steps.iter().enumerate() {
         steps.push(compile_step(i, step, &ids, &defaults, config, &mut problems));
     }
     for i in 0..steps.len() {
@@ -97,14 +96,14 @@ pub(crate) fn compile(doc: Document, config: &SpecConfig) -> Result<Workflow, Ve
             let first = cycle[0];
             problems.at(
                 format!("steps[{first}].needs"),
-                &doc.steps[first].id,
+                &doc_steps[first].id,
                 format!("dependency cycle: {}", path.join(" → ")),
             );
             Vec::new()
         }
     };
     if problems.0.is_empty() {
-        check_references(&doc.steps, &steps, &mut problems);
+        check_references(doc_steps, &steps, &mut problems);
     }
 
     let output = doc.output.as_ref().map(|output| {
@@ -159,7 +158,7 @@ pub(crate) fn compile(doc: Document, config: &SpecConfig) -> Result<Workflow, Ve
         steps,
         order,
         output,
-        concurrency: doc.concurrency,
+        concurrency: doc.concurrency.as_ref().map(|c| c.value),
         input_schema,
     })
 }
@@ -208,11 +207,13 @@ fn compile_step(
             "a compensation step (on_failure_of) runs when its step fails, so it cannot also have needs",
         );
     }
-    check_concurrency(problems, &format!("{at}.concurrency"), step.concurrency);
-    if step.concurrency.is_some() && step.for_each.is_none() {
+    check_concurrency(problems, &format!("{at}.concurrency"), step.concurrency.as_ref());
+    if let Some(concurrency) = &step.concurrency
+        && step.for_each.is_none()
+    {
         problems.at(
             format!("{at}.concurrency"),
-            &step.id,
+            concurrency,
             "concurrency applies to for_each steps only",
         );
     }
@@ -279,7 +280,7 @@ fn compile_step(
         input,
         when,
         for_each,
-        concurrency: step.concurrency,
+        concurrency: step.concurrency.as_ref().map(|c| c.value),
         compensates,
         on_failure: step.on_failure.unwrap_or(OnFailure::Fail),
         if_needs_skipped: step.if_needs_skipped.unwrap_or(IfNeedsSkipped::Skip),
@@ -333,9 +334,11 @@ fn compile_expr(source: &Spanned<String>, path: &str, problems: &mut Problems) -
     }
 }
 
-fn check_concurrency(problems: &mut Problems, path: &str, concurrency: Option<u32>) {
-    if concurrency == Some(0) {
-        problems.unplaced(path, "concurrency must be at least 1");
+fn check_concurrency(problems: &mut Problems, path: &str, concurrency: Option<&Spanned<u32>>) {
+    if let Some(concurrency) = concurrency
+        && concurrency.value == 0
+    {
+        problems.at(path, concurrency, "concurrency must be at least 1");
     }
 }
 
@@ -560,14 +563,12 @@ fn read_limits(doc: &LimitsDoc, at: &str, limits: &mut Limits, config: &SpecConf
 
 fn read_retry(doc: &RetryDoc, at: &str, base: &RetryPolicy, problems: &mut Problems) -> RetryPolicy {
     let mut retry = base.clone();
-    if let Some(attempts) = doc.max_attempts {
-        if !(1..=MAX_ATTEMPTS).contains(&attempts) {
-            problems.unplaced(
-                format!("{at}.max_attempts"),
-                format!("max_attempts must be from 1 to {MAX_ATTEMPTS}"),
-            );
+    if let Some(attempts) = &doc.max_attempts {
+        if !(1..=MAX_ATTEMPTS).contains(&attempts.value) {
+            let message = format!("max_attempts must be from 1 to {MAX_ATTEMPTS}");
+            problems.at(format!("{at}.max_attempts"), attempts, message);
         }
-        retry.max_attempts = attempts;
+        retry.max_attempts = attempts.value;
     }
     if let Some(initial) = &doc.initial_interval
         && let Some(d) = duration(initial, &format!("{at}.initial_interval"), problems)
@@ -579,11 +580,11 @@ fn read_retry(doc: &RetryDoc, at: &str, base: &RetryPolicy, problems: &mut Probl
     {
         retry.max_interval = d;
     }
-    if let Some(backoff) = doc.backoff {
-        if !(1.0..=100.0).contains(&backoff) {
-            problems.unplaced(format!("{at}.backoff"), "backoff must be from 1.0 to 100.0");
+    if let Some(backoff) = &doc.backoff {
+        if !(1.0..=100.0).contains(&backoff.value) {
+            problems.at(format!("{at}.backoff"), backoff, "backoff must be from 1.0 to 100.0");
         }
-        retry.backoff = backoff;
+        retry.backoff = backoff.value;
     }
     if let Some(jitter) = doc.jitter {
         retry.jitter = jitter;
@@ -592,10 +593,11 @@ fn read_retry(doc: &RetryDoc, at: &str, base: &RetryPolicy, problems: &mut Probl
         retry.non_retryable = codes.clone();
     }
     if retry.max_interval < retry.initial_interval {
-        problems.unplaced(
-            format!("{at}.max_interval"),
-            "max_interval must not be shorter than initial_interval",
-        );
+        let message = "max_interval must not be shorter than initial_interval";
+        match doc.max_interval.as_ref().or(doc.initial_interval.as_ref()) {
+            Some(place) => problems.at(format!("{at}.max_interval"), place, message),
+            None => problems.unplaced(format!("{at}.max_interval"), message),
+        }
     }
     retry
 }
