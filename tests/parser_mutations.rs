@@ -26,8 +26,37 @@ impl Rng {
 }
 
 const PUNCTUATION: &[&str] = &[
-    ":", "-", "[", "]", "{", "}", "&a", "*a", "!!str", "|", ">", "#", "'", "\"", "\n", "  ", "${{", "}}", "steps.",
-    "input.", "needs:", "for_each:", "when:", "<<: *a", "\t", "\u{feff}", "é", "0x", "1e999", "null", "~",
+    ":",
+    "-",
+    "[",
+    "]",
+    "{",
+    "}",
+    "&a",
+    "*a",
+    "!!str",
+    "|",
+    ">",
+    "#",
+    "'",
+    "\"",
+    "\n",
+    "  ",
+    "${{",
+    "}}",
+    "steps.",
+    "input.",
+    "needs:",
+    "for_each:",
+    "when:",
+    "<<: *a",
+    "\t",
+    "\u{feff}",
+    "é",
+    "0x",
+    "1e999",
+    "null",
+    "~",
 ];
 
 fn mutate(seed: &str, rng: &mut Rng) -> String {
@@ -79,7 +108,11 @@ fn mutated_documents_never_panic_the_parser() {
             Ok(outcome) => parsed += usize::from(outcome.is_ok()),
             Err(_) => panic!("the parser panicked on round {round}:\n{text}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(1), "round {round} took {:?}:\n{text}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "round {round} took {:?}:\n{text}",
+            started.elapsed()
+        );
     }
     // Some mutations leave a valid document; most do not.
     assert!(parsed > 0 && parsed < 25_000, "{parsed} of 25,000 parsed");

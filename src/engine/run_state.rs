@@ -55,18 +55,8 @@ pub(crate) struct ActiveRun {
 impl ActiveRun {
     /// A new run: every step pending, then whatever can start is readied.
     pub fn start(record: RunRecord, workflow: Arc<Workflow>, now: Millis) -> (ActiveRun, Effects) {
-        let n = workflow.steps.len();
-        let mut run = ActiveRun {
-            record,
-            workflow,
-            steps: vec![UnitRecord::pending(); n],
-            items: vec![Vec::new(); n],
-            running: 0,
-            running_items: vec![0; n],
-            failure: None,
-            next_event: 0,
-            dirty: (0..n).map(UnitKey::step).collect(),
-        };
+        let mut run = ActiveRun::empty(record, workflow, 0);
+        run.dirty = (0..run.steps.len()).map(UnitKey::step).collect();
         let mut fx = Effects::default();
         fx.changes.push(Change::PutRun(Box::new(run.record.clone())));
         run.event(&mut fx, now, EventKind::RunStarted);
@@ -85,17 +75,7 @@ impl ActiveRun {
         now: Millis,
     ) -> (ActiveRun, Effects) {
         let n = workflow.steps.len();
-        let mut run = ActiveRun {
-            record,
-            workflow,
-            steps: vec![UnitRecord::pending(); n],
-            items: vec![Vec::new(); n],
-            running: 0,
-            running_items: vec![0; n],
-            failure: None,
-            next_event,
-            dirty: BTreeSet::new(),
-        };
+        let mut run = ActiveRun::empty(record, workflow, next_event);
         let mut stored_items: Vec<Vec<(usize, UnitRecord)>> = vec![Vec::new(); n];
         for (key, unit) in units {
             let step = key.step as usize;
@@ -147,6 +127,22 @@ impl ActiveRun {
         run.advance(now, &mut fx);
         run.flush(&mut fx);
         (run, fx)
+    }
+
+    /// Every step pending, nothing running.
+    fn empty(record: RunRecord, workflow: Arc<Workflow>, next_event: u32) -> ActiveRun {
+        let n = workflow.steps.len();
+        ActiveRun {
+            record,
+            workflow,
+            steps: vec![UnitRecord::pending(); n],
+            items: vec![Vec::new(); n],
+            running: 0,
+            running_items: vec![0; n],
+            failure: None,
+            next_event,
+            dirty: BTreeSet::new(),
+        }
     }
 
     fn all_keys(&self) -> Vec<UnitKey> {
