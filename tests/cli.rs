@@ -188,3 +188,71 @@ fn help_explains_the_command() {
         assert!(text.contains(expected), "help lacks {expected:?}:\n{text}");
     }
 }
+
+#[test]
+fn validate_lists_every_problem_and_exits_1() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let good = root.join("example-tasks/workflows/order.yaml");
+    let bad = root.join("tests/golden/invalid/unknown_needs.yaml");
+    let output = weft(&["validate", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("order.yaml: ok (order, 5 steps)"), "{text}");
+    let bad_lines: Vec<&str> = text.lines().filter(|l| l.contains("unknown_needs.yaml:")).collect();
+    assert_eq!(bad_lines.len(), 3, "{text}");
+    assert!(bad_lines[0].ends_with(
+        "unknown_needs.yaml:7:13: steps[1].needs[0]: unknown step `valdate_payment` (did you mean `validate_payment`?)"
+    ));
+
+    let output = weft(&["validate", good.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn run_executes_the_order_workflow_as_the_readme_does() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = guest("hello").parent().unwrap().to_path_buf();
+    let workflow = root.join("example-tasks/workflows/order.yaml");
+    let input = format!("@{}", root.join("example-tasks/inputs/order.json").display());
+    let output = weft(&[
+        "run",
+        workflow.to_str().unwrap(),
+        "--modules",
+        modules.to_str().unwrap(),
+        "--input",
+        &input,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["shipment_id"], "shp_A-1001");
+    let progress = stderr(&output);
+    for step in [
+        "validate_payment",
+        "reserve_inventory",
+        "notify_warehouse",
+        "send_confirmation",
+    ] {
+        assert!(
+            progress
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [step, "succeeded"]),
+            "{progress}"
+        );
+    }
+    assert!(progress.contains("refund_payment           skipped"), "{progress}");
+
+    let output = weft(&[
+        "run",
+        workflow.to_str().unwrap(),
+        "--modules",
+        modules.to_str().unwrap(),
+        "--input",
+        r#"{"order_id": 5}"#,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("does not match the workflow's input_schema"),
+        "{}",
+        stderr(&output)
+    );
+}
