@@ -326,6 +326,21 @@ impl Db {
         Ok(out)
     }
 
+    /// The sequence number the next event of `run` gets: one past the
+    /// last stored, without reading the history.
+    pub fn next_event_seq(&self, run: RunId) -> Result<u32, DbError> {
+        let txn = self.database.begin_read().map_err(storage)?;
+        let events = txn.open_table(EVENTS).map_err(storage)?;
+        let last = events
+            .range((run.0, 0)..=(run.0, u32::MAX))
+            .map_err(storage)?
+            .next_back();
+        Ok(match last {
+            Some(entry) => entry.map_err(storage)?.0.value().1 + 1,
+            None => 0,
+        })
+    }
+
     /// A module's bytes.
     pub fn module(&self, digest: &Digest) -> Result<Option<Vec<u8>>, DbError> {
         let txn = self.database.begin_read().map_err(storage)?;

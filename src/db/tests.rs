@@ -71,6 +71,8 @@ async fn records_round_trip_and_survive_reopening() {
     assert_eq!(db.active_runs().unwrap(), vec![RunId(1)]);
     assert_eq!(db.units(RunId(1)).unwrap()[1].0, UnitKey::item(1, 3));
     assert_eq!(db.events(RunId(1)).unwrap().len(), 1);
+    assert_eq!(db.next_event_seq(RunId(1)).unwrap(), 1);
+    assert_eq!(db.next_event_seq(RunId(2)).unwrap(), 0);
     assert_eq!(KvRead::get(&db, "acme", "k"), Ok(Some(b"\"v\"".to_vec())));
     assert_eq!(KvRead::get(&db, "other", "k"), Ok(None));
     assert_eq!(db.last_run_id().unwrap(), 1);
