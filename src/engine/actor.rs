@@ -84,17 +84,13 @@ impl PartialOrd for Queued {
 }
 
 pub(crate) struct Actor {
-    pub db: Db,
-    pub runner: Arc<dyn Runner>,
-    pub clock: Arc<dyn Clock>,
-    pub config: EngineConfig,
-    pub updates: broadcast::Sender<Update>,
-    pub inbox: mpsc::UnboundedSender<Msg>,
-    pub workflows: Workflows,
-    pub next_id: u64,
+    shared: Shared,
+    next_id: u64,
     runs: HashMap<RunId, ActiveRun>,
     queue: BinaryHeap<Queued>,
-    deferred: Vec<Queued>,
+    /// Units held back by their run's or step's concurrency cap, by run:
+    /// only an attempt of the same run finishing can free their slot.
+    deferred: HashMap<RunId, Vec<Queued>>,
     timers: BinaryHeap<Reverse<(Millis, RunId, UnitKey)>>,
     tasks: HashMap<(RunId, UnitKey), JoinHandle<()>>,
     seq: u64,
@@ -113,27 +109,12 @@ pub(crate) struct Shared {
 
 impl Actor {
     pub fn new(shared: Shared, next_id: u64) -> Actor {
-        let Shared {
-            db,
-            runner,
-            clock,
-            config,
-            updates,
-            inbox,
-            workflows,
-        } = shared;
         Actor {
-            db,
-            runner,
-            clock,
-            config,
-            updates,
-            inbox,
-            workflows,
+            shared,
             next_id,
             runs: HashMap::new(),
             queue: BinaryHeap::new(),
-            deferred: Vec::new(),
+            deferred: HashMap::new(),
             timers: BinaryHeap::new(),
             tasks: HashMap::new(),
             seq: 0,
@@ -142,13 +123,15 @@ impl Actor {
 
     /// Resumes every unfinished run in the store.
     pub fn recover(&mut self) -> Result<usize, EngineError> {
-        let now = self.clock.now();
-        let active = self.db.active_runs()?;
+        let now = self.shared.clock.now();
+        let active = self.shared.db.active_runs()?;
         for id in &active {
-            let Some(record) = self.db.run(*id)? else { continue };
-            let workflow = self.workflows.load(&self.db, &record.workflow_digest)?;
-            let units = self.db.units(*id)?;
-            let next_event = self.db.events(*id)?.len() as u32;
+            let Some(record) = self.shared.db.run(*id)? else {
+                continue;
+            };
+            let workflow = self.shared.workflows.load(&self.shared.db, &record.workflow_digest)?;
+            let units = self.shared.db.units(*id)?;
+            let next_event = self.shared.db.next_event_seq(*id)?;
             let (run, fx) = ActiveRun::restore(record, workflow, units, next_event, now);
             self.runs.insert(*id, run);
             self.commit(*id, fx, None);
@@ -162,7 +145,9 @@ impl Actor {
             let next_due = self.timers.peek().map(|Reverse((due, _, _))| *due);
             let wait = async {
                 match next_due {
-                    Some(due) => tokio::time::sleep(Duration::from_millis(due.saturating_sub(self.clock.now()))).await,
+                    Some(due) => {
+                        tokio::time::sleep(Duration::from_millis(due.saturating_sub(self.shared.clock.now()))).await
+                    }
                     None => std::future::pending().await,
                 }
             };
@@ -189,13 +174,13 @@ impl Actor {
     }
 
     fn handle(&mut self, message: Msg) {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         match message {
             Msg::Start { mut record, reply } => {
                 record.id = RunId(self.next_id);
                 self.next_id += 1;
                 let id = record.id;
-                let workflow = match self.workflows.load(&self.db, &record.workflow_digest) {
+                let workflow = match self.shared.workflows.load(&self.shared.db, &record.workflow_digest) {
                     Ok(workflow) => workflow,
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -227,7 +212,7 @@ impl Actor {
                 result,
             } => {
                 self.tasks.remove(&(run, key));
-                self.queue.extend(self.deferred.drain(..));
+                self.queue.extend(self.deferred.remove(&run).into_iter().flatten());
                 let Some(active) = self.runs.get_mut(&run) else { return };
                 let report = result.unwrap_or_else(|e| host_failure(&e));
                 let fx = active.attempt_finished(key, report, started_at, now, rand::random::<f64>());
@@ -270,10 +255,11 @@ impl Actor {
             self.timers.push(Reverse((due, run, key)));
         }
         for event in after.events {
-            let _ = self.updates.send(Update { run, event });
+            let _ = self.shared.updates.send(Update { run, event });
         }
         if after.finished {
             self.runs.remove(&run);
+            self.deferred.remove(&run);
         }
     }
 
@@ -285,14 +271,14 @@ impl Actor {
             finished: fx.finished,
             reply,
         };
-        let inbox = self.inbox.clone();
-        self.db.write(fx.changes, move |result| {
+        let inbox = self.shared.inbox.clone();
+        self.shared.db.write(fx.changes, move |result| {
             let _ = inbox.send(Msg::Committed { run, after, result });
         });
     }
 
     fn fire_timers(&mut self) {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         while let Some(Reverse((due, run, key))) = self.timers.peek().copied() {
             if due > now {
                 break;
@@ -307,8 +293,8 @@ impl Actor {
 
     /// Starts queued units while slots are free.
     fn dispatch(&mut self) {
-        let now = self.clock.now();
-        while self.tasks.len() < self.config.max_concurrent {
+        let now = self.shared.clock.now();
+        while self.tasks.len() < self.shared.config.max_concurrent {
             let Some(queued) = self.queue.pop() else { break };
             let Some(active) = self.runs.get_mut(&queued.run) else {
                 continue;
@@ -327,7 +313,7 @@ impl Actor {
                     .concurrency
                     .is_some_and(|limit| active.running_items[key.step as usize] >= limit as usize);
             if over_run_limit || over_step_limit {
-                self.deferred.push(queued);
+                self.deferred.entry(queued.run).or_default().push(queued);
                 continue;
             }
             let input = match active.input_for(key) {
@@ -352,8 +338,8 @@ impl Actor {
                 },
             };
             active.attempt_started(key);
-            let runner = self.runner.clone();
-            let inbox = self.inbox.clone();
+            let runner = self.shared.runner.clone();
+            let inbox = self.shared.inbox.clone();
             let run = queued.run;
             let task = tokio::spawn(async move {
                 let result = runner.run(request).await;
