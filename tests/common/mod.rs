@@ -9,6 +9,18 @@ use std::sync::{Arc, OnceLock};
 
 use weft::sandbox::{Attempt, AttemptContext, AttemptReport, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
 
+/// Every example task that is a valid weft task (not the `invalid/` ones).
+pub const EXAMPLE_TASKS: [&str; 8] = [
+    "validate_payment",
+    "reserve_inventory",
+    "notify_warehouse",
+    "send_confirmation",
+    "refund_payment",
+    "hello",
+    "flaky",
+    "misbehave",
+];
+
 /// The path of an example task's component, e.g. `guest("hello")`.
 ///
 /// The first call in a test binary builds `example-tasks/` (cargo makes the

@@ -64,16 +64,7 @@ fn refuses_a_component_for_another_world() {
 
 #[test]
 fn accepts_every_example_task_and_caches_by_digest() {
-    for name in [
-        "validate_payment",
-        "reserve_inventory",
-        "notify_warehouse",
-        "send_confirmation",
-        "refund_payment",
-        "hello",
-        "flaky",
-        "misbehave",
-    ] {
+    for name in crate::common::EXAMPLE_TASKS {
         let bytes = guest_bytes(name);
         let module = sandbox().load(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(module.digest(), weft::Digest::of(&bytes));

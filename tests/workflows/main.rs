@@ -29,15 +29,7 @@ impl Harness {
             .join("example-tasks/workflows")
             .join(workflow);
         let source = std::fs::read_to_string(path).unwrap();
-        for task in [
-            "validate_payment",
-            "reserve_inventory",
-            "notify_warehouse",
-            "send_confirmation",
-            "refund_payment",
-            "hello",
-            "flaky",
-        ] {
+        for task in common::EXAMPLE_TASKS {
             engine
                 .put_module("acme", task, common::guest_bytes(task))
                 .await
