@@ -9,6 +9,7 @@
 //!   classified [`Outcome`];
 //! - `cli`: the `weft` command (`weft task run`, ...); `main` only calls it.
 
+pub mod api;
 pub mod cli;
 pub mod db;
 pub mod digest;
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod model;
 pub mod sandbox;
 pub mod spec;
+pub mod tenant;
 
 pub use digest::Digest;
 pub use sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Module, Outcome, Sandbox, SandboxConfig};

@@ -192,6 +192,49 @@ pub struct RunRecord {
     pub created_at: Millis,
     /// When it last changed.
     pub updated_at: Millis,
+    /// The most fuel and memory any attempt of this run may use: the
+    /// tenant's quota when the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<AttemptCaps>,
+}
+
+/// Upper bounds on an attempt's limits, whatever its step asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptCaps {
+    /// Fuel.
+    pub fuel: u64,
+    /// Linear memory, in bytes.
+    pub memory: u64,
+}
+
+/// One stored version of a tenant's module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModuleRecord {
+    /// The module's name.
+    pub name: String,
+    /// The version: given at upload, or the digest's first 12 hex digits.
+    pub version: String,
+    /// `sha256:<hex>` of the bytes.
+    #[schema(value_type = String)]
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// What the component imports (interface names).
+    pub imports: Vec<String>,
+    /// When it was uploaded (ms since the epoch).
+    pub created_at: Millis,
+}
+
+/// One stored definition of a tenant's workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkflowVersion {
+    /// 1 for the first definition pushed, then counting up.
+    pub version: u32,
+    /// `sha256:<hex>` of the document's text.
+    #[schema(value_type = String)]
+    pub digest: Digest,
+    /// When it was pushed (ms since the epoch).
+    pub created_at: Millis,
 }
 
 /// A unit as stored.
@@ -259,6 +302,8 @@ pub struct Event {
 pub enum EventKind {
     /// The run was created.
     RunStarted,
+    /// The run was retried from its failed steps.
+    RunRetried,
     /// An attempt finished.
     AttemptFinished {
         /// The step's id.
@@ -272,6 +317,9 @@ pub enum EventKind {
         outcome: String,
         /// How long it ran, in microseconds.
         duration_us: u64,
+        /// Fuel the attempt burned.
+        #[serde(default)]
+        fuel_used: u64,
     },
     /// A retry was scheduled.
     RetryScheduled {

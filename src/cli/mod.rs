@@ -2,6 +2,7 @@
 //! group lives in its own file; `main.rs` only calls [`main`].
 
 mod run;
+mod serve;
 mod task;
 mod workflow;
 
@@ -51,6 +52,14 @@ enum Command {
     /// Print the JSON Schema of workflow documents (for editors and
     /// linters).
     Schema,
+    /// Run the HTTP API: tenants, modules, workflows and runs, kept in a
+    /// data directory. Unfinished runs are resumed on start; SIGTERM or
+    /// Ctrl-C stops taking work, lets running attempts finish, and exits.
+    #[command(after_help = "Example:\n  \
+        weft serve --data ./weft-data --listen 127.0.0.1:8080\n\n\
+        The admin token is WEFT_ADMIN_TOKEN, or the one in DIR/admin.token\n\
+        (generated on first start, readable by you only).")]
+    Serve(serve::ServeArgs),
 }
 
 /// Exit status: the command did what was asked.
@@ -81,6 +90,7 @@ pub fn main() -> ExitCode {
             Command::Show(args) => run::show(args),
             Command::Validate(args) => workflow::validate(args),
             Command::Schema => workflow::schema(),
+            Command::Serve(args) => serve::serve(args).await,
         }
     });
     match result {

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::{EXIT_FAILED, EXIT_OK};
-use crate::db::Db;
+use crate::db::{Db, STORE_FILE};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock, Update};
-use crate::model::{EventKind, RunId, RunRecord, RunStatus};
+use crate::model::{EventKind, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::{self, SpecConfig, TaskRef};
 
@@ -94,12 +94,13 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
     for step in &workflow.steps {
-        let TaskRef::Name { .. } = &step.task else { continue };
-        let name = step.task.to_string();
-        if !loaded.insert(name.clone()) {
+        let TaskRef::Name { name, version } = &step.task else {
+            continue;
+        };
+        if !loaded.insert(step.task.to_string()) {
             continue;
         }
-        let path = match given.iter().find(|(n, _)| *n == name) {
+        let path = match given.iter().find(|(n, _)| n == name) {
             Some((_, path)) => path.clone(),
             None => match &args.modules_dir {
                 Some(dir) => dir.join(format!("{name}.wasm")),
@@ -112,20 +113,31 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         let bytes = std::fs::read(&path).with_context(|| format!("cannot read module {name} at {}", path.display()))?;
         let loader = sandbox.clone();
         let checked = bytes.clone();
-        tokio::task::spawn_blocking(move || loader.load(&checked))
+        let module = tokio::task::spawn_blocking(move || loader.load(&checked))
             .await?
             .with_context(|| format!("cannot load module {name} ({})", path.display()))?;
-        engine.put_module(LOCAL, &name, bytes).await?;
+        let record = ModuleRecord {
+            name: name.clone(),
+            version: version.clone().unwrap_or_else(|| module.digest().short()),
+            digest: module.digest(),
+            size: module.size() as u64,
+            imports: module.imports().to_vec(),
+            created_at: engine.now(),
+        };
+        engine.put_module(LOCAL, record, bytes).await?;
     }
     engine.put_workflow(LOCAL, &source).await?;
 
     let updates = engine.subscribe();
-    let run = engine
+    let (run, _) = engine
         .start_run(StartRun {
             tenant: LOCAL.into(),
             workflow: workflow.name.clone(),
             input,
             priority: 0,
+            idempotency_key: None,
+            caps: None,
+            max_active: None,
         })
         .await?;
     eprintln!("run {run} of {} started (store: {})", workflow.name, data.display());
@@ -176,8 +188,6 @@ pub(crate) fn show(args: ShowArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-const STORE_FILE: &str = "weft.redb";
-
 async fn open_engine(data: &Path) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let db = Db::open(&data.join(STORE_FILE))?;
@@ -203,7 +213,7 @@ async fn follow(
     }
     while !waiting.is_empty() {
         match updates.recv().await {
-            Ok(Update { run, event }) if waiting.contains(&run) => {
+            Ok(Update { run, event, .. }) if waiting.contains(&run) => {
                 let prefix = if runs.len() > 1 {
                     format!("run {run}: ")
                 } else {
@@ -216,6 +226,7 @@ async fn follow(
                         attempt,
                         outcome,
                         duration_us,
+                        ..
                     } => {
                         let step = item.map_or(step.clone(), |i| format!("{step}[{i}]"));
                         let time = std::time::Duration::from_micros(duration_us);
@@ -232,6 +243,7 @@ async fn follow(
                         waiting.remove(&run);
                     }
                     EventKind::RunStarted => {}
+                    EventKind::RunRetried => eprintln!("{prefix}run {run} retried"),
                 }
             }
             Ok(_) => {}

@@ -11,7 +11,9 @@
 //! writer. The interface is narrow on purpose (records in, records out) so
 //! a PostgreSQL backend can stand in later.
 
+mod catalog;
 mod tables;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,8 +23,10 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde_json::Value;
 
 use crate::digest::Digest;
-use crate::model::{AttemptRecord, Event, RunId, RunRecord, UnitKey, UnitRecord};
+use crate::model::{AttemptRecord, Event, Millis, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord};
+use crate::tenant::{KeyRecord, TenantRecord};
 use crate::sandbox::KvRead;
+pub use catalog::RunFilter;
 use tables::*;
 
 /// Why the store failed.
@@ -71,14 +75,20 @@ pub enum Change {
         /// The component.
         bytes: Arc<Vec<u8>>,
     },
-    /// Points a tenant's module name at a digest.
-    NameModule {
+    /// Stores a version of a tenant's module and makes it the newest.
+    PutModuleVersion {
+        /// The tenant.
+        tenant: String,
+        /// The version.
+        record: Box<ModuleRecord>,
+    },
+    /// Removes every version of a tenant's module (the bytes stay: they
+    /// are content-addressed, and finished runs still name them).
+    DeleteModule {
         /// The tenant.
         tenant: String,
         /// The module's name.
         name: String,
-        /// The digest it now means.
-        digest: Digest,
     },
     /// Stores a workflow document and points its name at it.
     PutWorkflow {
@@ -90,6 +100,27 @@ pub enum Change {
         digest: Digest,
         /// The document.
         source: Arc<str>,
+        /// When it was pushed; a new version is recorded only when the
+        /// text differs from the newest.
+        at: Millis,
+    },
+    /// Inserts or replaces a tenant.
+    PutTenant(Box<TenantRecord>),
+    /// Stores an API key.
+    PutKey(Box<KeyRecord>),
+    /// Revokes an API key.
+    DeleteKey {
+        /// Its id.
+        key_id: String,
+    },
+    /// Remembers which run an idempotency key started.
+    PutIdempotencyKey {
+        /// The tenant.
+        tenant: String,
+        /// The key the client sent.
+        key: String,
+        /// The run.
+        run: RunId,
     },
     /// Inserts or replaces a run (and keeps the set of active runs).
     PutRun(Box<RunRecord>),
@@ -133,9 +164,9 @@ pub enum Change {
 
 type Continuation = Box<dyn FnOnce(Result<(), DbError>) + Send>;
 
-struct Job {
-    changes: Vec<Change>,
-    then: Continuation,
+pub(crate) struct Job {
+    pub(crate) changes: Vec<Change>,
+    pub(crate) then: Continuation,
 }
 
 /// The store. Cheap to clone; when the last clone is dropped, queued
@@ -162,6 +193,9 @@ impl Drop for Writer {
         }
     }
 }
+
+/// The store's file name inside a data directory.
+pub const STORE_FILE: &str = "weft.redb";
 
 /// The most changes one commit takes; the rest wait for the next.
 const MAX_BATCH: usize = 4096;
@@ -197,6 +231,12 @@ impl Db {
             txn.open_table(ATTEMPTS).map_err(storage)?;
             txn.open_table(EVENTS).map_err(storage)?;
             txn.open_table(KV).map_err(storage)?;
+            txn.open_table(TENANTS).map_err(storage)?;
+            txn.open_table(API_KEYS).map_err(storage)?;
+            txn.open_table(MODULE_VERSIONS).map_err(storage)?;
+            txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
+            txn.open_table(TENANT_RUNS).map_err(storage)?;
+            txn.open_table(IDEMPOTENCY).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
 
@@ -205,7 +245,7 @@ impl Db {
         let for_writer = database.clone();
         let thread = std::thread::Builder::new()
             .name("weft-db-writer".into())
-            .spawn(move || write_loop(&for_writer, &jobs))
+            .spawn(move || writer::write_loop(&for_writer, &jobs))
             .map_err(|e| DbError::Open(format!("cannot start the writer thread: {e}")))?;
         let writer = Writer {
             jobs: std::sync::Mutex::new(Some(sender)),
@@ -424,102 +464,6 @@ fn digest_from(bytes: &[u8]) -> Result<Digest, DbError> {
     format!("sha256:{hex}")
         .parse()
         .map_err(|e| DbError::Corrupt(format!("digest: {e}")))
-}
-
-/// The writer thread: one transaction per batch of queued jobs.
-fn write_loop(database: &Database, jobs: &mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        let mut changes = batch[0].changes.len();
-        while changes < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    changes += job.changes.len();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let result = apply(database, &batch);
-        for job in batch {
-            (job.then)(result.clone());
-        }
-    }
-}
-
-fn apply(database: &Database, batch: &[Job]) -> Result<(), DbError> {
-    let txn = database.begin_write().map_err(storage)?;
-    {
-        let mut modules = txn.open_table(MODULES).map_err(storage)?;
-        let mut module_names = txn.open_table(MODULE_NAMES).map_err(storage)?;
-        let mut workflows = txn.open_table(WORKFLOWS).map_err(storage)?;
-        let mut workflow_names = txn.open_table(WORKFLOW_NAMES).map_err(storage)?;
-        let mut runs = txn.open_table(RUNS).map_err(storage)?;
-        let mut active = txn.open_table(ACTIVE).map_err(storage)?;
-        let mut units = txn.open_table(UNITS).map_err(storage)?;
-        let mut attempts = txn.open_table(ATTEMPTS).map_err(storage)?;
-        let mut events = txn.open_table(EVENTS).map_err(storage)?;
-        let mut kv = txn.open_table(KV).map_err(storage)?;
-        for change in batch.iter().flat_map(|job| &job.changes) {
-            match change {
-                Change::PutModule { digest, bytes } => {
-                    modules
-                        .insert(digest.as_bytes().as_slice(), bytes.as_slice())
-                        .map_err(storage)?;
-                }
-                Change::NameModule { tenant, name, digest } => {
-                    module_names
-                        .insert((tenant.as_str(), name.as_str()), digest.as_bytes().as_slice())
-                        .map_err(storage)?;
-                }
-                Change::PutWorkflow {
-                    tenant,
-                    name,
-                    digest,
-                    source,
-                } => {
-                    workflows
-                        .insert(digest.as_bytes().as_slice(), &**source)
-                        .map_err(storage)?;
-                    workflow_names
-                        .insert((tenant.as_str(), name.as_str()), digest.as_bytes().as_slice())
-                        .map_err(storage)?;
-                }
-                Change::PutRun(run) => {
-                    runs.insert(run.id.0, encode(run.as_ref()).as_slice())
-                        .map_err(storage)?;
-                    if run.status.is_final() {
-                        active.remove(run.id.0).map_err(storage)?;
-                    } else {
-                        active.insert(run.id.0, ()).map_err(storage)?;
-                    }
-                }
-                Change::PutUnit { run, key, record } => {
-                    let k = (run.0, key.step, key.item.unwrap_or(NO_ITEM));
-                    units.insert(k, encode(record).as_slice()).map_err(storage)?;
-                }
-                Change::PutAttempt { run, key, record } => {
-                    let k = (run.0, key.step, key.item.unwrap_or(NO_ITEM), record.attempt);
-                    attempts
-                        .insert(k, encode(record.as_ref()).as_slice())
-                        .map_err(storage)?;
-                }
-                Change::AppendEvent { run, seq, event } => {
-                    events
-                        .insert((run.0, *seq), encode(event).as_slice())
-                        .map_err(storage)?;
-                }
-                Change::Kv { tenant, key, value } => {
-                    match value {
-                        Some(v) => kv.insert((tenant.as_str(), key.as_str()), v.as_slice()).map(|_| ()),
-                        None => kv.remove((tenant.as_str(), key.as_str())).map(|_| ()),
-                    }
-                    .map_err(storage)?;
-                }
-            }
-        }
-    }
-    txn.commit().map_err(storage)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::DbError;
 
 /// The schema this build reads and writes. Opening a database with another
 /// version fails with a clear error instead of misreading it.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+pub(crate) const SCHEMA_VERSION: u64 = 2;
 
 /// `schema_version`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -35,6 +35,20 @@ pub(crate) const ATTEMPTS: TableDefinition<(u64, u32, u32, u32), &[u8]> = TableD
 pub(crate) const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("events");
 /// (tenant, key) → value.
 pub(crate) const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+
+/// Tenants by id.
+pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// API keys by key id (the secret only as a hash).
+pub(crate) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+/// (tenant, module name, version) → module record.
+pub(crate) const MODULE_VERSIONS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("module_versions");
+/// (tenant, workflow name, version) → workflow version record.
+pub(crate) const WORKFLOW_VERSIONS: TableDefinition<(&str, &str, u32), &[u8]> =
+    TableDefinition::new("workflow_versions");
+/// (tenant, run id): a tenant's runs, for listing them.
+pub(crate) const TENANT_RUNS: TableDefinition<(&str, u64), ()> = TableDefinition::new("tenant_runs");
+/// (tenant, idempotency key) → the run it started.
+pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> = TableDefinition::new("idempotency_keys");
 
 /// The item slot of a unit that is not a fan-out item.
 pub(crate) const NO_ITEM: u32 = u32::MAX;

@@ -18,15 +18,21 @@ use tokio::task::JoinHandle;
 
 use super::run_state::{ActiveRun, Effects};
 use super::runner::{AttemptRequest, Runner, RunnerError};
-use super::{Clock, EngineConfig, EngineError, Update, Workflows};
-use crate::db::{Db, DbError};
-use crate::model::{Event, Millis, RunId, RunRecord, UnitKey, UnitStatus};
-use crate::sandbox::{AttemptContext, AttemptLogs, AttemptReport, Outcome};
+use super::{Clock, EngineConfig, EngineError, EngineStats, Update, Workflows};
+use crate::db::{Change, Db, DbError};
+use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitStatus};
+use crate::sandbox::{AttemptContext, AttemptLogs, AttemptReport, Limits, Outcome};
 
 pub(crate) enum Msg {
     Start {
         record: Box<RunRecord>,
+        idempotency_key: Option<String>,
+        max_active: Option<u32>,
         reply: oneshot::Sender<Result<RunId, EngineError>>,
+    },
+    Retry {
+        run: RunId,
+        reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Cancel {
         run: RunId,
@@ -43,6 +49,9 @@ pub(crate) enum Msg {
         after: After,
         result: Result<(), DbError>,
     },
+    Drain {
+        reply: oneshot::Sender<()>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -52,14 +61,14 @@ pub(crate) enum Msg {
 pub(crate) struct After {
     ready: Vec<UnitKey>,
     timers: Vec<(Millis, UnitKey)>,
-    events: Vec<Event>,
+    events: Vec<(u32, Event)>,
     finished: bool,
     reply: Option<Reply>,
 }
 
 pub(crate) enum Reply {
     Started(oneshot::Sender<Result<RunId, EngineError>>),
-    Cancelled(oneshot::Sender<Result<(), EngineError>>),
+    Done(oneshot::Sender<Result<(), EngineError>>),
 }
 
 #[derive(PartialEq, Eq)]
@@ -94,6 +103,13 @@ pub(crate) struct Actor {
     timers: BinaryHeap<Reverse<(Millis, RunId, UnitKey)>>,
     tasks: HashMap<(RunId, UnitKey), JoinHandle<()>>,
     seq: u64,
+    /// Unfinished runs per tenant, for the concurrent-runs quota.
+    active_by_tenant: HashMap<String, u32>,
+    /// Commits sent to the writer and not yet answered.
+    commits_in_flight: usize,
+    /// Set while draining: nothing new starts, and this is answered once
+    /// nothing runs and every commit is durable.
+    draining: Option<oneshot::Sender<()>>,
 }
 
 /// What the scheduler shares with the engine handle.
@@ -105,6 +121,7 @@ pub(crate) struct Shared {
     pub updates: broadcast::Sender<Update>,
     pub inbox: mpsc::UnboundedSender<Msg>,
     pub workflows: Workflows,
+    pub stats: Arc<EngineStats>,
 }
 
 impl Actor {
@@ -118,6 +135,9 @@ impl Actor {
             timers: BinaryHeap::new(),
             tasks: HashMap::new(),
             seq: 0,
+            active_by_tenant: HashMap::new(),
+            commits_in_flight: 0,
+            draining: None,
         }
     }
 
@@ -133,7 +153,7 @@ impl Actor {
             let units = self.shared.db.units(*id)?;
             let next_event = self.shared.db.next_event_seq(*id)?;
             let (run, fx) = ActiveRun::restore(record, workflow, units, next_event, now);
-            self.runs.insert(*id, run);
+            self.insert(run);
             self.commit(*id, fx, None);
         }
         Ok(active.len())
@@ -142,6 +162,13 @@ impl Actor {
     pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Msg>) {
         loop {
             self.dispatch();
+            self.publish_stats();
+            if self.tasks.is_empty()
+                && self.commits_in_flight == 0
+                && let Some(reply) = self.draining.take()
+            {
+                let _ = reply.send(());
+            }
             let next_due = self.timers.peek().map(|Reverse((due, _, _))| *due);
             let wait = async {
                 match next_due {
@@ -158,6 +185,7 @@ impl Actor {
                         let _ = reply.send(());
                         return;
                     }
+                    Some(Msg::Drain { reply }) => self.draining = Some(reply),
                     Some(message) => self.handle(message),
                     None => return,
                 },
@@ -176,7 +204,18 @@ impl Actor {
     fn handle(&mut self, message: Msg) {
         let now = self.shared.clock.now();
         match message {
-            Msg::Start { mut record, reply } => {
+            Msg::Start {
+                mut record,
+                idempotency_key,
+                max_active,
+                reply,
+            } => {
+                let active = self.active_by_tenant.get(&record.tenant).copied().unwrap_or(0);
+                if let Some(max) = max_active.filter(|max| active >= *max) {
+                    let reason = format!("{active} runs are unfinished; the quota allows {max} at once");
+                    let _ = reply.send(Err(EngineError::QuotaExceeded(reason)));
+                    return;
+                }
                 record.id = RunId(self.next_id);
                 self.next_id += 1;
                 let id = record.id;
@@ -187,10 +226,20 @@ impl Actor {
                         return;
                     }
                 };
-                let (run, fx) = ActiveRun::start(*record, workflow, now);
-                self.runs.insert(id, run);
+                let tenant = record.tenant.clone();
+                let (run, mut fx) = ActiveRun::start(*record, workflow, now);
+                if let Some(key) = idempotency_key {
+                    fx.changes.push(Change::PutIdempotencyKey { tenant, key, run: id });
+                }
+                self.insert(run);
                 self.commit(id, fx, Some(Reply::Started(reply)));
             }
+            Msg::Retry { run, reply } => match self.retry(run, now) {
+                Ok(fx) => self.commit(run, fx, Some(Reply::Done(reply))),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Msg::Cancel { run, reply } => {
                 let Some(active) = self.runs.get_mut(&run) else {
                     let _ = reply.send(Err(EngineError::NotRunning(run)));
@@ -203,7 +252,7 @@ impl Actor {
                         handle.abort();
                     }
                 }
-                self.commit(run, fx, Some(Reply::Cancelled(reply)));
+                self.commit(run, fx, Some(Reply::Done(reply)));
             }
             Msg::Attempt {
                 run,
@@ -219,11 +268,63 @@ impl Actor {
                 self.commit(run, fx, None);
             }
             Msg::Committed { run, after, result } => self.committed(run, after, result),
-            Msg::Shutdown { .. } => unreachable!("handled by the loop"),
+            Msg::Shutdown { .. } | Msg::Drain { .. } => unreachable!("handled by the loop"),
         }
     }
 
+    fn insert(&mut self, run: ActiveRun) {
+        *self.active_by_tenant.entry(run.record.tenant.clone()).or_default() += 1;
+        self.runs.insert(run.record.id, run);
+    }
+
+    fn remove(&mut self, id: RunId) {
+        if let Some(run) = self.runs.remove(&id)
+            && let Some(count) = self.active_by_tenant.get_mut(&run.record.tenant)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.active_by_tenant.remove(&run.record.tenant);
+            }
+        }
+        self.deferred.remove(&id);
+    }
+
+    /// Reopens a failed or cancelled run from the store.
+    fn retry(&mut self, id: RunId, now: Millis) -> Result<Effects, EngineError> {
+        if self.runs.contains_key(&id) {
+            return Err(EngineError::CannotRetry {
+                run: id,
+                reason: "it is still running".into(),
+            });
+        }
+        let db = &self.shared.db;
+        let record = db.run(id)?.ok_or(EngineError::UnknownRun(id))?;
+        if !matches!(record.status, RunStatus::Failed | RunStatus::Cancelled) {
+            return Err(EngineError::CannotRetry {
+                run: id,
+                reason: format!("it {}; only failed or cancelled runs can be retried", record.status),
+            });
+        }
+        let workflow = self.shared.workflows.load(db, &record.workflow_digest)?;
+        let units = db.units(id)?;
+        let next_event = db.next_event_seq(id)?;
+        let (run, fx) = ActiveRun::retry(record, workflow, units, next_event, now)
+            .map_err(|reason| EngineError::CannotRetry { run: id, reason })?;
+        self.insert(run);
+        Ok(fx)
+    }
+
+    fn publish_stats(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let deferred: usize = self.deferred.values().map(Vec::len).sum();
+        let stats = &self.shared.stats;
+        stats.queued.store(self.queue.len() + deferred, Relaxed);
+        stats.running.store(self.tasks.len(), Relaxed);
+        stats.active_runs.store(self.runs.len(), Relaxed);
+    }
+
     fn committed(&mut self, run: RunId, after: After, result: Result<(), DbError>) {
+        self.commits_in_flight -= 1;
         if let Err(e) = &result {
             // The state in memory ran ahead of the disk; a restart resumes
             // from what is durable.
@@ -233,7 +334,7 @@ impl Actor {
             Some(Reply::Started(reply)) => {
                 let _ = reply.send(result.clone().map(|()| run).map_err(EngineError::from));
             }
-            Some(Reply::Cancelled(reply)) => {
+            Some(Reply::Done(reply)) => {
                 let _ = reply.send(result.clone().map_err(EngineError::from));
             }
             None => {}
@@ -241,7 +342,10 @@ impl Actor {
         if result.is_err() {
             return;
         }
-        let priority = self.runs.get(&run).map_or(0, |r| r.record.priority);
+        let (priority, tenant) = match self.runs.get(&run) {
+            Some(active) => (active.record.priority, Arc::from(active.record.tenant.as_str())),
+            None => (0, Arc::from("")),
+        };
         for key in after.ready {
             self.seq += 1;
             self.queue.push(Queued {
@@ -254,12 +358,16 @@ impl Actor {
         for (due, key) in after.timers {
             self.timers.push(Reverse((due, run, key)));
         }
-        for event in after.events {
-            let _ = self.shared.updates.send(Update { run, event });
+        for (seq, event) in after.events {
+            let _ = self.shared.updates.send(Update {
+                run,
+                seq,
+                tenant: Arc::clone(&tenant),
+                event,
+            });
         }
         if after.finished {
-            self.runs.remove(&run);
-            self.deferred.remove(&run);
+            self.remove(run);
         }
     }
 
@@ -272,6 +380,7 @@ impl Actor {
             reply,
         };
         let inbox = self.shared.inbox.clone();
+        self.commits_in_flight += 1;
         self.shared.db.write(fx.changes, move |result| {
             let _ = inbox.send(Msg::Committed { run, after, result });
         });
@@ -294,7 +403,7 @@ impl Actor {
     /// Starts queued units while slots are free.
     fn dispatch(&mut self) {
         let now = self.shared.clock.now();
-        while self.tasks.len() < self.shared.config.max_concurrent {
+        while self.draining.is_none() && self.tasks.len() < self.shared.config.max_concurrent {
             let Some(queued) = self.queue.pop() else { break };
             let Some(active) = self.runs.get_mut(&queued.run) else {
                 continue;
@@ -327,7 +436,7 @@ impl Actor {
             let request = AttemptRequest {
                 module: active.record.modules[key.step as usize],
                 input,
-                limits: step.limits,
+                limits: capped(step.limits, active.record.caps),
                 context: AttemptContext {
                     tenant: active.record.tenant.clone(),
                     workflow: active.record.workflow.clone(),
@@ -353,6 +462,15 @@ impl Actor {
             self.tasks.insert((run, key), task);
         }
     }
+}
+
+/// A step's limits, lowered to the run's caps.
+fn capped(mut limits: Limits, caps: Option<AttemptCaps>) -> Limits {
+    if let Some(caps) = caps {
+        limits.fuel = limits.fuel.min(caps.fuel);
+        limits.memory = limits.memory.min(caps.memory);
+    }
+    limits
 }
 
 /// An attempt the host could not run counts as a retryable failure: the

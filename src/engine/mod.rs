@@ -13,7 +13,9 @@ mod run_state;
 mod runner;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -23,7 +25,7 @@ pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner};
 
 use crate::db::{Change, Db, DbError};
 use crate::digest::Digest;
-use crate::model::{Event, EventKind, RunId, RunRecord, RunStatus};
+use crate::model::{AttemptCaps, Event, EventKind, Millis, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::spec::{self, SpecConfig, SpecErrors, TaskRef, Workflow};
 use actor::{Actor, Msg};
 
@@ -51,6 +53,14 @@ pub enum EngineError {
     /// The workflow document is invalid.
     #[error("invalid workflow:\n{0}")]
     InvalidWorkflow(SpecErrors),
+    /// A document pushed under one name says another.
+    #[error("the document is named {document:?}, but was pushed as {path:?}")]
+    NameMismatch {
+        /// The name it was pushed under.
+        path: String,
+        /// The `name` in the document.
+        document: String,
+    },
     /// No workflow of that name.
     #[error("no workflow named {0:?}")]
     UnknownWorkflow(String),
@@ -68,6 +78,20 @@ pub enum EngineError {
     /// The run is not running (finished, or unknown).
     #[error("run {0} is not running")]
     NotRunning(RunId),
+    /// No run with that id.
+    #[error("no run {0}")]
+    UnknownRun(RunId),
+    /// The run cannot be retried.
+    #[error("run {run} cannot be retried: {reason}")]
+    CannotRetry {
+        /// The run.
+        run: RunId,
+        /// Why.
+        reason: String,
+    },
+    /// A tenant's quota does not allow the request now.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// The store failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -91,6 +115,10 @@ impl EngineError {
 pub struct Update {
     /// The run.
     pub run: RunId,
+    /// The event's position in the run's history.
+    pub seq: u32,
+    /// The run's tenant.
+    pub tenant: Arc<str>,
     /// What happened.
     pub event: Event,
 }
@@ -106,6 +134,23 @@ pub struct StartRun {
     pub input: Value,
     /// Higher runs first.
     pub priority: i32,
+    /// A client's key for this start: the same key returns the same run.
+    pub idempotency_key: Option<String>,
+    /// Caps on every attempt's fuel and memory.
+    pub caps: Option<AttemptCaps>,
+    /// Refuse the start if the tenant has this many unfinished runs.
+    pub max_active: Option<u32>,
+}
+
+/// What the scheduler is doing right now, for metrics.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Units waiting for a slot.
+    pub queued: AtomicUsize,
+    /// Attempts running.
+    pub running: AtomicUsize,
+    /// Unfinished runs.
+    pub active_runs: AtomicUsize,
 }
 
 /// Compiled workflows by digest, shared by the handle and the scheduler:
@@ -141,6 +186,10 @@ pub struct Engine {
     inbox: mpsc::UnboundedSender<Msg>,
     updates: broadcast::Sender<Update>,
     workflows: Workflows,
+    stats: Arc<EngineStats>,
+    /// Held across check-and-start of idempotent starts, so two requests
+    /// with the same key cannot both start a run.
+    idempotent_starts: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Engine {
@@ -159,6 +208,7 @@ impl Engine {
             config: config.spec,
         };
         let next_id = db.last_run_id()? + 1;
+        let stats = Arc::new(EngineStats::default());
         let shared = actor::Shared {
             db: db.clone(),
             runner,
@@ -167,6 +217,7 @@ impl Engine {
             updates: updates.clone(),
             inbox: inbox.clone(),
             workflows: workflows.clone(),
+            stats: stats.clone(),
         };
         let mut actor = Actor::new(shared, next_id);
         let resumed = actor.recover()?;
@@ -178,6 +229,8 @@ impl Engine {
                 inbox,
                 updates,
                 workflows,
+                stats,
+                idempotent_starts: Arc::default(),
             },
             resumed,
         ))
@@ -188,29 +241,57 @@ impl Engine {
         &self.db
     }
 
-    /// Stores a module's bytes under `name` for `tenant`; callers validate
-    /// the component first (the sandbox's `load`).
-    pub async fn put_module(&self, tenant: &str, name: &str, bytes: Vec<u8>) -> Result<Digest, EngineError> {
-        let digest = Digest::of(&bytes);
+    /// A stored workflow definition, compiled (once per process).
+    pub fn workflow(&self, digest: &Digest) -> Result<Arc<Workflow>, EngineError> {
+        self.workflows.load(&self.db, digest)
+    }
+
+    /// What the scheduler is doing now.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The clock the engine runs on.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Stores a module's bytes as a version of a tenant's module, which
+    /// becomes its newest; callers validate the component first (the
+    /// sandbox's `load`).
+    pub async fn put_module(&self, tenant: &str, record: ModuleRecord, bytes: Vec<u8>) -> Result<(), EngineError> {
         self.db
             .commit(vec![
                 Change::PutModule {
-                    digest,
+                    digest: record.digest,
                     bytes: Arc::new(bytes),
                 },
-                Change::NameModule {
+                Change::PutModuleVersion {
                     tenant: tenant.into(),
-                    name: name.into(),
-                    digest,
+                    record: Box::new(record),
                 },
             ])
             .await?;
-        Ok(digest)
+        Ok(())
     }
 
     /// Checks and stores a workflow document; returns its name and digest.
     pub async fn put_workflow(&self, tenant: &str, source: &str) -> Result<(String, Digest), EngineError> {
-        let workflow = spec::parse(source, &self.workflows.config).map_err(EngineError::InvalidWorkflow)?;
+        self.put_workflow_with(tenant, source, &self.workflows.config.clone(), |_| Ok(()))
+            .await
+    }
+
+    /// [`Engine::put_workflow`], checked against `config` (a tenant's
+    /// quota) instead of the engine's, and by `check` before it is stored.
+    pub async fn put_workflow_with(
+        &self,
+        tenant: &str,
+        source: &str,
+        config: &SpecConfig,
+        check: impl FnOnce(&Workflow) -> Result<(), EngineError>,
+    ) -> Result<(String, Digest), EngineError> {
+        let workflow = spec::parse(source, config).map_err(EngineError::InvalidWorkflow)?;
+        check(&workflow)?;
         let digest = Digest::of(source.as_bytes());
         let name = workflow.name.clone();
         self.db
@@ -219,6 +300,7 @@ impl Engine {
                 name: name.clone(),
                 digest,
                 source: source.into(),
+                at: self.clock.now(),
             }])
             .await?;
         self.workflows
@@ -229,9 +311,51 @@ impl Engine {
         Ok((name, digest))
     }
 
+    /// The exact module each step of `workflow` runs for `tenant` now.
+    pub fn resolve_modules(&self, tenant: &str, workflow: &Workflow) -> Result<Vec<Digest>, EngineError> {
+        let mut owned = None;
+        let mut modules = Vec::with_capacity(workflow.steps.len());
+        for step in &workflow.steps {
+            let digest = match &step.task {
+                // Only a digest the tenant uploaded: bytes are shared by
+                // content, so another tenant's digest must look missing.
+                TaskRef::Digest(d) => {
+                    let owned = match &mut owned {
+                        Some(owned) => owned,
+                        None => owned.insert(self.db.module_versions(tenant)?),
+                    };
+                    owned.iter().any(|m: &ModuleRecord| m.digest == *d).then_some(*d)
+                }
+                TaskRef::Name { name, version: None } => self.db.module_named(tenant, name)?,
+                TaskRef::Name {
+                    name,
+                    version: Some(version),
+                } => self.db.module_version(tenant, name, version)?.map(|m| m.digest),
+            };
+            modules.push(digest.ok_or_else(|| EngineError::UnknownModule {
+                step: step.id.clone(),
+                task: step.task.to_string(),
+            })?);
+        }
+        Ok(modules)
+    }
+
     /// Starts a run of the newest definition of a workflow, pinned to it and
     /// to the modules its steps name now. Returns once the run is durable.
-    pub async fn start_run(&self, request: StartRun) -> Result<RunId, EngineError> {
+    /// With an idempotency key, a key seen before returns the run it
+    /// started and `false`.
+    pub async fn start_run(&self, request: StartRun) -> Result<(RunId, bool), EngineError> {
+        let Some(key) = &request.idempotency_key else {
+            return self.start_new(request).await.map(|id| (id, true));
+        };
+        let _one_at_a_time = self.idempotent_starts.lock().await;
+        if let Some(run) = self.db.idempotent_run(&request.tenant, key)? {
+            return Ok((run, false));
+        }
+        self.start_new(request).await.map(|id| (id, true))
+    }
+
+    async fn start_new(&self, request: StartRun) -> Result<RunId, EngineError> {
         let digest = self
             .db
             .workflow_named(&request.tenant, &request.workflow)?
@@ -240,17 +364,7 @@ impl Engine {
         workflow
             .check_input(&request.input)
             .map_err(EngineError::InvalidInput)?;
-        let mut modules = Vec::with_capacity(workflow.steps.len());
-        for step in &workflow.steps {
-            let digest = match &step.task {
-                TaskRef::Digest(d) => self.db.module(d)?.map(|_| *d),
-                TaskRef::Name { .. } => self.db.module_named(&request.tenant, &step.task.to_string())?,
-            };
-            modules.push(digest.ok_or_else(|| EngineError::UnknownModule {
-                step: step.id.clone(),
-                task: step.task.to_string(),
-            })?);
-        }
+        let modules = self.resolve_modules(&request.tenant, &workflow)?;
         let now = self.clock.now();
         let record = RunRecord {
             id: RunId(0),
@@ -265,11 +379,14 @@ impl Engine {
             error: None,
             created_at: now,
             updated_at: now,
+            caps: request.caps,
         };
         let (reply, answer) = oneshot::channel();
         self.inbox
             .send(Msg::Start {
                 record: Box::new(record),
+                idempotency_key: request.idempotency_key,
+                max_active: request.max_active,
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -283,6 +400,28 @@ impl Engine {
             .send(Msg::Cancel { run, reply })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Starts a failed or cancelled run again from its failed steps,
+    /// keeping the steps that completed.
+    pub async fn retry(&self, run: RunId) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(Msg::Retry { run, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Stops starting attempts and waits, up to `grace`, for those running
+    /// to finish and be recorded. Returns whether they all did; either
+    /// way, call [`Engine::shutdown`] next (what is still running then is
+    /// run again after a restart).
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let (reply, done) = oneshot::channel();
+        if self.inbox.send(Msg::Drain { reply }).is_err() {
+            return true;
+        }
+        tokio::time::timeout(grace, done).await.is_ok()
     }
 
     /// Every durable event of every run, as it happens.
@@ -301,7 +440,7 @@ impl Engine {
             }
             loop {
                 match updates.recv().await {
-                    Ok(Update { run: r, event }) if r == run && matches!(event.kind, EventKind::RunFinished { .. }) => {
+                    Ok(Update { run: r, event, .. }) if r == run && matches!(event.kind, EventKind::RunFinished { .. }) => {
                         break;
                     }
                     Ok(_) => {}

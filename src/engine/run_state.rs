@@ -28,8 +28,8 @@ pub(crate) struct Effects {
     pub ready: Vec<UnitKey>,
     /// Retry timers to arm once committed.
     pub timers: Vec<(Millis, UnitKey)>,
-    /// Events to publish once committed.
-    pub events: Vec<Event>,
+    /// Events to publish once committed, with their sequence numbers.
+    pub events: Vec<(u32, Event)>,
     /// Whether the run ended.
     pub finished: bool,
 }
@@ -68,6 +68,80 @@ impl ActiveRun {
     /// A run read back after a restart. Attempts that were in flight are
     /// queued again (at-least-once); finished units keep their results.
     pub fn restore(
+        record: RunRecord,
+        workflow: Arc<Workflow>,
+        units: Vec<(UnitKey, UnitRecord)>,
+        next_event: u32,
+        now: Millis,
+    ) -> (ActiveRun, Effects) {
+        let (mut run, mut fx) = ActiveRun::rebuild(record, workflow, units, next_event, now);
+        run.advance(now, &mut fx);
+        run.flush(&mut fx);
+        (run, fx)
+    }
+
+    /// A failed or cancelled run, started again from where it stopped:
+    /// units that failed or were cancelled run again (their attempt numbers
+    /// go on), finished ones keep their results. Refused when a
+    /// compensation already ran, since that undid work the retry would
+    /// build on.
+    pub fn retry(
+        mut record: RunRecord,
+        workflow: Arc<Workflow>,
+        mut units: Vec<(UnitKey, UnitRecord)>,
+        next_event: u32,
+        now: Millis,
+    ) -> Result<(ActiveRun, Effects), String> {
+        for (key, unit) in &units {
+            let Some(step) = workflow.steps.get(key.step as usize) else {
+                continue;
+            };
+            let ran = !matches!(unit.status, UnitStatus::Pending | UnitStatus::Skipped);
+            if key.item.is_none() && step.is_compensation() && ran {
+                return Err(format!(
+                    "compensation step `{}` already ran ({}); start a new run instead",
+                    step.id, unit.status
+                ));
+            }
+        }
+        let mut reset = Vec::new();
+        for (key, unit) in &mut units {
+            let Some(step) = workflow.steps.get(key.step as usize) else {
+                continue;
+            };
+            let again = match unit.status {
+                UnitStatus::Failed | UnitStatus::Cancelled => true,
+                UnitStatus::Skipped => step.is_compensation(),
+                _ => false,
+            };
+            if !again {
+                continue;
+            }
+            unit.status = match key.item {
+                Some(_) => UnitStatus::Ready,
+                None if unit.items.is_some() => UnitStatus::Running,
+                None => UnitStatus::Pending,
+            };
+            unit.error = None;
+            unit.due = None;
+            reset.push(*key);
+        }
+        record.status = RunStatus::Running;
+        record.error = None;
+        record.output = None;
+        record.updated_at = now;
+        let (mut run, mut fx) = ActiveRun::rebuild(record, workflow, units, next_event, now);
+        fx.changes.push(Change::PutRun(Box::new(run.record.clone())));
+        run.event(&mut fx, now, EventKind::RunRetried);
+        run.dirty.extend(reset);
+        run.advance(now, &mut fx);
+        run.flush(&mut fx);
+        Ok((run, fx))
+    }
+
+    /// The state of a stored run, with what was in flight queued again;
+    /// nothing is decided yet.
+    fn rebuild(
         record: RunRecord,
         workflow: Arc<Workflow>,
         units: Vec<(UnitKey, UnitRecord)>,
@@ -124,8 +198,6 @@ impl ActiveRun {
                 _ => {}
             }
         }
-        run.advance(now, &mut fx);
-        run.flush(&mut fx);
         (run, fx)
     }
 
@@ -185,7 +257,7 @@ impl ActiveRun {
             seq: self.next_event,
             event: event.clone(),
         });
-        fx.events.push(event);
+        fx.events.push((self.next_event, event));
         self.next_event += 1;
     }
 
@@ -391,6 +463,7 @@ impl ActiveRun {
                 attempt,
                 outcome: report.outcome.kind().into(),
                 duration_us,
+                fuel_used: report.fuel_used,
             },
         );
         // A unit cancelled while its attempt ran keeps its status; the

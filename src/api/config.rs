@@ -1,0 +1,185 @@
+//! The server's settings: from flags, the environment and an optional
+//! TOML file, in that order of precedence, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sandbox::{parse_duration, parse_size};
+use crate::tenant::Quotas;
+
+/// Everything `weft serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the store and the admin token live.
+    pub data: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// Attempts running at once, across all tenants.
+    pub max_concurrent_attempts: usize,
+    /// The largest JSON or YAML request body, in bytes.
+    pub max_body: usize,
+    /// The largest module upload the server reads at all, in bytes (each
+    /// tenant's quota may be lower).
+    pub max_module_body: usize,
+    /// How long a shutdown waits for running attempts.
+    pub shutdown_grace: Duration,
+    /// Quotas of tenants created without their own.
+    pub default_quotas: Quotas,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the data directory.
+    pub fn new(data: PathBuf) -> ServerConfig {
+        ServerConfig {
+            data,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_concurrent_attempts: 64,
+            max_body: 1 << 20,
+            max_module_body: 64 << 20,
+            shutdown_grace: Duration::from_secs(30),
+            default_quotas: Quotas::default(),
+        }
+    }
+}
+
+/// The TOML file: every key optional.
+///
+/// ```toml
+/// data = "/var/lib/weft"
+/// listen = "0.0.0.0:8080"
+/// max_concurrent_attempts = 64
+/// max_body = "1MiB"
+/// max_module_body = "64MiB"
+/// shutdown_grace = "30s"
+///
+/// [default_quotas]
+/// max_concurrent_runs = 100
+/// max_fuel = 10000000000
+/// max_memory = 268435456
+/// max_module_size = 33554432
+/// max_modules = 200
+/// start_rate = 100.0
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory.
+    pub data: Option<PathBuf>,
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Attempts at once.
+    pub max_concurrent_attempts: Option<usize>,
+    /// JSON/YAML body cap, e.g. "1MiB".
+    pub max_body: Option<String>,
+    /// Module body cap, e.g. "64MiB".
+    pub max_module_body: Option<String>,
+    /// Shutdown grace, e.g. "30s".
+    pub shutdown_grace: Option<String>,
+    /// Default tenant quotas.
+    pub default_quotas: Option<Quotas>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn read(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Settings given as flags or environment variables (`None` when absent).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// Data directory.
+    pub data: Option<PathBuf>,
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Attempts at once.
+    pub max_concurrent_attempts: Option<usize>,
+    /// JSON/YAML body cap.
+    pub max_body: Option<String>,
+    /// Module body cap.
+    pub max_module_body: Option<String>,
+    /// Shutdown grace.
+    pub shutdown_grace: Option<String>,
+}
+
+/// Resolves flags over the file over the defaults. Errors name the
+/// setting and what was wrong with it.
+pub fn resolve(given: Overrides, file: FileConfig) -> Result<ServerConfig, String> {
+    let data = given
+        .data
+        .or(file.data)
+        .ok_or("no data directory: give --data DIR, WEFT_DATA or `data` in the config file")?;
+    let mut config = ServerConfig::new(data);
+    if let Some(listen) = given.listen.or(file.listen) {
+        config.listen = listen
+            .parse()
+            .map_err(|e| format!("listen address {listen:?}: {e} (expected e.g. 127.0.0.1:8080)"))?;
+    }
+    if let Some(n) = given.max_concurrent_attempts.or(file.max_concurrent_attempts) {
+        if n == 0 {
+            return Err("max_concurrent_attempts must be at least 1".into());
+        }
+        config.max_concurrent_attempts = n;
+    }
+    let size = |name: &str, value: Option<String>| -> Result<Option<usize>, String> {
+        value
+            .map(|v| parse_size(&v).map(|n| n as usize).map_err(|e| format!("{name} {v:?}: {e}")))
+            .transpose()
+    };
+    if let Some(n) = size("max_body", given.max_body.or(file.max_body))? {
+        config.max_body = n;
+    }
+    if let Some(n) = size("max_module_body", given.max_module_body.or(file.max_module_body))? {
+        config.max_module_body = n;
+    }
+    if let Some(grace) = given.shutdown_grace.or(file.shutdown_grace) {
+        config.shutdown_grace = parse_duration(&grace).map_err(|e| format!("shutdown_grace {grace:?}: {e}"))?;
+    }
+    if let Some(quotas) = file.default_quotas {
+        config.default_quotas = quotas;
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            "data = \"/from/file\"\nlisten = \"0.0.0.0:9000\"\nmax_body = \"2MiB\"\n\
+             [default_quotas]\nmax_modules = 3\n",
+        )
+        .unwrap();
+        let given = Overrides {
+            listen: Some("127.0.0.1:7000".into()),
+            ..Overrides::default()
+        };
+        let config = resolve(given, file).unwrap();
+        assert_eq!(config.data, PathBuf::from("/from/file"));
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.max_body, 2 << 20);
+        assert_eq!(config.default_quotas.max_modules, 3);
+        assert_eq!(config.default_quotas.start_rate, Quotas::default().start_rate);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let bad = Overrides {
+            data: Some("/d".into()),
+            listen: Some("nowhere".into()),
+            ..Overrides::default()
+        };
+        assert!(resolve(bad, FileConfig::default()).unwrap_err().contains("listen address"));
+        assert!(resolve(Overrides::default(), FileConfig::default()).unwrap_err().contains("--data"));
+        let unknown = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
+        assert!(unknown.contains("colour"), "{unknown}");
+    }
+}

@@ -1,0 +1,156 @@
+//! Prometheus metrics at `/metrics`: runs and attempts by outcome, attempt
+//! latency, fuel, per tenant; queue depth and work in flight.
+//!
+//! Counters follow the engine's stream of durable events, so they count
+//! what the store recorded, not what was merely tried.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::broadcast;
+
+use super::ApiState;
+use crate::engine::Update;
+use crate::model::EventKind;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    tenant: String,
+    outcome: String,
+}
+
+type Histograms = Family<TenantLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~6.5 min.
+    Histogram::new(exponential_buckets(0.0001, 3.0, 16))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    runs_started: Family<TenantLabel, Counter>,
+    runs_finished: Family<OutcomeLabels, Counter>,
+    attempts: Family<OutcomeLabels, Counter>,
+    attempt_seconds: Histograms,
+    fuel: Family<TenantLabel, Counter>,
+    queued: Gauge,
+    running: Gauge,
+    active_runs: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric, registered and at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("weft");
+        let metrics = Metrics {
+            runs_started: Family::default(),
+            runs_finished: Family::default(),
+            attempts: Family::default(),
+            attempt_seconds: Histograms::new_with_constructor(latency_histogram),
+            fuel: Family::default(),
+            queued: Gauge::default(),
+            running: Gauge::default(),
+            active_runs: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("runs_started", "Runs started", metrics.runs_started.clone());
+        registry.register("runs_finished", "Runs finished, by final status", metrics.runs_finished.clone());
+        registry.register("attempts", "Attempts finished, by outcome", metrics.attempts.clone());
+        registry.register(
+            "attempt_duration_seconds",
+            "Wall time of attempts",
+            metrics.attempt_seconds.clone(),
+        );
+        registry.register("fuel_consumed", "Fuel burned by attempts", metrics.fuel.clone());
+        registry.register("queue_depth", "Units waiting for a slot", metrics.queued.clone());
+        registry.register("attempts_running", "Attempts running now", metrics.running.clone());
+        registry.register("runs_active", "Unfinished runs", metrics.active_runs.clone());
+        Metrics { registry, ..metrics }
+    }
+
+    fn record(&self, update: &Update) {
+        let tenant = update.tenant.to_string();
+        match &update.event.kind {
+            EventKind::RunStarted => {
+                self.runs_started.get_or_create(&TenantLabel { tenant }).inc();
+            }
+            EventKind::RunFinished { status } => {
+                let labels = OutcomeLabels {
+                    tenant,
+                    outcome: status.to_string(),
+                };
+                self.runs_finished.get_or_create(&labels).inc();
+            }
+            EventKind::AttemptFinished {
+                outcome,
+                duration_us,
+                fuel_used,
+                ..
+            } => {
+                let labels = OutcomeLabels {
+                    tenant: tenant.clone(),
+                    outcome: outcome.clone(),
+                };
+                self.attempts.get_or_create(&labels).inc();
+                let tenant = TenantLabel { tenant };
+                self.attempt_seconds
+                    .get_or_create(&tenant)
+                    .observe(*duration_us as f64 / 1e6);
+                self.fuel.get_or_create(&tenant).inc_by(*fuel_used);
+            }
+            EventKind::RunRetried | EventKind::RetryScheduled { .. } | EventKind::StepFinished { .. } => {}
+        }
+    }
+}
+
+/// Counts every durable event until the engine stops.
+pub(super) async fn follow(state: Arc<ApiState>, mut updates: broadcast::Receiver<Update>) {
+    loop {
+        match updates.recv().await {
+            Ok(update) => state.metrics.record(&update),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "metrics fell behind the engine; some events were not counted");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// `GET /metrics`, in the Prometheus text format.
+pub(super) async fn scrape(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    let stats = state.engine.stats();
+    let metrics = &state.metrics;
+    metrics.queued.set(stats.queued.load(Ordering::Relaxed) as i64);
+    metrics.running.set(stats.running.load(Ordering::Relaxed) as i64);
+    metrics.active_runs.set(stats.active_runs.load(Ordering::Relaxed) as i64);
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
+        return super::ApiError::internal(e).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}

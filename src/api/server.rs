@@ -1,0 +1,143 @@
+//! `weft serve`: open the store, resume unfinished runs, answer HTTP until
+//! told to stop, then stop taking work, let running attempts finish (up to
+//! a grace period), and close the store.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::serve::ListenerExt as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::{ApiState, Metrics, ServerConfig, router};
+use crate::db::{Db, STORE_FILE};
+use crate::engine::{Engine, EngineConfig, SandboxRunner, TokioClock};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::tenant::RateLimiter;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServeError(String);
+
+/// What start-up found, for the operator.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Unfinished runs resumed.
+    pub resumed: usize,
+    /// Where the generated admin token was written, if one was generated.
+    pub admin_token_file: Option<std::path::PathBuf>,
+}
+
+/// The file the generated admin token is kept in.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Serves the API on `listener` until `shutdown` completes. `started` is
+/// called once the store is open and runs are resumed, before the first
+/// request is answered.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    started: impl FnOnce(&Server),
+) -> Result<(), ServeError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| ServeError(format!("{what}: {e}"));
+    std::fs::create_dir_all(&config.data).map_err(|e| fail(&format!("cannot create {}", config.data.display()), &e))?;
+    let (admin_token, admin_token_file) = admin_token(&config.data)?;
+    let db = Db::open(&config.data.join(STORE_FILE)).map_err(|e| fail("cannot open the store", &e))?;
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_concurrent: config.max_concurrent_attempts as u32,
+        ..SandboxConfig::default()
+    })
+    .map_err(|e| fail("cannot start the sandbox", &e))?;
+    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), db.clone()));
+    let engine_config = EngineConfig {
+        max_concurrent: config.max_concurrent_attempts,
+        ..EngineConfig::default()
+    };
+    let (engine, resumed) = Engine::start(db.clone(), runner, Arc::new(TokioClock::system()), engine_config)
+        .map_err(|e| fail("cannot start the engine", &e))?;
+
+    let (stop, stopping) = watch::channel(false);
+    let metrics = Metrics::new();
+    let state = Arc::new(ApiState {
+        engine: engine.clone(),
+        db,
+        sandbox,
+        config: config.clone(),
+        admin_token,
+        limiter: RateLimiter::default(),
+        metrics,
+        stopping,
+        ready: AtomicBool::new(false),
+    });
+    tokio::spawn(super::metrics::follow(state.clone(), engine.subscribe()));
+    let (app, _) = router(state.clone());
+    started(&Server {
+        resumed,
+        admin_token_file,
+    });
+    state.ready.store(true, Ordering::Release);
+
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new requests; waiting for running attempts");
+        let _ = stop.send(true);
+    };
+    // A response written in two parts on a keep-alive connection would
+    // otherwise wait for the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(graceful)
+        .await
+        .map_err(|e| fail("the server failed", &e));
+    if !engine.drain(config.shutdown_grace).await {
+        tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "attempts still running after the grace period are abandoned; they run again after a restart"
+        );
+    }
+    engine.shutdown().await;
+    result
+}
+
+/// The admin token: `WEFT_ADMIN_TOKEN`, else the one kept in the data
+/// directory, else a new one written there readable by its owner only.
+/// The token itself is never logged.
+fn admin_token(data: &Path) -> Result<(String, Option<std::path::PathBuf>), ServeError> {
+    if let Ok(token) = std::env::var("WEFT_ADMIN_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Ok((token.trim().to_string(), None));
+    }
+    let path = data.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_string(), None)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ServeError(format!("cannot read {}: {e}", path.display()))),
+    }
+    let token = format!("wa_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let write = |options: &std::fs::OpenOptions| -> std::io::Result<()> {
+        let mut file = options.open(&path)?;
+        file.write_all(token.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    };
+    write(&options).map_err(|e| ServeError(format!("cannot write {}: {e}", path.display())))?;
+    Ok((token, Some(path)))
+}

@@ -1,0 +1,162 @@
+//! `/v1/workflows`: push a definition (YAML or JSON), list, get with its
+//! versions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+use super::ApiState;
+use super::auth::Caller;
+use super::body;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use crate::engine::EngineError;
+use crate::model::WorkflowVersion;
+use crate::spec::SpecConfig;
+use crate::tenant::{Quotas, check_name};
+
+const DOCUMENT_TYPES: &[&str] = &[
+    "application/yaml",
+    "application/x-yaml",
+    "text/yaml",
+    "text/x-yaml",
+    "application/json",
+];
+
+/// A workflow and its versions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowView {
+    /// Its name.
+    name: String,
+    /// The newest version, which new runs use.
+    latest: WorkflowVersion,
+    /// Every version, oldest first.
+    versions: Vec<WorkflowVersion>,
+    /// The newest version's document.
+    source: String,
+}
+
+/// The tenant's workflows.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    /// Each with its newest version.
+    workflows: Vec<WorkflowSummary>,
+}
+
+/// A workflow's name and newest version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowSummary {
+    /// Its name.
+    name: String,
+    /// The newest version.
+    latest: WorkflowVersion,
+}
+
+/// What a tenant's documents may ask for: the server's limits, lowered to
+/// the tenant's quota.
+fn spec_config(quotas: &Quotas) -> SpecConfig {
+    let mut config = SpecConfig::default();
+    config.max_limits.fuel = config.max_limits.fuel.min(quotas.max_fuel);
+    config.max_limits.memory = config.max_limits.memory.min(quotas.max_memory);
+    config.default_limits.fuel = config.default_limits.fuel.min(quotas.max_fuel);
+    config.default_limits.memory = config.default_limits.memory.min(quotas.max_memory);
+    config
+}
+
+/// Push a workflow definition.
+///
+/// The document is checked in full (every problem is reported, with its
+/// line and column), its `name` must match the path, and every module its
+/// steps name must be uploaded. Pushing the same text again is a no-op;
+/// other text becomes the next version.
+#[utoipa::path(
+    put,
+    path = "/v1/workflows/{name}",
+    tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name, as in its document")),
+    request_body(content = String, content_type = "application/yaml"),
+    responses(
+        (status = 200, description = "Stored", body = WorkflowView),
+        (status = 400, description = "Invalid name, or not UTF-8", body = ErrorBody),
+        (status = 415, description = "Neither YAML nor JSON", body = ErrorBody),
+        (status = 422, description = "Invalid document, or an unknown module", body = ErrorBody),
+    )
+)]
+pub async fn put_workflow(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<WorkflowView>> {
+    check_name("workflow", &name).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
+    if !body::content_type(&headers).is_some_and(|t| DOCUMENT_TYPES.contains(&t.as_str())) {
+        return Err(body::unsupported(&headers, DOCUMENT_TYPES));
+    }
+    let bytes = body::bytes(bytes)?;
+    let source = std::str::from_utf8(&bytes)
+        .map_err(|e| ApiError::bad_request("malformed_document", format!("the document is not UTF-8: {e}")))?;
+    let engine = &state.engine;
+    engine
+        .put_workflow_with(&tenant.id, source, &spec_config(&tenant.quotas), |workflow| {
+            if workflow.name != name {
+                return Err(EngineError::NameMismatch {
+                    path: name.clone(),
+                    document: workflow.name.clone(),
+                });
+            }
+            engine.resolve_modules(&tenant.id, workflow).map(drop)
+        })
+        .await?;
+    view(&state, &tenant.id, &name).map(Json)
+}
+
+/// List the tenant's workflows.
+#[utoipa::path(get, path = "/v1/workflows", tag = "workflows", responses((status = 200, body = WorkflowList)))]
+pub async fn list_workflows(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+) -> ApiResult<Json<WorkflowList>> {
+    let mut workflows = Vec::new();
+    for name in state.db.workflow_names(&tenant.id)? {
+        if let Some(latest) = state.db.workflow_versions(&tenant.id, &name)?.pop() {
+            workflows.push(WorkflowSummary { name, latest });
+        }
+    }
+    Ok(Json(WorkflowList { workflows }))
+}
+
+/// A workflow with its versions and newest document.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows/{name}",
+    tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name")),
+    responses((status = 200, body = WorkflowView), (status = 404, body = ErrorBody))
+)]
+pub async fn get_workflow(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<WorkflowView>> {
+    view(&state, &tenant.id, &name).map(Json)
+}
+
+fn view(state: &ApiState, tenant: &str, name: &str) -> ApiResult<WorkflowView> {
+    let versions = state.db.workflow_versions(tenant, name)?;
+    let latest = versions
+        .last()
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("workflow {name:?}")))?;
+    let source = state.db.workflow(&latest.digest)?.unwrap_or_default();
+    Ok(WorkflowView {
+        name: name.to_string(),
+        latest,
+        versions,
+        source,
+    })
+}

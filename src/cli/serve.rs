@@ -1,0 +1,99 @@
+//! `weft serve`: the HTTP API over a data directory, until SIGTERM or
+//! Ctrl-C.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::EXIT_OK;
+use crate::api::config::{FileConfig, Overrides, resolve};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The data directory: the store and the admin token (created if
+    /// missing).
+    #[arg(long, env = "WEFT_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// The address to listen on [default: 127.0.0.1:8080]. Port 0 picks a
+    /// free port; the address is printed on start.
+    #[arg(long, env = "WEFT_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+
+    /// A TOML file with any of the settings below; flags and environment
+    /// variables take precedence over it.
+    #[arg(long, env = "WEFT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Attempts running at once, across all tenants [default: 64].
+    #[arg(long, env = "WEFT_MAX_CONCURRENT_ATTEMPTS", value_name = "N")]
+    max_concurrent_attempts: Option<usize>,
+
+    /// The largest JSON or YAML request body [default: 1MiB].
+    #[arg(long, env = "WEFT_MAX_BODY", value_name = "SIZE")]
+    max_body: Option<String>,
+
+    /// The largest module upload the server reads [default: 64MiB];
+    /// each tenant's quota may be lower.
+    #[arg(long, env = "WEFT_MAX_MODULE_BODY", value_name = "SIZE")]
+    max_module_body: Option<String>,
+
+    /// How long a shutdown waits for running attempts before abandoning
+    /// them (they run again after a restart) [default: 30s].
+    #[arg(long, env = "WEFT_SHUTDOWN_GRACE", value_name = "DURATION")]
+    shutdown_grace: Option<String>,
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let file = match &args.config {
+        Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
+        None => FileConfig::default(),
+    };
+    let overrides = Overrides {
+        data: args.data,
+        listen: args.listen,
+        max_concurrent_attempts: args.max_concurrent_attempts,
+        max_body: args.max_body,
+        max_module_body: args.max_module_body,
+        shutdown_grace: args.shutdown_grace,
+    };
+    let config = resolve(overrides, file).map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let data = config.data.clone();
+    crate::api::serve(config, listener, shutdown_signal(), |server| {
+        if let Some(path) = &server.admin_token_file {
+            eprintln!("generated an admin token in {} (readable by you only)", path.display());
+        }
+        eprintln!("resumed {} unfinished run(s) from {}", server.resumed, data.display());
+        eprintln!("weft listening on http://{address}");
+    })
+    .await?;
+    eprintln!("weft stopped");
+    Ok(EXIT_OK)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
