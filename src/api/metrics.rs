@@ -14,7 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 
@@ -35,9 +35,14 @@ struct OutcomeLabels {
 
 type Histograms = Family<TenantLabel, Histogram, fn() -> Histogram>;
 
+/// 100 µs (a trivial attempt) to 5 min.
+const LATENCY_BUCKETS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
 fn latency_histogram() -> Histogram {
-    // 100 µs to ~6.5 min.
-    Histogram::new(exponential_buckets(0.0001, 3.0, 16))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 /// The server's metrics.

@@ -1,6 +1,8 @@
 //! The `weft` command line: argument parsing and dispatch. Each command
 //! group lives in its own file; `main.rs` only calls [`main`].
 
+mod client;
+mod remote;
 mod run;
 mod serve;
 mod task;
@@ -60,6 +62,40 @@ enum Command {
         The admin token is WEFT_ADMIN_TOKEN, or the one in DIR/admin.token\n\
         (generated on first start, readable by you only).")]
     Serve(serve::ServeArgs),
+    /// Upload, list and delete task modules on a server.
+    Module(remote::ModuleArgs),
+    /// Push, list and show workflows on a server.
+    Workflow(remote::WorkflowArgs),
+    /// Start a run of a workflow on a server (with --wait, follow it live).
+    ///
+    /// Exit status with --wait: 0 when the run succeeded, 1 when it did not.
+    #[command(after_help = "Example:\n  \
+        weft start order --input @example-tasks/inputs/order.json --wait")]
+    Start(remote::StartArgs),
+    /// List runs on a server, newest first.
+    Runs(remote::RunsArgs),
+    /// Show a run with its steps, attempts, fuel and timings.
+    ///
+    /// Exit status: 0 when the run succeeded or is running, 1 otherwise.
+    Status(remote::RunArg),
+    /// Show the logs of a step's attempts.
+    Logs(remote::LogsArgs),
+    /// Cancel a running run.
+    Cancel(remote::RunArg),
+    /// Retry a failed or cancelled run from its failed steps; steps that
+    /// succeeded are kept.
+    Retry(remote::RetryArgs),
+    /// Manage tenants and their API keys (needs the admin token).
+    Tenant(remote::TenantArgs),
+}
+
+/// Reads `@FILE` as the file's text; anything else is the text itself.
+pub(crate) fn read_arg(arg: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(arg.to_string()),
+    }
 }
 
 /// Exit status: the command did what was asked.
@@ -91,6 +127,15 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => workflow::validate(args),
             Command::Schema => workflow::schema(),
             Command::Serve(args) => serve::serve(args).await,
+            Command::Module(args) => remote::module(args).await,
+            Command::Workflow(args) => remote::workflow(args).await,
+            Command::Start(args) => remote::start(args).await,
+            Command::Runs(args) => remote::runs(args).await,
+            Command::Status(args) => remote::status(args).await,
+            Command::Logs(args) => remote::logs(args).await,
+            Command::Cancel(args) => remote::cancel(args).await,
+            Command::Retry(args) => remote::retry(args).await,
+            Command::Tenant(args) => remote::tenant(args).await,
         }
     });
     match result {
@@ -111,4 +156,13 @@ fn init_tracing(filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::{EXIT_FAILED, EXIT_OK};
+use super::{EXIT_FAILED, EXIT_OK, read_arg};
 use crate::db::{Db, STORE_FILE};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock, Update};
 use crate::model::{EventKind, ModuleRecord, RunId, RunRecord, RunStatus};
@@ -346,13 +346,6 @@ fn print_detail(detail: &Value) {
     }
     if !run["error"].is_null() {
         println!("error: {}", run["error"]);
-    }
-}
-
-fn read_arg(arg: &str) -> anyhow::Result<String> {
-    match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
-        None => Ok(arg.to_string()),
     }
 }
 

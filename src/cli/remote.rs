@@ -1,0 +1,631 @@
+//! The commands that drive a `weft serve` over HTTP: modules, workflows,
+//! runs and tenants. Tables for people, `--json` for scripts.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::client::{AdminRemote, Client, Remote};
+use super::{EXIT_FAILED, EXIT_OK, read_arg};
+
+#[derive(Debug, Args)]
+pub(crate) struct ModuleArgs {
+    #[command(subcommand)]
+    command: ModuleCommand,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkflowArgs {
+    #[command(subcommand)]
+    command: WorkflowCommand,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TenantArgs {
+    #[command(subcommand)]
+    command: TenantCommand,
+    #[command(flatten)]
+    remote: AdminRemote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArg {
+    /// The run's id.
+    run: u64,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The run's id.
+    run: u64,
+    /// The step's id.
+    step: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RetryArgs {
+    /// The run's id.
+    run: u64,
+    /// Follow the run live until it ends; exit 1 unless it succeeded.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModuleCommand {
+    /// Upload a task component (validated and compiled by the server).
+    #[command(disable_version_flag = true)]
+    Push {
+        /// The module's name, as workflow steps name it in `task:`.
+        name: String,
+        /// The .wasm component.
+        file: PathBuf,
+        /// A version label [default: the digest's first 12 hex digits].
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List modules and their versions.
+    List,
+    /// Delete a module and all its versions (refused while an unfinished
+    /// run uses it).
+    Delete {
+        /// The module's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// Push a workflow document (YAML or JSON); its `name` names it.
+    Push {
+        /// The document.
+        file: PathBuf,
+    },
+    /// List workflows.
+    List,
+    /// Show a workflow's versions and newest document.
+    Get {
+        /// The workflow's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// The workflow's name.
+    workflow: String,
+    /// The input: JSON text, or @FILE.
+    #[arg(long, short, default_value = "{}")]
+    input: String,
+    /// Higher runs are scheduled first.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    priority: i32,
+    /// Starting again with the same key returns the same run.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Follow the run live until it ends; exit 1 unless it succeeded.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    /// Only runs of this workflow.
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Only runs in this state (running, succeeded, failed, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Continue after a previous page (its printed cursor).
+    #[arg(long)]
+    cursor: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Create a tenant; prints its first API key (shown only once).
+    Create {
+        /// Its name (also its id).
+        name: String,
+        /// Runs unfinished at once.
+        #[arg(long)]
+        max_concurrent_runs: Option<u32>,
+        /// Fuel per attempt.
+        #[arg(long)]
+        max_fuel: Option<u64>,
+        /// Memory per attempt, e.g. 128MiB.
+        #[arg(long)]
+        max_memory: Option<String>,
+        /// Largest module upload, e.g. 16MiB.
+        #[arg(long)]
+        max_module_size: Option<String>,
+        /// Module versions stored.
+        #[arg(long)]
+        max_modules: Option<u32>,
+        /// Runs started per second.
+        #[arg(long)]
+        start_rate: Option<f64>,
+    },
+    /// List tenants.
+    List,
+    /// Disable a tenant: its keys get 403.
+    Disable {
+        /// The tenant.
+        id: String,
+    },
+    /// Enable a disabled tenant.
+    Enable {
+        /// The tenant.
+        id: String,
+    },
+    /// Make a new API key for a tenant (shown only once).
+    AddKey {
+        /// The tenant.
+        id: String,
+    },
+    /// Revoke an API key.
+    RevokeKey {
+        /// The tenant.
+        id: String,
+        /// The key's id (the part after `wk_`, before the next `_`).
+        key_id: String,
+    },
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub(crate) async fn module(ModuleArgs { command, remote }: ModuleArgs) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let answer = match command {
+        ModuleCommand::Push { name, file, version } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut request = client
+                .request(Method::PUT, &format!("/v1/modules/{name}"))
+                .header("content-type", "application/wasm")
+                .body(bytes);
+            if let Some(version) = version {
+                request = request.query(&[("version", version)]);
+            }
+            let module = client.send(request).await?;
+            if !remote.json {
+                println!(
+                    "module {} version {} ({}, {} bytes)",
+                    module["name"].as_str().unwrap_or("?"),
+                    module["version"].as_str().unwrap_or("?"),
+                    module["digest"].as_str().unwrap_or("?"),
+                    module["size"]
+                );
+            }
+            module
+        }
+        ModuleCommand::List => {
+            let list = client.send(client.request(Method::GET, "/v1/modules")).await?;
+            if !remote.json {
+                println!("{:<24} {:<16} {:>8}  DIGEST", "MODULE", "LATEST", "VERSIONS");
+                for module in list["modules"].as_array().into_iter().flatten() {
+                    let versions = module["versions"].as_array().map_or(0, Vec::len);
+                    let digest = module["versions"]
+                        .as_array()
+                        .and_then(|v| v.iter().find(|v| v["version"] == module["latest"]))
+                        .and_then(|v| v["digest"].as_str())
+                        .unwrap_or("");
+                    println!(
+                        "{:<24} {:<16} {versions:>8}  {digest}",
+                        module["name"].as_str().unwrap_or("?"),
+                        module["latest"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            list
+        }
+        ModuleCommand::Delete { name } => {
+            client
+                .send(client.request(Method::DELETE, &format!("/v1/modules/{name}")))
+                .await?;
+            if !remote.json {
+                println!("module {name} deleted");
+            }
+            json!({"deleted": name})
+        }
+    };
+    if remote.json {
+        print_json(&answer)?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn workflow(WorkflowArgs { command, remote }: WorkflowArgs) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let answer = match command {
+        WorkflowCommand::Push { file } => {
+            let source = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let document = crate::spec::parse_document(&source, &crate::spec::SpecConfig::default())
+                .map_err(|e| anyhow::anyhow!("{} is not a valid workflow:\n{e}", file.display()))?;
+            let is_json = source.trim_start().starts_with('{');
+            let request = client
+                .request(Method::PUT, &format!("/v1/workflows/{}", document.name.value))
+                .header("content-type", if is_json { "application/json" } else { "application/yaml" })
+                .body(source);
+            let workflow = client.send(request).await?;
+            if !remote.json {
+                println!(
+                    "workflow {} version {} ({})",
+                    workflow["name"].as_str().unwrap_or("?"),
+                    workflow["latest"]["version"],
+                    workflow["latest"]["digest"].as_str().unwrap_or("?")
+                );
+            }
+            workflow
+        }
+        WorkflowCommand::List => {
+            let list = client.send(client.request(Method::GET, "/v1/workflows")).await?;
+            if !remote.json {
+                println!("{:<24} {:>8}  DIGEST", "WORKFLOW", "VERSION");
+                for workflow in list["workflows"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<24} {:>8}  {}",
+                        workflow["name"].as_str().unwrap_or("?"),
+                        workflow["latest"]["version"],
+                        workflow["latest"]["digest"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            list
+        }
+        WorkflowCommand::Get { name } => {
+            let workflow = client
+                .send(client.request(Method::GET, &format!("/v1/workflows/{name}")))
+                .await?;
+            if !remote.json {
+                for version in workflow["versions"].as_array().into_iter().flatten() {
+                    println!(
+                        "version {:>3}  {}",
+                        version["version"],
+                        version["digest"].as_str().unwrap_or("?")
+                    );
+                }
+                println!("\n{}", workflow["source"].as_str().unwrap_or(""));
+            }
+            workflow
+        }
+    };
+    if remote.json {
+        print_json(&answer)?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn start(args: StartArgs) -> anyhow::Result<u8> {
+    let remote = args.remote;
+    let client = Client::new(&remote)?;
+    let input: Value = serde_json::from_str(&read_arg(&args.input)?).context("--input is not JSON")?;
+    let mut request = client
+        .request(Method::POST, &format!("/v1/workflows/{}/runs", args.workflow))
+        .json(&json!({"input": input, "priority": args.priority}));
+    if let Some(key) = &args.idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let run = client.send(request).await?;
+    let id = run["id"].as_u64().context("the server gave no run id")?;
+    if !args.wait {
+        if remote.json {
+            print_json(&run)?;
+        } else {
+            println!("run {id} of {} started", args.workflow);
+        }
+        return Ok(EXIT_OK);
+    }
+    eprintln!("run {id} of {} started", args.workflow);
+    wait(&client, id, remote.json).await
+}
+
+/// Follows a run to its end, showing each step, then prints it.
+async fn wait(client: &Client, id: u64, as_json: bool) -> anyhow::Result<u8> {
+    client.follow(id, print_event).await?;
+    let run = client.send(client.request(Method::GET, &format!("/v1/runs/{id}"))).await?;
+    if as_json {
+        print_json(&run)?;
+    } else if !run["output"].is_null() {
+        print_json(&run["output"])?;
+    } else if !run["error"].is_null() {
+        println!("run {id} {}: {}", run["status"].as_str().unwrap_or("?"), failure(&run["error"]));
+    }
+    Ok(if run["status"] == "succeeded" { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn print_event(event: &Value) {
+    let step = match event["item"].as_u64() {
+        Some(item) => format!("{}[{item}]", event["step"].as_str().unwrap_or("?")),
+        None => event["step"].as_str().unwrap_or("?").to_string(),
+    };
+    match event["event"].as_str().unwrap_or("") {
+        "attempt_finished" => {
+            let time = std::time::Duration::from_micros(event["duration_us"].as_u64().unwrap_or(0));
+            eprintln!(
+                "  {step:<24} attempt {}  {:<14} {time:>10.1?}",
+                event["attempt"],
+                event["outcome"].as_str().unwrap_or("?")
+            );
+        }
+        "retry_scheduled" => {
+            let wait = event["due"].as_u64().unwrap_or(0).saturating_sub(event["at"].as_u64().unwrap_or(0));
+            eprintln!("  {step:<24} retrying in {wait} ms");
+        }
+        "step_finished" => eprintln!("  {step:<24} {}", event["status"].as_str().unwrap_or("?")),
+        "run_finished" => eprintln!("run {}", event["status"].as_str().unwrap_or("?")),
+        "run_retried" => eprintln!("run retried"),
+        _ => {}
+    }
+}
+
+fn failure(error: &Value) -> String {
+    let step = error["step"].as_str().map(|s| format!(" in step {s}")).unwrap_or_default();
+    format!(
+        "{}{step}: {}",
+        error["code"].as_str().unwrap_or("?"),
+        error["message"].as_str().unwrap_or("?")
+    )
+}
+
+pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
+    let remote = args.remote;
+    let client = Client::new(&remote)?;
+    let mut query = vec![("limit", args.limit.to_string())];
+    query.extend(args.workflow.map(|w| ("workflow", w)));
+    query.extend(args.status.map(|s| ("status", s)));
+    query.extend(args.cursor.map(|c| ("cursor", c)));
+    let page = client.send(client.request(Method::GET, "/v1/runs").query(&query)).await?;
+    if remote.json {
+        print_json(&page)?;
+        return Ok(EXIT_OK);
+    }
+    println!("{:>8}  {:<24} {:<10} {:>8}  ERROR", "RUN", "WORKFLOW", "STATUS", "PRIORITY");
+    for run in page["runs"].as_array().into_iter().flatten() {
+        let error = if run["error"].is_null() {
+            String::new()
+        } else {
+            failure(&run["error"])
+        };
+        println!(
+            "{:>8}  {:<24} {:<10} {:>8}  {error}",
+            run["id"],
+            run["workflow"].as_str().unwrap_or("?"),
+            run["status"].as_str().unwrap_or("?"),
+            run["priority"]
+        );
+    }
+    if let Some(cursor) = page["next_cursor"].as_str() {
+        println!("more: --cursor {cursor}");
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let run = client.send(client.request(Method::GET, &format!("/v1/runs/{id}"))).await?;
+    if remote.json {
+        print_json(&run)?;
+    } else {
+        println!(
+            "run {id} of {}: {}",
+            run["workflow"].as_str().unwrap_or("?"),
+            run["status"].as_str().unwrap_or("?")
+        );
+        println!("  {:<24} {:<10} {:>8} {:>12} {:>10}", "STEP", "STATUS", "ATTEMPTS", "FUEL", "TIME");
+        for step in run["steps"].as_array().into_iter().flatten() {
+            let name = match step["item"].as_u64() {
+                Some(item) => format!("{}[{item}]", step["step"].as_str().unwrap_or("?")),
+                None => step["step"].as_str().unwrap_or("?").to_string(),
+            };
+            let attempts = step["attempts"].as_array().cloned().unwrap_or_default();
+            let fuel: u64 = attempts.iter().filter_map(|a| a["fuel_used"].as_u64()).sum();
+            let micros: u64 = attempts.iter().filter_map(|a| a["duration_us"].as_u64()).sum();
+            let time = std::time::Duration::from_micros(micros);
+            println!(
+                "  {name:<24} {:<10} {:>8} {fuel:>12} {time:>10.1?}",
+                step["status"].as_str().unwrap_or("?"),
+                attempts.len()
+            );
+        }
+        if !run["output"].is_null() {
+            println!("output: {}", run["output"]);
+        }
+        if !run["error"].is_null() {
+            println!("error: {}", failure(&run["error"]));
+        }
+    }
+    Ok(match run["status"].as_str() {
+        Some("succeeded") | Some("running") => EXIT_OK,
+        _ => EXIT_FAILED,
+    })
+}
+
+pub(crate) async fn logs(LogsArgs { run: id, step, remote }: LogsArgs) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let logs = client
+        .send(client.request(Method::GET, &format!("/v1/runs/{id}/steps/{step}/logs")))
+        .await?;
+    if remote.json {
+        print_json(&logs)?;
+        return Ok(EXIT_OK);
+    }
+    for attempt in logs["attempts"].as_array().into_iter().flatten() {
+        let item = attempt["item"].as_u64().map(|i| format!(" item {i}")).unwrap_or_default();
+        println!(
+            "== {step}{item} attempt {} ({})",
+            attempt["attempt"],
+            attempt["outcome"].as_str().unwrap_or("?")
+        );
+        for line in attempt["lines"].as_array().into_iter().flatten() {
+            println!(
+                "{:<5} {}",
+                line["level"].as_str().unwrap_or("?"),
+                line["message"].as_str().unwrap_or("")
+            );
+        }
+        for stream in ["stdout", "stderr"] {
+            if let Some(text) = attempt[stream].as_str().filter(|t| !t.is_empty()) {
+                println!("[{stream}]\n{}", text.trim_end());
+            }
+        }
+        if attempt["truncated"] == true {
+            println!("(truncated at the log cap)");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn cancel(RunArg { run: id, remote }: RunArg) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let run = client
+        .send(client.request(Method::POST, &format!("/v1/runs/{id}/cancel")))
+        .await?;
+    if remote.json {
+        print_json(&run)?;
+    } else {
+        println!("run {id} {}", run["status"].as_str().unwrap_or("?"));
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn retry(
+    RetryArgs {
+        run: id,
+        wait: wait_for_it,
+        remote,
+    }: RetryArgs,
+) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let run = client
+        .send(client.request(Method::POST, &format!("/v1/runs/{id}/retry")))
+        .await?;
+    if wait_for_it {
+        eprintln!("run {id} retried from its failed steps");
+        return wait(&client, id, remote.json).await;
+    }
+    if remote.json {
+        print_json(&run)?;
+    } else {
+        println!("run {id} retried from its failed steps");
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) -> anyhow::Result<u8> {
+    let remote = Remote::from(&admin);
+    let client = Client::new(&remote)?;
+    let answer = match command {
+        TenantCommand::Create {
+            name,
+            max_concurrent_runs,
+            max_fuel,
+            max_memory,
+            max_module_size,
+            max_modules,
+            start_rate,
+        } => {
+            let size = |flag: &str, value: Option<String>| -> anyhow::Result<Option<u64>> {
+                value
+                    .map(|v| crate::sandbox::parse_size(&v).map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e}")))
+                    .transpose()
+            };
+            let mut quotas = serde_json::Map::new();
+            let mut set = |key: &str, value: Option<Value>| {
+                if let Some(value) = value {
+                    quotas.insert(key.into(), value);
+                }
+            };
+            set("max_concurrent_runs", max_concurrent_runs.map(Value::from));
+            set("max_fuel", max_fuel.map(Value::from));
+            set("max_memory", size("max-memory", max_memory)?.map(Value::from));
+            set("max_module_size", size("max-module-size", max_module_size)?.map(Value::from));
+            set("max_modules", max_modules.map(Value::from));
+            set("start_rate", start_rate.map(Value::from));
+            let body = json!({"name": name, "quotas": quotas});
+            let created = client
+                .send(client.request(Method::POST, "/v1/admin/tenants").json(&body))
+                .await?;
+            if !remote.json {
+                println!("tenant {name} created. Its API key (shown only this once):");
+                println!("{}", created["api_key"]["token"].as_str().unwrap_or("?"));
+            }
+            created
+        }
+        TenantCommand::List => {
+            let list = client.send(client.request(Method::GET, "/v1/admin/tenants")).await?;
+            if !remote.json {
+                println!("{:<24} {:<9} {:>9} {:>8}", "TENANT", "STATE", "MAX RUNS", "RATE/S");
+                for tenant in list["tenants"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<24} {:<9} {:>9} {:>8}",
+                        tenant["id"].as_str().unwrap_or("?"),
+                        if tenant["disabled"] == true { "disabled" } else { "enabled" },
+                        tenant["quotas"]["max_concurrent_runs"],
+                        tenant["quotas"]["start_rate"]
+                    );
+                }
+            }
+            list
+        }
+        TenantCommand::Disable { id } => admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/disable")).await?,
+        TenantCommand::Enable { id } => admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/enable")).await?,
+        TenantCommand::AddKey { id } => {
+            let key = client
+                .send(client.request(Method::POST, &format!("/v1/admin/tenants/{id}/keys")))
+                .await?;
+            if !remote.json {
+                println!("new key {} for {id} (shown only this once):", key["key_id"].as_str().unwrap_or("?"));
+                println!("{}", key["token"].as_str().unwrap_or("?"));
+            }
+            key
+        }
+        TenantCommand::RevokeKey { id, key_id } => {
+            client
+                .send(client.request(Method::DELETE, &format!("/v1/admin/tenants/{id}/keys/{key_id}")))
+                .await?;
+            if !remote.json {
+                println!("key {key_id} of {id} revoked");
+            }
+            json!({"revoked": key_id})
+        }
+    };
+    if remote.json {
+        print_json(&answer)?;
+    }
+    Ok(EXIT_OK)
+}
+
+async fn admin_post(client: &Client, remote: &Remote, path: &str) -> anyhow::Result<Value> {
+    let tenant = client.send(client.request(Method::POST, path)).await?;
+    if !remote.json {
+        println!(
+            "tenant {} {}",
+            tenant["id"].as_str().unwrap_or("?"),
+            if tenant["disabled"] == true { "disabled" } else { "enabled" }
+        );
+    }
+    Ok(tenant)
+}
