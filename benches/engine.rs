@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, TableDefinition};
 use weft::db::Db;
 use weft::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock};
-use weft::model::EventKind;
+use weft::model::{EventKind, ModuleRecord};
 
 const BASELINE_COMMITS: u64 = 2_000;
 const RUNS: usize = 20_000;
@@ -56,7 +56,11 @@ fn main() {
         };
         let (engine, _) = Engine::start(db, runner, Arc::new(TokioClock::system()), config).unwrap();
         engine
-            .put_module("bench", "hello", common::guest_bytes("hello"))
+            .put_module(
+                "bench",
+                ModuleRecord::of("hello", &common::guest_bytes("hello"), vec![], 0),
+                common::guest_bytes("hello"),
+            )
             .await
             .unwrap();
         engine
@@ -107,6 +111,7 @@ async fn run_many(engine: &Engine, n: usize) {
                         workflow: "one".into(),
                         input: serde_json::json!({}),
                         priority: 0,
+                        ..StartRun::default()
                     };
                     engine.start_run(request).await.unwrap();
                 });

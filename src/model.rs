@@ -225,6 +225,21 @@ pub struct ModuleRecord {
     pub created_at: Millis,
 }
 
+impl ModuleRecord {
+    /// A version of `name` holding `bytes`, labelled by their digest.
+    pub fn of(name: &str, bytes: &[u8], imports: Vec<String>, at: Millis) -> ModuleRecord {
+        let digest = Digest::of(bytes);
+        ModuleRecord {
+            name: name.into(),
+            version: digest.short(),
+            digest,
+            size: bytes.len() as u64,
+            imports,
+            created_at: at,
+        }
+    }
+}
+
 /// One stored definition of a tenant's workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkflowVersion {

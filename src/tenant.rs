@@ -110,7 +110,10 @@ pub fn split_key(token: &str) -> Option<(&str, &str)> {
 
 /// Whether `secret` is the one `record` was made with.
 pub fn key_matches(record: &KeyRecord, secret: &str) -> bool {
-    constant_time_eq(sha256_hex(secret.as_bytes()).as_bytes(), record.secret_sha256.as_bytes())
+    constant_time_eq(
+        sha256_hex(secret.as_bytes()).as_bytes(),
+        record.secret_sha256.as_bytes(),
+    )
 }
 
 /// Whether `given` is the admin token `expected`, compared by hash in
@@ -192,7 +195,9 @@ impl RateLimiter {
         }
         let burst = rate.max(1.0);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket { tokens: burst, at: now });
+        let bucket = buckets
+            .entry(tenant.to_string())
+            .or_insert(Bucket { tokens: burst, at: now });
         let elapsed = now.saturating_sub(bucket.at) as f64 / 1000.0;
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.at = now;

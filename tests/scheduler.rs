@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use weft::db::Db;
 use weft::engine::{AttemptRequest, Clock, Engine, EngineConfig, RunFuture, Runner, StartRun, TokioClock};
-use weft::model::{EventKind, RunId, RunStatus, UnitStatus};
+use weft::model::{EventKind, ModuleRecord, RunId, RunStatus, UnitStatus};
 use weft::sandbox::{AttemptLogs, AttemptReport, Outcome};
 
 /// What the fake runner does for an attempt.
@@ -132,7 +132,11 @@ async fn setup(workflow: &str, max_concurrent: usize) -> Setup {
     let fake = Arc::new(FakeRunner::default());
     let engine = start_engine(dir.path(), fake.clone(), T0, max_concurrent);
     engine
-        .put_module("t", "task", b"not really wasm".to_vec())
+        .put_module(
+            "t",
+            ModuleRecord::of("task", b"not really wasm", vec![], 0),
+            b"not really wasm".to_vec(),
+        )
         .await
         .unwrap();
     engine.put_workflow("t", workflow).await.unwrap();
@@ -156,8 +160,9 @@ async fn start(engine: &Engine, workflow: &str, priority: i32) -> RunId {
         workflow: workflow.into(),
         input: json!({}),
         priority,
+        ..StartRun::default()
     };
-    engine.start_run(request).await.unwrap()
+    engine.start_run(request).await.unwrap().0
 }
 
 fn unit_statuses(engine: &Engine, run: RunId) -> Vec<UnitStatus> {
@@ -343,8 +348,9 @@ steps:
             workflow: "one".into(),
             input: json!(name),
             priority,
+            ..StartRun::default()
         };
-        queued.push(s.engine.start_run(request).await.unwrap());
+        queued.push(s.engine.start_run(request).await.unwrap().0);
     }
     s.fake.gate.notify_one();
     for run in std::iter::once(first).chain(queued) {

@@ -173,7 +173,10 @@ async fn set_disabled(state: &ApiState, id: &str, disabled: bool) -> ApiResult<T
         .tenant(id)?
         .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
     record.disabled = disabled;
-    state.db.commit(vec![Change::PutTenant(Box::new(record.clone()))]).await?;
+    state
+        .db
+        .commit(vec![Change::PutTenant(Box::new(record.clone()))])
+        .await?;
     Ok(record)
 }
 
@@ -194,7 +197,10 @@ pub async fn create_key(
         return Err(ApiError::not_found(format!("tenant {id:?}")));
     }
     let key = tenant::new_key(&id, state.engine.now());
-    state.db.commit(vec![Change::PutKey(Box::new(key.record.clone()))]).await?;
+    state
+        .db
+        .commit(vec![Change::PutKey(Box::new(key.record.clone()))])
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(NewKeyView {

@@ -128,7 +128,11 @@ pub fn resolve(given: Overrides, file: FileConfig) -> Result<ServerConfig, Strin
     }
     let size = |name: &str, value: Option<String>| -> Result<Option<usize>, String> {
         value
-            .map(|v| parse_size(&v).map(|n| n as usize).map_err(|e| format!("{name} {v:?}: {e}")))
+            .map(|v| {
+                parse_size(&v)
+                    .map(|n| n as usize)
+                    .map_err(|e| format!("{name} {v:?}: {e}"))
+            })
             .transpose()
     };
     if let Some(n) = size("max_body", given.max_body.or(file.max_body))? {
@@ -177,8 +181,16 @@ mod tests {
             listen: Some("nowhere".into()),
             ..Overrides::default()
         };
-        assert!(resolve(bad, FileConfig::default()).unwrap_err().contains("listen address"));
-        assert!(resolve(Overrides::default(), FileConfig::default()).unwrap_err().contains("--data"));
+        assert!(
+            resolve(bad, FileConfig::default())
+                .unwrap_err()
+                .contains("listen address")
+        );
+        assert!(
+            resolve(Overrides::default(), FileConfig::default())
+                .unwrap_err()
+                .contains("--data")
+        );
         let unknown = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
         assert!(unknown.contains("colour"), "{unknown}");
     }

@@ -37,8 +37,8 @@ type Histograms = Family<TenantLabel, Histogram, fn() -> Histogram>;
 
 /// 100 µs (a trivial attempt) to 5 min.
 const LATENCY_BUCKETS: [f64; 19] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 300.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0,
 ];
 
 fn latency_histogram() -> Histogram {
@@ -80,7 +80,11 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("runs_started", "Runs started", metrics.runs_started.clone());
-        registry.register("runs_finished", "Runs finished, by final status", metrics.runs_finished.clone());
+        registry.register(
+            "runs_finished",
+            "Runs finished, by final status",
+            metrics.runs_finished.clone(),
+        );
         registry.register("attempts", "Attempts finished, by outcome", metrics.attempts.clone());
         registry.register(
             "attempt_duration_seconds",
@@ -148,7 +152,9 @@ pub(super) async fn scrape(State(state): State<Arc<ApiState>>) -> impl IntoRespo
     let metrics = &state.metrics;
     metrics.queued.set(stats.queued.load(Ordering::Relaxed) as i64);
     metrics.running.set(stats.running.load(Ordering::Relaxed) as i64);
-    metrics.active_runs.set(stats.active_runs.load(Ordering::Relaxed) as i64);
+    metrics
+        .active_runs
+        .set(stats.active_runs.load(Ordering::Relaxed) as i64);
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
         return super::ApiError::internal(e).into_response();

@@ -97,7 +97,11 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
     let json_limit = axum::extract::DefaultBodyLimit::max(state.config.max_body);
     let module_limit = axum::extract::DefaultBodyLimit::max(state.config.max_module_body);
     let modules = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(modules::put_module, modules::get_module, modules::delete_module))
+        .routes(routes!(
+            modules::put_module,
+            modules::get_module,
+            modules::delete_module
+        ))
         .layer(module_limit);
     let rest = OpenApiRouter::new()
         .routes(routes!(modules::list_modules))

@@ -9,10 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::ApiState;
 use super::auth::Caller;
 use super::body;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::ApiState;
 use crate::digest::Digest;
 use crate::model::ModuleRecord;
 use crate::tenant::check_name;
@@ -98,7 +98,10 @@ pub async fn put_module(
         } else {
             Err(ApiError::conflict(
                 "version_exists",
-                format!("module {name} version {version} exists with other bytes ({})", existing.digest),
+                format!(
+                    "module {name} version {version} exists with other bytes ({})",
+                    existing.digest
+                ),
             ))
         };
     }
@@ -125,7 +128,10 @@ pub async fn put_module(
         imports: module.imports().to_vec(),
         created_at: state.engine.now(),
     };
-    state.engine.put_module(&tenant.id, record.clone(), bytes.to_vec()).await?;
+    state
+        .engine
+        .put_module(&tenant.id, record.clone(), bytes.to_vec())
+        .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 

@@ -267,9 +267,9 @@ pub async fn list_runs(
     let before = query
         .cursor
         .map(|c| {
-            c.parse::<u64>()
-                .map(RunId)
-                .map_err(|_| ApiError::bad_request("invalid_query", format!("cursor {c:?} is not one this server gave")))
+            c.parse::<u64>().map(RunId).map_err(|_| {
+                ApiError::bad_request("invalid_query", format!("cursor {c:?} is not one this server gave"))
+            })
         })
         .transpose()?;
     let filter = RunFilter {

@@ -83,7 +83,10 @@ pub async fn run_events(
     let (sender, receiver) = mpsc::channel(256);
     tokio::spawn(follow(state.clone(), run.id, from, updates, sender));
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|event| (Ok::<_, Infallible>(event), receiver))
+        receiver
+            .recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), receiver))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
@@ -105,7 +108,9 @@ async fn follow(
             Ok(Some(record)) => record.status.is_final(),
             _ => return,
         };
-        let Ok(stored) = state.db.events_from(run, next) else { return };
+        let Ok(stored) = state.db.events_from(run, next) else {
+            return;
+        };
         for (seq, event) in stored {
             if !send(&sender, seq, &event).await {
                 return;

@@ -138,10 +138,17 @@ impl Client {
 }
 
 fn detail_line(detail: &Value) -> String {
-    match (detail["line"].as_u64(), detail["path"].as_str(), detail["message"].as_str()) {
+    match (
+        detail["line"].as_u64(),
+        detail["path"].as_str(),
+        detail["message"].as_str(),
+    ) {
         (Some(line), path, Some(message)) => {
             let column = detail["column"].as_u64().unwrap_or(0);
-            format!("{line}:{column}: {}{message}", path.map(|p| format!("{p}: ")).unwrap_or_default())
+            format!(
+                "{line}:{column}: {}{message}",
+                path.map(|p| format!("{p}: ")).unwrap_or_default()
+            )
         }
         (None, Some(path), Some(message)) if !path.is_empty() => format!("{path}: {message}"),
         (_, _, Some(message)) => message.to_string(),

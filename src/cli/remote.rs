@@ -267,7 +267,14 @@ pub(crate) async fn workflow(WorkflowArgs { command, remote }: WorkflowArgs) -> 
             let is_json = source.trim_start().starts_with('{');
             let request = client
                 .request(Method::PUT, &format!("/v1/workflows/{}", document.name.value))
-                .header("content-type", if is_json { "application/json" } else { "application/yaml" })
+                .header(
+                    "content-type",
+                    if is_json {
+                        "application/json"
+                    } else {
+                        "application/yaml"
+                    },
+                )
                 .body(source);
             let workflow = client.send(request).await?;
             if !remote.json {
@@ -345,15 +352,25 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<u8> {
 /// Follows a run to its end, showing each step, then prints it.
 async fn wait(client: &Client, id: u64, as_json: bool) -> anyhow::Result<u8> {
     client.follow(id, print_event).await?;
-    let run = client.send(client.request(Method::GET, &format!("/v1/runs/{id}"))).await?;
+    let run = client
+        .send(client.request(Method::GET, &format!("/v1/runs/{id}")))
+        .await?;
     if as_json {
         print_json(&run)?;
     } else if !run["output"].is_null() {
         print_json(&run["output"])?;
     } else if !run["error"].is_null() {
-        println!("run {id} {}: {}", run["status"].as_str().unwrap_or("?"), failure(&run["error"]));
+        println!(
+            "run {id} {}: {}",
+            run["status"].as_str().unwrap_or("?"),
+            failure(&run["error"])
+        );
     }
-    Ok(if run["status"] == "succeeded" { EXIT_OK } else { EXIT_FAILED })
+    Ok(if run["status"] == "succeeded" {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 fn print_event(event: &Value) {
@@ -371,7 +388,10 @@ fn print_event(event: &Value) {
             );
         }
         "retry_scheduled" => {
-            let wait = event["due"].as_u64().unwrap_or(0).saturating_sub(event["at"].as_u64().unwrap_or(0));
+            let wait = event["due"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(event["at"].as_u64().unwrap_or(0));
             eprintln!("  {step:<24} retrying in {wait} ms");
         }
         "step_finished" => eprintln!("  {step:<24} {}", event["status"].as_str().unwrap_or("?")),
@@ -382,7 +402,10 @@ fn print_event(event: &Value) {
 }
 
 fn failure(error: &Value) -> String {
-    let step = error["step"].as_str().map(|s| format!(" in step {s}")).unwrap_or_default();
+    let step = error["step"]
+        .as_str()
+        .map(|s| format!(" in step {s}"))
+        .unwrap_or_default();
     format!(
         "{}{step}: {}",
         error["code"].as_str().unwrap_or("?"),
@@ -397,12 +420,17 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
     query.extend(args.workflow.map(|w| ("workflow", w)));
     query.extend(args.status.map(|s| ("status", s)));
     query.extend(args.cursor.map(|c| ("cursor", c)));
-    let page = client.send(client.request(Method::GET, "/v1/runs").query(&query)).await?;
+    let page = client
+        .send(client.request(Method::GET, "/v1/runs").query(&query))
+        .await?;
     if remote.json {
         print_json(&page)?;
         return Ok(EXIT_OK);
     }
-    println!("{:>8}  {:<24} {:<10} {:>8}  ERROR", "RUN", "WORKFLOW", "STATUS", "PRIORITY");
+    println!(
+        "{:>8}  {:<24} {:<10} {:>8}  ERROR",
+        "RUN", "WORKFLOW", "STATUS", "PRIORITY"
+    );
     for run in page["runs"].as_array().into_iter().flatten() {
         let error = if run["error"].is_null() {
             String::new()
@@ -425,7 +453,9 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
 
 pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result<u8> {
     let client = Client::new(&remote)?;
-    let run = client.send(client.request(Method::GET, &format!("/v1/runs/{id}"))).await?;
+    let run = client
+        .send(client.request(Method::GET, &format!("/v1/runs/{id}")))
+        .await?;
     if remote.json {
         print_json(&run)?;
     } else {
@@ -434,7 +464,10 @@ pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result
             run["workflow"].as_str().unwrap_or("?"),
             run["status"].as_str().unwrap_or("?")
         );
-        println!("  {:<24} {:<10} {:>8} {:>12} {:>10}", "STEP", "STATUS", "ATTEMPTS", "FUEL", "TIME");
+        println!(
+            "  {:<24} {:<10} {:>8} {:>12} {:>10}",
+            "STEP", "STATUS", "ATTEMPTS", "FUEL", "TIME"
+        );
         for step in run["steps"].as_array().into_iter().flatten() {
             let name = match step["item"].as_u64() {
                 Some(item) => format!("{}[{item}]", step["step"].as_str().unwrap_or("?")),
@@ -473,7 +506,10 @@ pub(crate) async fn logs(LogsArgs { run: id, step, remote }: LogsArgs) -> anyhow
         return Ok(EXIT_OK);
     }
     for attempt in logs["attempts"].as_array().into_iter().flatten() {
-        let item = attempt["item"].as_u64().map(|i| format!(" item {i}")).unwrap_or_default();
+        let item = attempt["item"]
+            .as_u64()
+            .map(|i| format!(" item {i}"))
+            .unwrap_or_default();
         println!(
             "== {step}{item} attempt {} ({})",
             attempt["attempt"],
@@ -561,7 +597,10 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
             set("max_concurrent_runs", max_concurrent_runs.map(Value::from));
             set("max_fuel", max_fuel.map(Value::from));
             set("max_memory", size("max-memory", max_memory)?.map(Value::from));
-            set("max_module_size", size("max-module-size", max_module_size)?.map(Value::from));
+            set(
+                "max_module_size",
+                size("max-module-size", max_module_size)?.map(Value::from),
+            );
             set("max_modules", max_modules.map(Value::from));
             set("start_rate", start_rate.map(Value::from));
             let body = json!({"name": name, "quotas": quotas});
@@ -582,7 +621,11 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
                     println!(
                         "{:<24} {:<9} {:>9} {:>8}",
                         tenant["id"].as_str().unwrap_or("?"),
-                        if tenant["disabled"] == true { "disabled" } else { "enabled" },
+                        if tenant["disabled"] == true {
+                            "disabled"
+                        } else {
+                            "enabled"
+                        },
                         tenant["quotas"]["max_concurrent_runs"],
                         tenant["quotas"]["start_rate"]
                     );
@@ -590,14 +633,19 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
             }
             list
         }
-        TenantCommand::Disable { id } => admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/disable")).await?,
+        TenantCommand::Disable { id } => {
+            admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/disable")).await?
+        }
         TenantCommand::Enable { id } => admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/enable")).await?,
         TenantCommand::AddKey { id } => {
             let key = client
                 .send(client.request(Method::POST, &format!("/v1/admin/tenants/{id}/keys")))
                 .await?;
             if !remote.json {
-                println!("new key {} for {id} (shown only this once):", key["key_id"].as_str().unwrap_or("?"));
+                println!(
+                    "new key {} for {id} (shown only this once):",
+                    key["key_id"].as_str().unwrap_or("?")
+                );
                 println!("{}", key["token"].as_str().unwrap_or("?"));
             }
             key
@@ -624,7 +672,11 @@ async fn admin_post(client: &Client, remote: &Remote, path: &str) -> anyhow::Res
         println!(
             "tenant {} {}",
             tenant["id"].as_str().unwrap_or("?"),
-            if tenant["disabled"] == true { "disabled" } else { "enabled" }
+            if tenant["disabled"] == true {
+                "disabled"
+            } else {
+                "enabled"
+            }
         );
     }
     Ok(tenant)

@@ -123,7 +123,12 @@ impl Db {
         let upper = filter.before.map_or(u64::MAX, |b| b.0.saturating_sub(1));
         let mut out = Vec::new();
         let mut last = None;
-        for (scanned, entry) in index.range((tenant, 0)..=(tenant, upper)).map_err(storage)?.rev().enumerate() {
+        for (scanned, entry) in index
+            .range((tenant, 0)..=(tenant, upper))
+            .map_err(storage)?
+            .rev()
+            .enumerate()
+        {
             let id = entry.map_err(storage)?.0.value().1;
             if out.len() == filter.limit || scanned == MAX_SCAN {
                 return Ok((out, last));

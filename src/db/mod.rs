@@ -24,8 +24,8 @@ use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::model::{AttemptRecord, Event, Millis, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord};
-use crate::tenant::{KeyRecord, TenantRecord};
 use crate::sandbox::KvRead;
+use crate::tenant::{KeyRecord, TenantRecord};
 pub use catalog::RunFilter;
 use tables::*;
 

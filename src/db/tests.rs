@@ -21,6 +21,7 @@ fn run(id: u64, status: RunStatus) -> RunRecord {
         error: None,
         created_at: 1,
         updated_at: 1,
+        caps: None,
     }
 }
 

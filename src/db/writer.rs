@@ -62,7 +62,10 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), DbError> {
                         .insert(key, encode(record.as_ref()).as_slice())
                         .map_err(storage)?;
                     module_names
-                        .insert((tenant.as_str(), record.name.as_str()), record.digest.as_bytes().as_slice())
+                        .insert(
+                            (tenant.as_str(), record.name.as_str()),
+                            record.digest.as_bytes().as_slice(),
+                        )
                         .map_err(storage)?;
                 }
                 Change::DeleteModule { tenant, name } => {
@@ -103,7 +106,9 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), DbError> {
                 Change::PutRun(run) => {
                     runs.insert(run.id.0, encode(run.as_ref()).as_slice())
                         .map_err(storage)?;
-                    tenant_runs.insert((run.tenant.as_str(), run.id.0), ()).map_err(storage)?;
+                    tenant_runs
+                        .insert((run.tenant.as_str(), run.id.0), ())
+                        .map_err(storage)?;
                     if run.status.is_final() {
                         active.remove(run.id.0).map_err(storage)?;
                     } else {
@@ -154,7 +159,6 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), DbError> {
     }
     txn.commit().map_err(storage)
 }
-
 
 /// Records `digest` as the next version of a workflow, unless it already
 /// is the newest.

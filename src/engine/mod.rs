@@ -124,7 +124,7 @@ pub struct Update {
 }
 
 /// A request to start a run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StartRun {
     /// The tenant.
     pub tenant: String,
@@ -440,7 +440,9 @@ impl Engine {
             }
             loop {
                 match updates.recv().await {
-                    Ok(Update { run: r, event, .. }) if r == run && matches!(event.kind, EventKind::RunFinished { .. }) => {
+                    Ok(Update { run: r, event, .. })
+                        if r == run && matches!(event.kind, EventKind::RunFinished { .. }) =>
+                    {
                         break;
                     }
                     Ok(_) => {}

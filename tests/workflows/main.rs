@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use weft::db::Db;
 use weft::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock};
-use weft::model::{RunRecord, RunStatus, UnitStatus};
+use weft::model::{ModuleRecord, RunRecord, RunStatus, UnitStatus};
 
 struct Harness {
     engine: Engine,
@@ -31,7 +31,11 @@ impl Harness {
         let source = std::fs::read_to_string(path).unwrap();
         for task in common::EXAMPLE_TASKS {
             engine
-                .put_module("acme", task, common::guest_bytes(task))
+                .put_module(
+                    "acme",
+                    ModuleRecord::of(task, &common::guest_bytes(task), vec![], 0),
+                    common::guest_bytes(task),
+                )
                 .await
                 .unwrap();
         }
@@ -45,8 +49,9 @@ impl Harness {
             workflow: workflow.into(),
             input,
             priority: 0,
+            ..StartRun::default()
         };
-        let id = self.engine.start_run(start).await.unwrap();
+        let (id, _) = self.engine.start_run(start).await.unwrap();
         let record = self.engine.wait(id).await.unwrap();
         (record, self.steps(id))
     }
@@ -170,6 +175,7 @@ async fn input_failing_the_schema_starts_no_run() {
         workflow: "order".into(),
         input,
         priority: 0,
+        ..StartRun::default()
     };
     let error = harness.engine.start_run(start).await.unwrap_err();
     assert!(

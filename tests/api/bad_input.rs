@@ -1,0 +1,197 @@
+//! Every kind of bad request gets a clear 4xx with a stable code, and
+//! changes nothing that is stored.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::server::{ADMIN, Body, ORDER_TASKS, Server, order};
+
+/// Everything a tenant can see, to compare before and after.
+async fn snapshot(server: &Server, token: &str) -> Value {
+    let mut state = serde_json::Map::new();
+    for path in ["/v1/modules", "/v1/workflows", "/v1/runs"] {
+        let (status, body) = server.call(Some(token), Method::GET, path, Body::None).await;
+        assert_eq!(status, StatusCode::OK);
+        state.insert(path.into(), body);
+    }
+    let (_, tenants) = server
+        .call(Some(ADMIN), Method::GET, "/v1/admin/tenants", Body::None)
+        .await;
+    state.insert("tenants".into(), tenants);
+    Value::Object(state)
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-body", "16KiB", "--max-module-body", "1MiB"]);
+    let token = server.tenant("acme", json!({})).await;
+    server.upload(&token, &ORDER_TASKS).await;
+    let (yaml, _) = order();
+    server.push(&token, "order", &yaml).await;
+
+    let core_module = wat::parse_str("(module)").unwrap();
+    let wasm = |bytes: Vec<u8>| Body::Raw("application/wasm", bytes);
+    let yaml_body = |text: &str| Body::Raw("application/yaml", text.as_bytes().to_vec());
+    let json_text = |text: &str| Body::Raw("application/json", text.as_bytes().to_vec());
+    let cases: Vec<(&str, Method, String, Body, StatusCode, &str)> = vec![
+        (
+            "malformed JSON",
+            Method::POST,
+            "/v1/workflows/order/runs".into(),
+            json_text("{\"input\": "),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "an unknown field",
+            Method::POST,
+            "/v1/workflows/order/runs".into(),
+            json_text("{\"inptu\": {}}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "malformed YAML",
+            Method::PUT,
+            "/v1/workflows/order".into(),
+            yaml_body("name: order\nsteps: [unclosed\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_workflow",
+        ),
+        (
+            "a workflow as text/plain",
+            Method::PUT,
+            "/v1/workflows/order".into(),
+            Body::Raw("text/plain", yaml.as_bytes().to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "a module as JSON",
+            Method::PUT,
+            "/v1/modules/x".into(),
+            Body::Raw("application/json", b"{}".to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "a start as form data",
+            Method::POST,
+            "/v1/workflows/order/runs".into(),
+            Body::Raw("application/x-www-form-urlencoded", b"input=1".to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "an oversized JSON body",
+            Method::POST,
+            "/v1/workflows/order/runs".into(),
+            Body::Json(json!({"input": {"pad": "x".repeat(32 << 10)}})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "an oversized module",
+            Method::PUT,
+            "/v1/modules/big".into(),
+            wasm(vec![0; 2 << 20]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "a path-traversal module name",
+            Method::PUT,
+            "/v1/modules/..%2F..%2Fetc".into(),
+            wasm(crate::common::guest_bytes("hello")),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "a control character in a name",
+            Method::PUT,
+            "/v1/workflows/or%0Ader".into(),
+            yaml_body(&yaml),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "a bad tenant name",
+            Method::POST,
+            "/v1/admin/tenants".into(),
+            Body::Json(json!({"name": "../root"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "bytes that are not wasm",
+            Method::PUT,
+            "/v1/modules/junk".into(),
+            wasm(b"definitely not wasm".to_vec()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_module",
+        ),
+        (
+            "a core module",
+            Method::PUT,
+            "/v1/modules/core".into(),
+            wasm(core_module),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_module",
+        ),
+        (
+            "a component of another world",
+            Method::PUT,
+            "/v1/modules/command".into(),
+            wasm(std::fs::read(crate::common::guest("hello").with_file_name("not_a_task.wasm")).unwrap()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_module",
+        ),
+        (
+            "an unknown module in a workflow",
+            Method::PUT,
+            "/v1/workflows/ghost".into(),
+            yaml_body("name: ghost\nsteps:\n  - id: a\n    task: no_such_module\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_module",
+        ),
+        (
+            "a document named otherwise",
+            Method::PUT,
+            "/v1/workflows/other".into(),
+            yaml_body(&yaml),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name_mismatch",
+        ),
+        (
+            "input failing the input_schema",
+            Method::POST,
+            "/v1/workflows/order/runs".into(),
+            Body::Json(json!({"input": {"order_id": 7}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            "a run id that is not a number",
+            Method::GET,
+            "/v1/runs/abc".into(),
+            Body::None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    let before = snapshot(&server, &token).await;
+    for (case, method, path, body, status, code) in cases {
+        let as_who = if path.starts_with("/v1/admin") { ADMIN } else { &token };
+        let (got, answer) = server.call(Some(as_who), method, &path, body).await;
+        assert_eq!(got, status, "{case}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{case}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or("");
+        assert!(!message.is_empty(), "{case}: no message");
+        assert_eq!(
+            snapshot(&server, &token).await,
+            before,
+            "{case} changed the stored state"
+        );
+    }
+}

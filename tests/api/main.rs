@@ -1,0 +1,11 @@
+//! The HTTP API through the real `weft serve` binary on 127.0.0.1:0, with
+//! a temporary data directory and components built from `example-tasks/`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod flow;
+mod isolation;
+mod restart;
+mod server;

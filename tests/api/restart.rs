@@ -1,0 +1,89 @@
+//! The server stopped in the middle of runs, by SIGKILL or by SIGTERM,
+//! and started again on the same data directory: no run is lost, none
+//! is left hanging, completed steps are not run again.
+
+use std::time::Instant;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::server::{Body, Server};
+
+const SLOW: &str = "name: slow\nsteps:\n\
+    \x20 - id: first\n    task: hello\n    input: {name: Ada}\n\
+    \x20 - id: nap\n    task: misbehave\n    needs: [first]\n    input: {mode: sleep, ms: 400}\n\
+    \x20 - id: last\n    task: hello\n    needs: [nap]\n    input: {name: Grace}\n";
+
+async fn start_runs(server: &Server, token: &str, n: usize) -> Vec<u64> {
+    let mut runs = Vec::new();
+    for _ in 0..n {
+        runs.push(server.start_run(token, "slow", json!({})).await);
+    }
+    runs
+}
+
+async fn all_succeed_once(server: &Server, token: &str, runs: &[u64]) {
+    for run in runs {
+        let done = server.wait(token, *run).await;
+        assert_eq!(done["status"], "succeeded", "run {run}: {done}");
+        let first = &done["steps"][0];
+        assert_eq!(first["step"], "first");
+        assert_eq!(
+            first["attempts"].as_array().unwrap().len(),
+            1,
+            "run {run} ran `first` again"
+        );
+    }
+    let (_, page) = server
+        .call(Some(token), Method::GET, "/v1/runs?limit=500", Body::None)
+        .await;
+    assert_eq!(page["runs"].as_array().unwrap().len(), runs.len(), "{page}");
+}
+
+#[tokio::test]
+async fn a_killed_server_resumes_every_run_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let token = server.tenant("acme", json!({})).await;
+    server.upload(&token, &["hello", "misbehave"]).await;
+    server.push(&token, "slow", SLOW).await;
+    let runs = start_runs(&server, &token, 8).await;
+    // Let every `first` finish, so the kill lands while the naps run.
+    for run in &runs {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, body) = server
+                .call(Some(&token), Method::GET, &format!("/v1/runs/{run}"), Body::None)
+                .await;
+            if body["steps"][0]["status"] == "succeeded" {
+                assert_eq!(body["status"], "running", "the nap is too short for the test");
+                break;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    server.kill();
+
+    let started = Instant::now();
+    let server = Server::start(dir.path(), &[]);
+    let up = started.elapsed();
+    assert!(up.as_secs() < 5, "restart took {up:?}");
+    all_succeed_once(&server, &token, &runs).await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_running_attempts_finish_and_a_restart_finishes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--shutdown-grace", "10s"]);
+    let token = server.tenant("acme", json!({})).await;
+    server.upload(&token, &["hello", "misbehave"]).await;
+    server.push(&token, "slow", SLOW).await;
+    let runs = start_runs(&server, &token, 4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let status = server.terminate();
+    assert!(status.success(), "weft serve exited with {status}");
+
+    let server = Server::start(dir.path(), &[]);
+    all_succeed_once(&server, &token, &runs).await;
+}
