@@ -1,13 +1,20 @@
 //! weft: a durable workflow engine that runs every task as a sandboxed
 //! WebAssembly component.
 //!
-//! Modules, and the path of one attempt through them:
+//! Modules, and the path of a run through them:
 //!
-//! - [`digest`]: content digests, the identity of a module's bytes;
+//! - [`api`]: the HTTP API (`weft serve`): auth, tenants' resources, live
+//!   events, metrics, the OpenAPI document;
+//! - [`tenant`]: tenants, API keys (stored hashed) and quotas;
+//! - [`spec`]: workflow documents parsed, checked and compiled once;
+//! - [`engine`]: the scheduler: queues units, runs attempts, retries,
+//!   compensates, recovers after a crash;
+//! - [`db`]: every state change, committed durably in groups to redb;
 //! - [`sandbox`]: loads task components (validated, compiled once, cached
 //!   by digest) and runs one attempt in a fresh, capped store, returning a
 //!   classified [`Outcome`];
-//! - `cli`: the `weft` command (`weft task run`, ...); `main` only calls it.
+//! - [`model`] and [`digest`]: the records and ids all of them share;
+//! - `cli`: the `weft` command; `main` only calls it.
 
 pub mod api;
 pub mod cli;
