@@ -4,8 +4,8 @@
 //! [`router`] builds the axum router and the OpenAPI document from the
 //! same handler annotations, so the document cannot drift from the
 //! routes. [`serve`] runs it on a listener until a shutdown signal, then
-//! drains the engine. Every handler takes a [`auth::Caller`] or
-//! [`auth::Admin`], and looks resources up under the caller's tenant
+//! drains the engine. Every handler takes a `Caller` (a tenant) or
+//! `Admin` argument, and looks resources up under the caller's tenant
 //! only: another tenant's resource is simply not found.
 
 mod admin;
