@@ -295,7 +295,7 @@ pub(crate) async fn workflow(WorkflowArgs { command, remote }: WorkflowArgs) -> 
                     println!(
                         "{:<24} {:>8}  {}",
                         workflow["name"].as_str().unwrap_or("?"),
-                        workflow["latest"]["version"],
+                        workflow["latest"]["version"].to_string(),
                         workflow["latest"]["digest"].as_str().unwrap_or("?")
                     );
                 }
@@ -310,7 +310,7 @@ pub(crate) async fn workflow(WorkflowArgs { command, remote }: WorkflowArgs) -> 
                 for version in workflow["versions"].as_array().into_iter().flatten() {
                     println!(
                         "version {:>3}  {}",
-                        version["version"],
+                        version["version"].to_string(),
                         version["digest"].as_str().unwrap_or("?")
                     );
                 }
@@ -439,10 +439,10 @@ pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<u8> {
         };
         println!(
             "{:>8}  {:<24} {:<10} {:>8}  {error}",
-            run["id"],
+            run["id"].to_string(),
             run["workflow"].as_str().unwrap_or("?"),
             run["status"].as_str().unwrap_or("?"),
-            run["priority"]
+            run["priority"].to_string()
         );
     }
     if let Some(cursor) = page["next_cursor"].as_str() {
@@ -626,8 +626,8 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
                         } else {
                             "enabled"
                         },
-                        tenant["quotas"]["max_concurrent_runs"],
-                        tenant["quotas"]["start_rate"]
+                        tenant["quotas"]["max_concurrent_runs"].to_string(),
+                        tenant["quotas"]["start_rate"].to_string()
                     );
                 }
             }
