@@ -90,26 +90,10 @@ impl FileConfig {
     }
 }
 
-/// Settings given as flags or environment variables (`None` when absent).
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    /// Data directory.
-    pub data: Option<PathBuf>,
-    /// Listen address.
-    pub listen: Option<String>,
-    /// Attempts at once.
-    pub max_concurrent_attempts: Option<usize>,
-    /// JSON/YAML body cap.
-    pub max_body: Option<String>,
-    /// Module body cap.
-    pub max_module_body: Option<String>,
-    /// Shutdown grace.
-    pub shutdown_grace: Option<String>,
-}
-
-/// Resolves flags over the file over the defaults. Errors name the
-/// setting and what was wrong with it.
-pub fn resolve(given: Overrides, file: FileConfig) -> Result<ServerConfig, String> {
+/// Resolves flags and environment variables (`given`, in the file's
+/// shape) over the file over the defaults. Errors name the setting and
+/// what was wrong with it.
+pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, String> {
     let data = given
         .data
         .or(file.data)
@@ -161,9 +145,9 @@ mod tests {
              [default_quotas]\nmax_modules = 3\n",
         )
         .unwrap();
-        let given = Overrides {
+        let given = FileConfig {
             listen: Some("127.0.0.1:7000".into()),
-            ..Overrides::default()
+            ..FileConfig::default()
         };
         let config = resolve(given, file).unwrap();
         assert_eq!(config.data, PathBuf::from("/from/file"));
@@ -176,10 +160,10 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let bad = Overrides {
+        let bad = FileConfig {
             data: Some("/d".into()),
             listen: Some("nowhere".into()),
-            ..Overrides::default()
+            ..FileConfig::default()
         };
         assert!(
             resolve(bad, FileConfig::default())
@@ -187,7 +171,7 @@ mod tests {
                 .contains("listen address")
         );
         assert!(
-            resolve(Overrides::default(), FileConfig::default())
+            resolve(FileConfig::default(), FileConfig::default())
                 .unwrap_err()
                 .contains("--data")
         );

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::EXIT_OK;
-use crate::api::config::{FileConfig, Overrides, resolve};
+use crate::api::config::{FileConfig, resolve};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -50,15 +50,16 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
         None => FileConfig::default(),
     };
-    let overrides = Overrides {
+    let given = FileConfig {
         data: args.data,
         listen: args.listen,
         max_concurrent_attempts: args.max_concurrent_attempts,
         max_body: args.max_body,
         max_module_body: args.max_module_body,
         shutdown_grace: args.shutdown_grace,
+        default_quotas: None,
     };
-    let config = resolve(overrides, file).map_err(anyhow::Error::msg)?;
+    let config = resolve(given, file).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
