@@ -290,6 +290,16 @@ impl ActiveRun {
         steps
     }
 
+    /// What an expression outside any `for_each` item sees.
+    fn run_scope<'a>(&'a self, steps: &'a Map<String, Value>) -> Scope<'a> {
+        Scope {
+            input: &self.record.input,
+            steps,
+            item: None,
+            index: None,
+        }
+    }
+
     /// The input of the attempt of `key`, as JSON text.
     pub fn input_for(&self, key: UnitKey) -> Result<String, Failure> {
         let step = &self.workflow.steps[key.step as usize];
@@ -315,12 +325,7 @@ impl ActiveRun {
             return Ok(Vec::new());
         };
         let steps = self.scope_steps(list.steps().iter().cloned());
-        let scope = Scope {
-            input: &self.record.input,
-            steps: &steps,
-            item: None,
-            index: None,
-        };
+        let scope = self.run_scope(&steps);
         match list.eval(&scope) {
             Ok(Value::Array(items)) if items.len() > MAX_ITEMS => Err(Failure::new(
                 "too_many_items",
@@ -375,12 +380,7 @@ impl ActiveRun {
         let key = UnitKey::step(index);
         if let Some(when) = &step.when {
             let steps = self.scope_steps(when.steps().iter().cloned());
-            let scope = Scope {
-                input: &self.record.input,
-                steps: &steps,
-                item: None,
-                index: None,
-            };
+            let scope = self.run_scope(&steps);
             match when.eval_bool(&scope) {
                 Ok(true) => {}
                 Ok(false) => return self.finish_step(key, UnitStatus::Skipped, now, fx),
@@ -692,12 +692,7 @@ impl ActiveRun {
             return Ok(Value::Object(outputs));
         };
         let steps = self.scope_steps(template.exprs().iter().flat_map(|e| e.steps().to_vec()));
-        let scope = Scope {
-            input: &self.record.input,
-            steps: &steps,
-            item: None,
-            index: None,
-        };
+        let scope = self.run_scope(&steps);
         template
             .render(&scope)
             .map_err(|e| Failure::new("output_error", e.to_string()))
