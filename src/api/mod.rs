@@ -21,7 +21,6 @@ mod stream;
 mod workflows;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -61,10 +60,9 @@ pub struct ApiState {
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Becomes `true` when the server starts shutting down: live streams
-    /// end and `/readyz` fails.
+    /// end and `/readyz` fails. (Requests are answered only once start-up
+    /// has finished, so there is no "not yet ready" state to keep.)
     pub stopping: watch::Receiver<bool>,
-    /// Whether start-up finished.
-    pub ready: AtomicBool,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -143,9 +141,9 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Whether the server takes work: started, and not stopping.
+/// Whether the server takes work: not stopping.
 async fn readyz(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) && !*state.stopping.borrow() {
+    if !*state.stopping.borrow() {
         (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
     } else {
         (

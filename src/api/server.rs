@@ -6,7 +6,6 @@ use std::future::Future;
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
@@ -72,7 +71,6 @@ pub async fn serve(
         limiter: RateLimiter::default(),
         metrics,
         stopping,
-        ready: AtomicBool::new(false),
     });
     tokio::spawn(super::metrics::follow(state.clone(), engine.subscribe()));
     let (app, _) = router(state.clone());
@@ -80,7 +78,6 @@ pub async fn serve(
         resumed,
         admin_token_file,
     });
-    state.ready.store(true, Ordering::Release);
 
     let graceful = async move {
         shutdown.await;
