@@ -67,35 +67,36 @@ impl Default for Metrics {
 impl Metrics {
     /// Every metric, registered and at zero.
     pub fn new() -> Metrics {
+        let runs_started = Family::<TenantLabel, Counter>::default();
+        let runs_finished = Family::<OutcomeLabels, Counter>::default();
+        let attempts = Family::<OutcomeLabels, Counter>::default();
+        let attempt_seconds = Histograms::new_with_constructor(latency_histogram);
+        let fuel = Family::<TenantLabel, Counter>::default();
+        let (queued, running, active_runs) = (Gauge::default(), Gauge::default(), Gauge::default());
         let mut registry = Registry::with_prefix("weft");
-        let metrics = Metrics {
-            runs_started: Family::default(),
-            runs_finished: Family::default(),
-            attempts: Family::default(),
-            attempt_seconds: Histograms::new_with_constructor(latency_histogram),
-            fuel: Family::default(),
-            queued: Gauge::default(),
-            running: Gauge::default(),
-            active_runs: Gauge::default(),
-            registry: Registry::default(),
-        };
-        registry.register("runs_started", "Runs started", metrics.runs_started.clone());
-        registry.register(
-            "runs_finished",
-            "Runs finished, by final status",
-            metrics.runs_finished.clone(),
-        );
-        registry.register("attempts", "Attempts finished, by outcome", metrics.attempts.clone());
+        registry.register("runs_started", "Runs started", runs_started.clone());
+        registry.register("runs_finished", "Runs finished, by final status", runs_finished.clone());
+        registry.register("attempts", "Attempts finished, by outcome", attempts.clone());
         registry.register(
             "attempt_duration_seconds",
             "Wall time of attempts",
-            metrics.attempt_seconds.clone(),
+            attempt_seconds.clone(),
         );
-        registry.register("fuel_consumed", "Fuel burned by attempts", metrics.fuel.clone());
-        registry.register("queue_depth", "Units waiting for a slot", metrics.queued.clone());
-        registry.register("attempts_running", "Attempts running now", metrics.running.clone());
-        registry.register("runs_active", "Unfinished runs", metrics.active_runs.clone());
-        Metrics { registry, ..metrics }
+        registry.register("fuel_consumed", "Fuel burned by attempts", fuel.clone());
+        registry.register("queue_depth", "Units waiting for a slot", queued.clone());
+        registry.register("attempts_running", "Attempts running now", running.clone());
+        registry.register("runs_active", "Unfinished runs", active_runs.clone());
+        Metrics {
+            registry,
+            runs_started,
+            runs_finished,
+            attempts,
+            attempt_seconds,
+            fuel,
+            queued,
+            running,
+            active_runs,
+        }
     }
 
     fn record(&self, update: &Update) {
