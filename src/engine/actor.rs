@@ -100,6 +100,9 @@ pub(crate) struct Actor {
     /// Units held back by their run's or step's concurrency cap, by run:
     /// only an attempt of the same run finishing can free their slot.
     deferred: HashMap<RunId, Vec<Queued>>,
+    /// How many units `deferred` holds, kept as it changes so the stats
+    /// need not count them on every turn of the loop.
+    deferred_len: usize,
     timers: BinaryHeap<Reverse<(Millis, RunId, UnitKey)>>,
     tasks: HashMap<(RunId, UnitKey), JoinHandle<()>>,
     seq: u64,
@@ -132,6 +135,7 @@ impl Actor {
             runs: HashMap::new(),
             queue: BinaryHeap::new(),
             deferred: HashMap::new(),
+            deferred_len: 0,
             timers: BinaryHeap::new(),
             tasks: HashMap::new(),
             seq: 0,
@@ -261,7 +265,8 @@ impl Actor {
                 result,
             } => {
                 self.tasks.remove(&(run, key));
-                self.queue.extend(self.deferred.remove(&run).into_iter().flatten());
+                let freed = self.take_deferred(run);
+                self.queue.extend(freed);
                 let Some(active) = self.runs.get_mut(&run) else { return };
                 let report = result.unwrap_or_else(|e| host_failure(&e));
                 let fx = active.attempt_finished(key, report, started_at, now, rand::random::<f64>());
@@ -286,7 +291,7 @@ impl Actor {
                 self.active_by_tenant.remove(&run.record.tenant);
             }
         }
-        self.deferred.remove(&id);
+        self.take_deferred(id);
     }
 
     /// Reopens a failed or cancelled run from the store.
@@ -314,11 +319,17 @@ impl Actor {
         Ok(fx)
     }
 
+    /// Removes and returns `run`'s deferred units.
+    fn take_deferred(&mut self, run: RunId) -> Vec<Queued> {
+        let units = self.deferred.remove(&run).unwrap_or_default();
+        self.deferred_len -= units.len();
+        units
+    }
+
     fn publish_stats(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        let deferred: usize = self.deferred.values().map(Vec::len).sum();
         let stats = &self.shared.stats;
-        stats.queued.store(self.queue.len() + deferred, Relaxed);
+        stats.queued.store(self.queue.len() + self.deferred_len, Relaxed);
         stats.running.store(self.tasks.len(), Relaxed);
         stats.active_runs.store(self.runs.len(), Relaxed);
     }
@@ -422,6 +433,7 @@ impl Actor {
                     .concurrency
                     .is_some_and(|limit| active.running_items[key.step as usize] >= limit as usize);
             if over_run_limit || over_step_limit {
+                self.deferred_len += 1;
                 self.deferred.entry(queued.run).or_default().push(queued);
                 continue;
             }
