@@ -277,7 +277,7 @@ impl Engine {
 
     /// Checks and stores a workflow document; returns its name and digest.
     pub async fn put_workflow(&self, tenant: &str, source: &str) -> Result<(String, Digest), EngineError> {
-        self.put_workflow_with(tenant, source, &self.workflows.config.clone(), |_| Ok(()))
+        self.put_workflow_with(tenant, source, &self.workflows.config, |_| Ok(()))
             .await
     }
 
