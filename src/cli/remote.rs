@@ -373,11 +373,18 @@ async fn wait(client: &Client, id: u64, as_json: bool) -> anyhow::Result<u8> {
     })
 }
 
+/// `step`, or `step[i]` for an item of a `for_each` step, from a JSON
+/// event or step view.
+fn step_label(value: &Value) -> String {
+    let step = value["step"].as_str().unwrap_or("?");
+    match value["item"].as_u64() {
+        Some(item) => format!("{step}[{item}]"),
+        None => step.to_string(),
+    }
+}
+
 fn print_event(event: &Value) {
-    let step = match event["item"].as_u64() {
-        Some(item) => format!("{}[{item}]", event["step"].as_str().unwrap_or("?")),
-        None => event["step"].as_str().unwrap_or("?").to_string(),
-    };
+    let step = step_label(event);
     match event["event"].as_str().unwrap_or("") {
         "attempt_finished" => {
             let time = std::time::Duration::from_micros(event["duration_us"].as_u64().unwrap_or(0));
@@ -469,10 +476,7 @@ pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result
             "STEP", "STATUS", "ATTEMPTS", "FUEL", "TIME"
         );
         for step in run["steps"].as_array().into_iter().flatten() {
-            let name = match step["item"].as_u64() {
-                Some(item) => format!("{}[{item}]", step["step"].as_str().unwrap_or("?")),
-                None => step["step"].as_str().unwrap_or("?").to_string(),
-            };
+            let name = step_label(step);
             let attempts = step["attempts"].as_array().cloned().unwrap_or_default();
             let fuel: u64 = attempts.iter().filter_map(|a| a["fuel_used"].as_u64()).sum();
             let micros: u64 = attempts.iter().filter_map(|a| a["duration_us"].as_u64()).sum();

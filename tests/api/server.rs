@@ -188,6 +188,7 @@ impl Drop for Server {
 }
 
 /// A request body.
+#[derive(Clone)]
 pub enum Body {
     None,
     Json(Value),
