@@ -14,9 +14,12 @@
 //!   by digest) and runs one attempt in a fresh, capped store, returning a
 //!   classified [`Outcome`];
 //! - [`model`] and [`digest`]: the records and ids all of them share;
+//! - [`bench`]: the benchmark suite (`weft bench`), figures against
+//!   baselines measured in the same run;
 //! - `cli`: the `weft` command; `main` only calls it.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod db;
 pub mod digest;

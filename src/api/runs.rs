@@ -2,6 +2,7 @@
 //! page by page, inspect, cancel, retry from the failed steps.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -32,6 +33,31 @@ pub struct StartBody {
     /// Higher runs are scheduled first (default 0).
     #[serde(default)]
     priority: i32,
+}
+
+/// The query of a start.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StartQuery {
+    /// Wait up to this long (e.g. `30s`, at most `5m`) for the run to end,
+    /// and answer with its end and output; a run still going then is
+    /// answered `running`.
+    wait: Option<String>,
+}
+
+/// The longest a start may wait for its run.
+const MAX_START_WAIT: Duration = Duration::from_secs(300);
+
+/// A run just started, with its output when the start waited for it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StartedRun {
+    /// The run.
+    #[serde(flatten)]
+    summary: RunSummary,
+    /// Its output, when the start waited and the run succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    output: Option<Value>,
 }
 
 fn empty_object() -> Value {
@@ -142,7 +168,9 @@ pub struct AttemptView {
 /// Start a run of a workflow's newest definition.
 ///
 /// With an `Idempotency-Key` header, a key already used returns the run it
-/// started (200) instead of starting another (201).
+/// started (200) instead of starting another (201). With `?wait=30s` the
+/// answer comes when the run has ended (or the wait is over), with its
+/// output: a synchronous call of the workflow.
 #[utoipa::path(
     post,
     path = "/v1/workflows/{name}/runs",
@@ -150,11 +178,12 @@ pub struct AttemptView {
     params(
         ("name" = String, Path, description = "The workflow's name"),
         ("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same run"),
+        StartQuery,
     ),
     request_body(content = StartBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "Started", body = RunSummary),
-        (status = 200, description = "Started before with this Idempotency-Key", body = RunSummary),
+        (status = 201, description = "Started", body = StartedRun),
+        (status = 200, description = "Started before with this Idempotency-Key", body = StartedRun),
         (status = 404, description = "No such workflow", body = ErrorBody),
         (status = 422, description = "The input fails the input_schema", body = ErrorBody),
         (status = 429, description = "Over a quota", body = ErrorBody),
@@ -164,10 +193,13 @@ pub async fn start_run(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
     Path(name): Path<String>,
+    query: Result<Query<StartQuery>, QueryRejection>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<RunSummary>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<StartedRun>)> {
     check_name("workflow", &name).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let wait = query.wait.as_deref().map(start_wait).transpose()?;
     let idempotency_key = idempotency_key(&headers)?;
     let start: StartBody = body::json(&headers, bytes)?;
     if state.db.workflow_named(&tenant.id, &name)?.is_none() {
@@ -199,13 +231,33 @@ pub async fn start_run(
             max_active: Some(tenant.quotas.max_concurrent_runs),
         })
         .await?;
+    if let Some(wait) = wait {
+        // Over the wait, the run is answered as it is now.
+        let _ = tokio::time::timeout(wait, state.engine.wait(id)).await;
+    }
     let run = owned_run(&state, &tenant.id, id)?;
     let mut response_headers = HeaderMap::new();
     if let Ok(location) = format!("/v1/runs/{id}").parse() {
         response_headers.insert(header::LOCATION, location);
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, response_headers, Json(RunSummary::from(&run))))
+    let started = StartedRun {
+        summary: RunSummary::from(&run),
+        output: wait.and(run.output),
+    };
+    Ok((status, response_headers, Json(started)))
+}
+
+fn start_wait(text: &str) -> ApiResult<Duration> {
+    let wait = humantime::parse_duration(text)
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("wait {text:?} is not a duration: {e}")))?;
+    if wait > MAX_START_WAIT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait {text:?} is over the limit of 5m; follow the run's events instead"),
+        ));
+    }
+    Ok(wait)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {

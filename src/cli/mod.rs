@@ -1,6 +1,7 @@
 //! The `weft` command line: argument parsing and dispatch. Each command
 //! group lives in its own file; `main.rs` only calls [`main`].
 
+mod bench;
 mod client;
 mod remote;
 mod run;
@@ -87,6 +88,13 @@ enum Command {
     Retry(remote::RetryArgs),
     /// Manage tenants and their API keys (needs the admin token).
     Tenant(remote::TenantArgs),
+    /// Measure throughput, latency, memory and recovery on this machine,
+    /// each figure next to a baseline measured in the same run.
+    #[command(after_help = "Example (from a checkout; builds the example tasks first):\n  \
+        cargo build --release --target wasm32-wasip2 --manifest-path example-tasks/Cargo.toml\n  \
+        cargo run --release -- bench --json bench.json\n\n\
+        docs/performance.md explains each figure, its baseline and its target.")]
+    Bench(bench::BenchArgs),
 }
 
 /// Reads `@FILE` as the file's text; anything else is the text itself.
@@ -136,6 +144,7 @@ pub fn main() -> ExitCode {
             Command::Cancel(args) => remote::cancel(args).await,
             Command::Retry(args) => remote::retry(args).await,
             Command::Tenant(args) => remote::tenant(args).await,
+            Command::Bench(args) => bench::bench(args).await,
         }
     });
     match result {

@@ -49,6 +49,11 @@ pub(crate) enum Msg {
         after: After,
         result: Result<(), DbError>,
     },
+    /// Answered once the run is not active (at once if it is not now).
+    Watch {
+        run: RunId,
+        reply: oneshot::Sender<()>,
+    },
     Drain {
         reply: oneshot::Sender<()>,
     },
@@ -113,6 +118,8 @@ pub(crate) struct Actor {
     /// Set while draining: nothing new starts, and this is answered once
     /// nothing runs and every commit is durable.
     draining: Option<oneshot::Sender<()>>,
+    /// Callers waiting for a run to end, told when its end is durable.
+    watchers: HashMap<RunId, Vec<oneshot::Sender<()>>>,
 }
 
 /// What the scheduler shares with the engine handle.
@@ -142,6 +149,7 @@ impl Actor {
             active_by_tenant: HashMap::new(),
             commits_in_flight: 0,
             draining: None,
+            watchers: HashMap::new(),
         }
     }
 
@@ -273,6 +281,13 @@ impl Actor {
                 self.commit(run, fx, None);
             }
             Msg::Committed { run, after, result } => self.committed(run, after, result),
+            Msg::Watch { run, reply } => {
+                if self.runs.contains_key(&run) {
+                    self.watchers.entry(run).or_default().push(reply);
+                } else {
+                    let _ = reply.send(());
+                }
+            }
             Msg::Shutdown { .. } | Msg::Drain { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -292,6 +307,9 @@ impl Actor {
             }
         }
         self.take_deferred(id);
+        for watcher in self.watchers.remove(&id).unwrap_or_default() {
+            let _ = watcher.send(());
+        }
     }
 
     /// Reopens a failed or cancelled run from the store.

@@ -25,7 +25,7 @@ pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner};
 
 use crate::db::{Change, Db, DbError};
 use crate::digest::Digest;
-use crate::model::{AttemptCaps, Event, EventKind, Millis, ModuleRecord, RunId, RunRecord, RunStatus};
+use crate::model::{AttemptCaps, Event, Millis, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::spec::{self, SpecConfig, SpecErrors, TaskRef, Workflow};
 use actor::{Actor, Msg};
 
@@ -431,25 +431,15 @@ impl Engine {
 
     /// Waits until `run` has ended and returns it.
     pub async fn wait(&self, run: RunId) -> Result<RunRecord, EngineError> {
-        let mut updates = self.subscribe();
-        loop {
-            match self.db.run(run)? {
-                Some(record) if record.status.is_final() => return Ok(record),
-                Some(_) => {}
-                None => return Err(EngineError::NotRunning(run)),
-            }
-            loop {
-                match updates.recv().await {
-                    Ok(Update { run: r, event, .. })
-                        if r == run && matches!(event.kind, EventKind::RunFinished { .. }) =>
-                    {
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(broadcast::error::RecvError::Closed) => return Err(EngineError::Stopped),
-                }
-            }
+        let (reply, ended) = oneshot::channel();
+        self.inbox
+            .send(Msg::Watch { run, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        ended.await.map_err(|_| EngineError::Stopped)?;
+        match self.db.run(run)? {
+            Some(record) if record.status.is_final() => Ok(record),
+            Some(_) => Err(EngineError::Stopped),
+            None => Err(EngineError::NotRunning(run)),
         }
     }
 

@@ -1,0 +1,82 @@
+//! `weft bench`: the figures that matter to a user of one small machine —
+//! sandbox overhead, durable workflows per second, HTTP throughput and
+//! latency, memory per pending run, and recovery time — each printed next
+//! to a baseline measured in the same run, with the ratio and the target.
+//!
+//! Every figure comes from the real thing: the example `hello` component
+//! in the real sandbox, a real redb file in the bench directory, and the
+//! real `weft serve` binary on loopback (killed with SIGKILL to measure
+//! recovery). `--quick` runs smaller loads for a first look, with the same
+//! keys in the `--json` summary.
+
+mod backlog;
+mod engine;
+mod machine;
+mod report;
+mod sandbox;
+mod server;
+mod service;
+
+use std::path::PathBuf;
+
+pub use machine::Machine;
+pub use report::Report;
+
+/// What to measure, and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Smaller loads: every key in under a minute.
+    pub quick: bool,
+    /// The directory of the example tasks' components (`hello.wasm`,
+    /// `misbehave.wasm`).
+    pub modules: PathBuf,
+    /// Where the stores are created (its disk is the one measured).
+    pub dir: PathBuf,
+    /// The `weft` binary to run as the server.
+    pub weft: PathBuf,
+    /// The sections to run, in order.
+    pub sections: Vec<Section>,
+}
+
+/// A part of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Per-attempt cost of the sandbox against bare wasmtime.
+    Sandbox,
+    /// Durable workflows per second in process against bare redb commits.
+    Engine,
+    /// Runs per second and latency over HTTP at 1, 16 and 128 clients.
+    Service,
+    /// Resident memory per pending run, with a large backlog queued.
+    Memory,
+    /// Time from process start to every interrupted run resumed.
+    Recovery,
+}
+
+impl Section {
+    /// Every section, in the order they run.
+    pub const ALL: [Section; 5] = [
+        Section::Sandbox,
+        Section::Engine,
+        Section::Service,
+        Section::Memory,
+        Section::Recovery,
+    ];
+}
+
+/// Runs the chosen sections, printing each figure as it is measured, and
+/// returns the summary.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let mut report = Report::new(Machine::describe(&options.dir), options.quick);
+    report.header();
+    for section in &options.sections {
+        match section {
+            Section::Sandbox => sandbox::measure(options, &mut report).await?,
+            Section::Engine => engine::measure(options, &mut report).await?,
+            Section::Service => service::measure(options, &mut report).await?,
+            Section::Memory => backlog::memory(options, &mut report).await?,
+            Section::Recovery => backlog::recovery(options, &mut report).await?,
+        }
+    }
+    Ok(report)
+}
