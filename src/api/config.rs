@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub max_module_body: usize,
     /// How long a shutdown waits for running attempts.
     pub shutdown_grace: Duration,
+    /// The store's own page cache, in bytes (the kernel's page cache
+    /// serves the rest of the file).
+    pub store_cache: usize,
     /// Quotas of tenants created without their own.
     pub default_quotas: Quotas,
 }
@@ -40,6 +43,7 @@ impl ServerConfig {
             max_body: 1 << 20,
             max_module_body: 64 << 20,
             shutdown_grace: Duration::from_secs(30),
+            store_cache: crate::db::DEFAULT_CACHE,
             default_quotas: Quotas::default(),
         }
     }
@@ -54,6 +58,7 @@ impl ServerConfig {
 /// max_body = "1MiB"
 /// max_module_body = "64MiB"
 /// shutdown_grace = "30s"
+/// store_cache = "16MiB"
 ///
 /// [default_quotas]
 /// max_concurrent_runs = 100
@@ -78,6 +83,8 @@ pub struct FileConfig {
     pub max_module_body: Option<String>,
     /// Shutdown grace, e.g. "30s".
     pub shutdown_grace: Option<String>,
+    /// The store's page cache, e.g. "16MiB".
+    pub store_cache: Option<String>,
     /// Default tenant quotas.
     pub default_quotas: Option<Quotas>,
 }
@@ -124,6 +131,9 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
     }
     if let Some(n) = size("max_module_body", given.max_module_body.or(file.max_module_body))? {
         config.max_module_body = n;
+    }
+    if let Some(n) = size("store_cache", given.store_cache.or(file.store_cache))? {
+        config.store_cache = n;
     }
     if let Some(grace) = given.shutdown_grace.or(file.shutdown_grace) {
         config.shutdown_grace = parse_duration(&grace).map_err(|e| format!("shutdown_grace {grace:?}: {e}"))?;

@@ -39,6 +39,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "WEFT_MAX_MODULE_BODY", value_name = "SIZE")]
     max_module_body: Option<String>,
 
+    /// The store's own page cache [default: 16MiB]. Reads it misses are
+    /// served by the kernel's page cache, so a small one does.
+    #[arg(long, env = "WEFT_STORE_CACHE", value_name = "SIZE")]
+    store_cache: Option<String>,
+
     /// How long a shutdown waits for running attempts before abandoning
     /// them (they run again after a restart) [default: 30s].
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE", value_name = "DURATION")]
@@ -57,6 +62,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         max_body: args.max_body,
         max_module_body: args.max_module_body,
         shutdown_grace: args.shutdown_grace,
+        store_cache: args.store_cache,
         default_quotas: None,
     };
     let config = resolve(given, file).map_err(anyhow::Error::msg)?;

@@ -197,13 +197,28 @@ impl Drop for Writer {
 /// The store's file name inside a data directory.
 pub const STORE_FILE: &str = "weft.redb";
 
+/// The store's own page cache by default: 16 MiB. redb reads the file
+/// with `pread`, so the kernel's page cache holds what this one does not,
+/// and a backlog of runs does not pin its pages in the process (redb's own
+/// default is 1 GiB).
+pub const DEFAULT_CACHE: usize = 16 << 20;
+
 /// The most changes one commit takes; the rest wait for the next.
 const MAX_BATCH: usize = 4096;
 
 impl Db {
-    /// Opens (or creates) the database file at `path`.
+    /// Opens (or creates) the database file at `path`, with the default
+    /// page cache.
     pub fn open(path: &Path) -> Result<Db, DbError> {
-        let database = Database::create(path).map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
+        Db::open_with_cache(path, DEFAULT_CACHE)
+    }
+
+    /// Opens (or creates) the database file at `path`, with a page cache of
+    /// `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Db, DbError> {
+        let database = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path).map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
         let txn = database.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;

@@ -44,6 +44,22 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             "malformed_json",
         ),
         (
+            "a wait that is not a duration",
+            Method::POST,
+            "/v1/workflows/order/runs?wait=forever".into(),
+            json_text("{}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "a wait over the limit",
+            Method::POST,
+            "/v1/workflows/order/runs?wait=1h".into(),
+            json_text("{}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
             "an unknown field",
             Method::POST,
             "/v1/workflows/order/runs".into(),

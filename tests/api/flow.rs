@@ -38,6 +38,20 @@ async fn the_order_flow_from_module_upload_to_a_completed_run() {
             ("refund_payment", "skipped"),
         ]
     );
+    // A start that waits answers with the run's end and output.
+    let (status, waited) = server
+        .call(
+            Some(&token),
+            Method::POST,
+            "/v1/workflows/order/runs?wait=30s",
+            Body::Json(json!({"input": input})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{waited}");
+    assert_eq!(waited["status"], "succeeded", "{waited}");
+    assert_eq!(waited["output"], done["output"], "{waited}");
+    assert!(waited["id"].as_u64().unwrap() > run);
+
     let first = &done["steps"][0]["attempts"][0];
     assert_eq!(first["outcome"], "ok");
     assert!(first["fuel_used"].as_u64().unwrap() > 0, "{first}");
@@ -196,8 +210,19 @@ async fn a_cancelled_run_stops_and_a_failed_run_retries_from_its_failed_step() {
             "name: sleepy\nsteps:\n  - id: nap\n    task: misbehave\n    input: {mode: sleep, ms: 60000}\n",
         )
         .await;
-    let run = server.start_run(&token, "sleepy", json!({})).await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A start that waits less than the run takes answers `running`.
+    let (status, body) = server
+        .call(
+            Some(&token),
+            Method::POST,
+            "/v1/workflows/sleepy/runs?wait=200ms",
+            Body::Json(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "running", "{body}");
+    assert!(body.get("output").is_none(), "{body}");
+    let run = body["id"].as_u64().unwrap();
     let (status, body) = server
         .call(
             Some(&token),
