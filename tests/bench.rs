@@ -39,14 +39,22 @@ fn the_quick_bench_writes_every_promised_figure() {
     );
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for key in KEYS {
-        let value = summary[key].as_f64().unwrap_or_else(|| panic!("{key} is missing:\n{summary:#}"));
+        let value = summary[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is missing:\n{summary:#}"));
         assert!(value.is_finite() && value > 0.0, "{key} = {value}");
     }
     assert_eq!(summary["resumed_runs"], 10_001, "{summary:#}");
     assert!(summary["machine"]["cores"].as_u64().unwrap() >= 1);
     // Every target is judged, and the printout shows each figure.
     assert_eq!(summary["targets"].as_array().unwrap().len(), 7, "{summary:#}");
-    for label in ["bare wasmtime", "bare redb", "GET /healthz", "per pending run", "resumed"] {
+    for label in [
+        "bare wasmtime",
+        "bare redb",
+        "GET /healthz",
+        "per pending run",
+        "resumed",
+    ] {
         assert!(stdout.contains(label), "no {label:?} in:\n{stdout}");
     }
 }
@@ -62,5 +70,8 @@ fn the_bench_says_how_to_build_missing_modules() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("hello.wasm is missing"), "{stderr}");
-    assert!(stderr.contains("cargo build --release --target wasm32-wasip2"), "{stderr}");
+    assert!(
+        stderr.contains("cargo build --release --target wasm32-wasip2"),
+        "{stderr}"
+    );
 }

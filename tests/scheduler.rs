@@ -128,9 +128,20 @@ struct Setup {
 }
 
 async fn setup(workflow: &str, max_concurrent: usize) -> Setup {
+    setup_with(
+        workflow,
+        EngineConfig {
+            max_concurrent,
+            ..EngineConfig::default()
+        },
+    )
+    .await
+}
+
+async fn setup_with(workflow: &str, config: EngineConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(FakeRunner::default());
-    let engine = start_engine(dir.path(), fake.clone(), T0, max_concurrent);
+    let engine = start_engine_with(dir.path(), fake.clone(), T0, config);
     engine
         .put_module(
             "t",
@@ -144,13 +155,17 @@ async fn setup(workflow: &str, max_concurrent: usize) -> Setup {
 }
 
 fn start_engine(dir: &Path, fake: Arc<FakeRunner>, at: u64, max_concurrent: usize) -> Engine {
-    let db = Db::open(&dir.join("weft.redb")).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(at));
-    *fake.clock.lock().unwrap() = Some(clock.clone());
     let config = EngineConfig {
         max_concurrent,
         ..EngineConfig::default()
     };
+    start_engine_with(dir, fake, at, config)
+}
+
+fn start_engine_with(dir: &Path, fake: Arc<FakeRunner>, at: u64, config: EngineConfig) -> Engine {
+    let db = Db::open(&dir.join("weft.redb")).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(at));
+    *fake.clock.lock().unwrap() = Some(clock.clone());
     Engine::start(db, Arc::new(Shared(fake)), clock, config).unwrap().0
 }
 
@@ -365,6 +380,84 @@ steps:
         .map(|(.., input)| input.clone())
         .collect();
     assert_eq!(order, ["{}", "\"highest\"", "\"high\"", "\"low\"", "\"low_later\""]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backlog_over_the_hot_limit_is_parked_in_the_store_and_runs_as_before() {
+    let workflow = "
+name: two
+steps:
+  - {id: a, task: task}
+  - {id: b, task: task, needs: [a]}
+";
+    // Keep one run's state in memory: every other queued run is parked.
+    let config = EngineConfig {
+        max_concurrent: 1,
+        hot_runs: 1,
+        ..EngineConfig::default()
+    };
+    let s = setup_with(workflow, config).await;
+    s.fake.script("a", 1, Script::Gated);
+    let first = start(&s.engine, "two", 0).await;
+    while s.fake.started().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    s.fake.script("a", 1, Script::Ok(json!("done")));
+    let mut queued = Vec::new();
+    for (name, priority) in [("low", 0), ("high", 5), ("cancelled", 3), ("low_later", 0)] {
+        let request = StartRun {
+            tenant: "t".into(),
+            workflow: "two".into(),
+            input: json!(name),
+            priority,
+            ..StartRun::default()
+        };
+        queued.push(s.engine.start_run(request).await.unwrap().0);
+    }
+    let stats = s.engine.stats();
+    assert_eq!(stats.active_runs.load(std::sync::atomic::Ordering::Relaxed), 5);
+    assert_eq!(stats.parked_runs.load(std::sync::atomic::Ordering::Relaxed), 4);
+    // A parked run can be cancelled, and cannot be retried while queued.
+    s.engine.cancel(queued[2]).await.unwrap();
+    assert!(s.engine.retry(queued[0]).await.is_err());
+    s.fake.gate.notify_one();
+    for run in std::iter::once(first).chain(queued.iter().copied()) {
+        let record = s.engine.wait(run).await.unwrap();
+        let expected = if run == queued[2] {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Succeeded
+        };
+        assert_eq!(record.status, expected, "run {run}");
+    }
+    assert_eq!(
+        unit_statuses(&s.engine, queued[2]),
+        [UnitStatus::Cancelled, UnitStatus::Cancelled]
+    );
+    // Each parked run ran both steps once, in priority order.
+    let order: Vec<(String, String)> = s
+        .fake
+        .started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(step, _, _, input)| (step.clone(), input.clone()))
+        .collect();
+    let steps_of = |name: &str| order.iter().filter(|(_, input)| input == name).count();
+    for name in ["\"high\"", "\"low\"", "\"low_later\""] {
+        assert_eq!(steps_of(name), 2, "{name} in {order:?}");
+    }
+    assert_eq!(steps_of("\"cancelled\""), 0, "{order:?}");
+    let firsts: Vec<&str> = order
+        .iter()
+        .filter(|(step, _)| step == "a")
+        .map(|(_, input)| input.as_str())
+        .collect();
+    assert_eq!(firsts, ["{}", "\"high\"", "\"low\"", "\"low_later\""]);
+    assert_eq!(
+        s.engine.stats().active_runs.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -56,6 +56,7 @@ pub struct Metrics {
     queued: Gauge,
     running: Gauge,
     active_runs: Gauge,
+    parked_runs: Gauge,
 }
 
 impl Default for Metrics {
@@ -73,6 +74,7 @@ impl Metrics {
         let attempt_seconds = Histograms::new_with_constructor(latency_histogram);
         let fuel = Family::<TenantLabel, Counter>::default();
         let (queued, running, active_runs) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let parked_runs = Gauge::default();
         let mut registry = Registry::with_prefix("weft");
         registry.register("runs_started", "Runs started", runs_started.clone());
         registry.register("runs_finished", "Runs finished, by final status", runs_finished.clone());
@@ -86,6 +88,11 @@ impl Metrics {
         registry.register("queue_depth", "Units waiting for a slot", queued.clone());
         registry.register("attempts_running", "Attempts running now", running.clone());
         registry.register("runs_active", "Unfinished runs", active_runs.clone());
+        registry.register(
+            "runs_parked",
+            "Unfinished runs kept only in the store until their turn",
+            parked_runs.clone(),
+        );
         Metrics {
             registry,
             runs_started,
@@ -96,6 +103,7 @@ impl Metrics {
             queued,
             running,
             active_runs,
+            parked_runs,
         }
     }
 
@@ -156,6 +164,9 @@ pub(super) async fn scrape(State(state): State<Arc<ApiState>>) -> impl IntoRespo
     metrics
         .active_runs
         .set(stats.active_runs.load(Ordering::Relaxed) as i64);
+    metrics
+        .parked_runs
+        .set(stats.parked_runs.load(Ordering::Relaxed) as i64);
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
         return super::ApiError::internal(e).into_response();

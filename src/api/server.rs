@@ -46,7 +46,8 @@ pub async fn serve(
     let fail = |what: &str, e: &dyn std::fmt::Display| ServeError(format!("{what}: {e}"));
     std::fs::create_dir_all(&config.data).map_err(|e| fail(&format!("cannot create {}", config.data.display()), &e))?;
     let (admin_token, admin_token_file) = admin_token(&config.data)?;
-    let db = Db::open_with_cache(&config.data.join(STORE_FILE), config.store_cache).map_err(|e| fail("cannot open the store", &e))?;
+    let db = Db::open_with_cache(&config.data.join(STORE_FILE), config.store_cache)
+        .map_err(|e| fail("cannot open the store", &e))?;
     let sandbox = Sandbox::new(SandboxConfig {
         max_concurrent: config.max_concurrent_attempts as u32,
         ..SandboxConfig::default()

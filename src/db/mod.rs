@@ -218,7 +218,8 @@ impl Db {
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Db, DbError> {
         let database = Database::builder()
             .set_cache_size(cache_bytes)
-            .create(path).map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
+            .create(path)
+            .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
         let txn = database.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;

@@ -9,7 +9,7 @@
 //! kv writes) are on disk, while commits of many runs still share an fsync.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +68,8 @@ pub(crate) struct After {
     timers: Vec<(Millis, UnitKey)>,
     events: Vec<(u32, Event)>,
     finished: bool,
+    /// The run's first commit in this process (its start or resumption).
+    first: bool,
     reply: Option<Reply>,
 }
 
@@ -100,7 +102,12 @@ impl PartialOrd for Queued {
 pub(crate) struct Actor {
     shared: Shared,
     next_id: u64,
-    runs: HashMap<RunId, ActiveRun>,
+    /// Boxed: a map grows by doubling, and a backlog of pending runs
+    /// would pay for twice their full size in empty slots.
+    runs: HashMap<RunId, Box<ActiveRun>>,
+    /// Unfinished runs kept only in the store and the queue (see
+    /// `EngineConfig::hot_runs`); loaded when a unit of theirs comes up.
+    parked: HashSet<RunId>,
     queue: BinaryHeap<Queued>,
     /// Units held back by their run's or step's concurrency cap, by run:
     /// only an attempt of the same run finishing can free their slot.
@@ -140,6 +147,7 @@ impl Actor {
             shared,
             next_id,
             runs: HashMap::new(),
+            parked: HashSet::new(),
             queue: BinaryHeap::new(),
             deferred: HashMap::new(),
             deferred_len: 0,
@@ -166,7 +174,7 @@ impl Actor {
             let next_event = self.shared.db.next_event_seq(*id)?;
             let (run, fx) = ActiveRun::restore(record, workflow, units, next_event, now);
             self.insert(run);
-            self.commit(*id, fx, None);
+            self.commit_as(*id, fx, None, true);
         }
         Ok(active.len())
     }
@@ -244,7 +252,7 @@ impl Actor {
                     fx.changes.push(Change::PutIdempotencyKey { tenant, key, run: id });
                 }
                 self.insert(run);
-                self.commit(id, fx, Some(Reply::Started(reply)));
+                self.commit_as(id, fx, Some(Reply::Started(reply)), true);
             }
             Msg::Retry { run, reply } => match self.retry(run, now) {
                 Ok(fx) => self.commit(run, fx, Some(Reply::Done(reply))),
@@ -253,6 +261,7 @@ impl Actor {
                 }
             },
             Msg::Cancel { run, reply } => {
+                self.unpark(run);
                 let Some(active) = self.runs.get_mut(&run) else {
                     let _ = reply.send(Err(EngineError::NotRunning(run)));
                     return;
@@ -282,7 +291,7 @@ impl Actor {
             }
             Msg::Committed { run, after, result } => self.committed(run, after, result),
             Msg::Watch { run, reply } => {
-                if self.runs.contains_key(&run) {
+                if self.runs.contains_key(&run) || self.parked.contains(&run) {
                     self.watchers.entry(run).or_default().push(reply);
                 } else {
                     let _ = reply.send(());
@@ -294,10 +303,11 @@ impl Actor {
 
     fn insert(&mut self, run: ActiveRun) {
         *self.active_by_tenant.entry(run.record.tenant.clone()).or_default() += 1;
-        self.runs.insert(run.record.id, run);
+        self.runs.insert(run.record.id, Box::new(run));
     }
 
     fn remove(&mut self, id: RunId) {
+        self.parked.remove(&id);
         if let Some(run) = self.runs.remove(&id)
             && let Some(count) = self.active_by_tenant.get_mut(&run.record.tenant)
         {
@@ -314,7 +324,7 @@ impl Actor {
 
     /// Reopens a failed or cancelled run from the store.
     fn retry(&mut self, id: RunId, now: Millis) -> Result<Effects, EngineError> {
-        if self.runs.contains_key(&id) {
+        if self.runs.contains_key(&id) || self.parked.contains(&id) {
             return Err(EngineError::CannotRetry {
                 run: id,
                 reason: "it is still running".into(),
@@ -349,11 +359,16 @@ impl Actor {
         let stats = &self.shared.stats;
         stats.queued.store(self.queue.len() + self.deferred_len, Relaxed);
         stats.running.store(self.tasks.len(), Relaxed);
-        stats.active_runs.store(self.runs.len(), Relaxed);
+        stats.active_runs.store(self.runs.len() + self.parked.len(), Relaxed);
+        stats.parked_runs.store(self.parked.len(), Relaxed);
     }
 
     fn committed(&mut self, run: RunId, after: After, result: Result<(), DbError>) {
         self.commits_in_flight -= 1;
+        let first = after.first;
+        if let Some(active) = self.runs.get_mut(&run) {
+            active.commits -= 1;
+        }
         if let Err(e) = &result {
             // The state in memory ran ahead of the disk; a restart resumes
             // from what is durable.
@@ -397,15 +412,71 @@ impl Actor {
         }
         if after.finished {
             self.remove(run);
+        } else if first {
+            self.park_if_cold(run);
+        }
+    }
+
+    /// Parks a run just started or resumed, if more runs than the hot
+    /// limit are in memory and nothing of it runs, waits on a timer, or is
+    /// on its way to the store: its state is exactly what is durable.
+    fn park_if_cold(&mut self, id: RunId) {
+        if self.runs.len() <= self.shared.config.hot_runs {
+            return;
+        }
+        let Some(run) = self.runs.get(&id) else { return };
+        let waiting_on_timer = run
+            .steps
+            .iter()
+            .chain(run.items.iter().flatten().map(|(unit, _)| unit))
+            .any(|unit| unit.status == UnitStatus::Retrying);
+        if run.running == 0 && run.commits == 0 && !waiting_on_timer {
+            self.runs.remove(&id);
+            self.parked.insert(id);
+        }
+    }
+
+    /// Reads a parked run back from the store. Its queued units are in the
+    /// queue already.
+    fn unpark(&mut self, id: RunId) {
+        if !self.parked.remove(&id) {
+            return;
+        }
+        let db = &self.shared.db;
+        let loaded = (|| {
+            let record = db.run(id)?.ok_or(EngineError::UnknownRun(id))?;
+            let workflow = self.shared.workflows.load(db, &record.workflow_digest)?;
+            let units = db.units(id)?;
+            let next_event = db.next_event_seq(id)?;
+            Ok::<_, EngineError>(ActiveRun::rebuild(record, workflow, units, next_event, self.shared.clock.now()).0)
+        })();
+        match loaded {
+            Ok(run) => {
+                self.runs.insert(id, Box::new(run));
+            }
+            Err(e) => {
+                // Left to the next start, which resumes it from the store.
+                tracing::error!(run = %id, error = %e, "cannot read a parked run back");
+                self.parked.insert(id);
+            }
         }
     }
 
     fn commit(&mut self, run: RunId, fx: Effects, reply: Option<Reply>) {
+        self.commit_as(run, fx, reply, false);
+    }
+
+    /// [`Actor::commit`], marking the run's first commit in this process.
+    fn commit_as(&mut self, run: RunId, fx: Effects, reply: Option<Reply>, first: bool) {
+        if let Some(active) = self.runs.get_mut(&run) {
+            active.commits += 1;
+        }
         let after = After {
             ready: fx.ready,
             timers: fx.timers,
             events: fx.events,
             finished: fx.finished,
+            first,
             reply,
         };
         let inbox = self.shared.inbox.clone();
@@ -434,6 +505,7 @@ impl Actor {
         let now = self.shared.clock.now();
         while self.draining.is_none() && self.tasks.len() < self.shared.config.max_concurrent {
             let Some(queued) = self.queue.pop() else { break };
+            self.unpark(queued.run);
             let Some(active) = self.runs.get_mut(&queued.run) else {
                 continue;
             };

@@ -34,6 +34,11 @@ use actor::{Actor, Msg};
 pub struct EngineConfig {
     /// Attempts running at once, across all runs.
     pub max_concurrent: usize,
+    /// Runs whose state is kept in memory while they wait. A run started
+    /// or resumed beyond this many, with nothing running yet, is parked:
+    /// only its queue entries stay in memory, and its state is read back
+    /// from the store when its first unit is dispatched.
+    pub hot_runs: usize,
     /// What workflow documents may ask for.
     pub spec: SpecConfig,
 }
@@ -42,6 +47,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_concurrent: 64,
+            hot_runs: 10_000,
             spec: SpecConfig::default(),
         }
     }
@@ -151,6 +157,8 @@ pub struct EngineStats {
     pub running: AtomicUsize,
     /// Unfinished runs.
     pub active_runs: AtomicUsize,
+    /// Unfinished runs parked in the store (counted in `active_runs`).
+    pub parked_runs: AtomicUsize,
 }
 
 /// Compiled workflows by digest, shared by the handle and the scheduler:

@@ -48,6 +48,8 @@ pub(crate) struct ActiveRun {
     pub running_items: Vec<usize>,
     /// The failure that ends the run, once a step failed for good.
     pub failure: Option<Failure>,
+    /// Its commits sent to the writer and not yet answered.
+    pub commits: u32,
     next_event: u32,
     dirty: BTreeSet<UnitKey>,
 }
@@ -141,7 +143,7 @@ impl ActiveRun {
 
     /// The state of a stored run, with what was in flight queued again;
     /// nothing is decided yet.
-    fn rebuild(
+    pub fn rebuild(
         record: RunRecord,
         workflow: Arc<Workflow>,
         units: Vec<(UnitKey, UnitRecord)>,
@@ -212,6 +214,7 @@ impl ActiveRun {
             running: 0,
             running_items: vec![0; n],
             failure: None,
+            commits: 0,
             next_event,
             dirty: BTreeSet::new(),
         }
