@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::run_state::{ActiveRun, Effects};
+use super::run_state::{ActiveRun, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
 use super::{Clock, EngineConfig, EngineError, EngineStats, Update, Workflows};
 use crate::db::{Change, Db, DbError};
@@ -169,10 +169,7 @@ impl Actor {
             let Some(record) = self.shared.db.run(*id)? else {
                 continue;
             };
-            let workflow = self.shared.workflows.load(&self.shared.db, &record.workflow_digest)?;
-            let units = self.shared.db.units(*id)?;
-            let next_event = self.shared.db.next_event_seq(*id)?;
-            let (run, fx) = ActiveRun::restore(record, workflow, units, next_event, now);
+            let (run, fx) = ActiveRun::restore(self.read_rest(record)?, now);
             self.insert(run);
             self.commit_as(*id, fx, None, true);
         }
@@ -330,18 +327,14 @@ impl Actor {
                 reason: "it is still running".into(),
             });
         }
-        let db = &self.shared.db;
-        let record = db.run(id)?.ok_or(EngineError::UnknownRun(id))?;
+        let record = self.shared.db.run(id)?.ok_or(EngineError::UnknownRun(id))?;
         if !matches!(record.status, RunStatus::Failed | RunStatus::Cancelled) {
             return Err(EngineError::CannotRetry {
                 run: id,
                 reason: format!("it {}; only failed or cancelled runs can be retried", record.status),
             });
         }
-        let workflow = self.shared.workflows.load(db, &record.workflow_digest)?;
-        let units = db.units(id)?;
-        let next_event = db.next_event_seq(id)?;
-        let (run, fx) = ActiveRun::retry(record, workflow, units, next_event, now)
+        let (run, fx) = ActiveRun::retry(self.read_rest(record)?, now)
             .map_err(|reason| EngineError::CannotRetry { run: id, reason })?;
         self.insert(run);
         Ok(fx)
@@ -436,22 +429,33 @@ impl Actor {
         }
     }
 
+    /// Reads the rest of a stored run: its definition, units and event
+    /// count.
+    fn read_rest(&self, record: RunRecord) -> Result<StoredRun, EngineError> {
+        let db = &self.shared.db;
+        Ok(StoredRun {
+            workflow: self.shared.workflows.load(db, &record.workflow_digest)?,
+            units: db.units(record.id)?,
+            next_event: db.next_event_seq(record.id)?,
+            record,
+        })
+    }
+
     /// Reads a parked run back from the store. Its queued units are in the
     /// queue already.
     fn unpark(&mut self, id: RunId) {
         if !self.parked.remove(&id) {
             return;
         }
-        let db = &self.shared.db;
-        let loaded = (|| {
-            let record = db.run(id)?.ok_or(EngineError::UnknownRun(id))?;
-            let workflow = self.shared.workflows.load(db, &record.workflow_digest)?;
-            let units = db.units(id)?;
-            let next_event = db.next_event_seq(id)?;
-            Ok::<_, EngineError>(ActiveRun::rebuild(record, workflow, units, next_event, self.shared.clock.now()).0)
-        })();
+        let loaded = self
+            .shared
+            .db
+            .run(id)
+            .map_err(EngineError::from)
+            .and_then(|record| self.read_rest(record.ok_or(EngineError::UnknownRun(id))?));
         match loaded {
-            Ok(run) => {
+            Ok(stored) => {
+                let (run, _queued_already) = ActiveRun::rebuild(stored, self.shared.clock.now());
                 self.runs.insert(id, Box::new(run));
             }
             Err(e) => {

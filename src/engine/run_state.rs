@@ -34,6 +34,16 @@ pub(crate) struct Effects {
     pub finished: bool,
 }
 
+/// A run as the store has it: what a restart, a retry or a parked run's
+/// turn rebuilds its state from.
+pub(crate) struct StoredRun {
+    pub record: RunRecord,
+    pub workflow: Arc<Workflow>,
+    pub units: Vec<(UnitKey, UnitRecord)>,
+    /// The sequence number its next event gets.
+    pub next_event: u32,
+}
+
 /// A run being executed.
 pub(crate) struct ActiveRun {
     pub record: RunRecord,
@@ -69,14 +79,8 @@ impl ActiveRun {
 
     /// A run read back after a restart. Attempts that were in flight are
     /// queued again (at-least-once); finished units keep their results.
-    pub fn restore(
-        record: RunRecord,
-        workflow: Arc<Workflow>,
-        units: Vec<(UnitKey, UnitRecord)>,
-        next_event: u32,
-        now: Millis,
-    ) -> (ActiveRun, Effects) {
-        let (mut run, mut fx) = ActiveRun::rebuild(record, workflow, units, next_event, now);
+    pub fn restore(stored: StoredRun, now: Millis) -> (ActiveRun, Effects) {
+        let (mut run, mut fx) = ActiveRun::rebuild(stored, now);
         run.advance(now, &mut fx);
         run.flush(&mut fx);
         (run, fx)
@@ -87,13 +91,13 @@ impl ActiveRun {
     /// go on), finished ones keep their results. Refused when a
     /// compensation already ran, since that undid work the retry would
     /// build on.
-    pub fn retry(
-        mut record: RunRecord,
-        workflow: Arc<Workflow>,
-        mut units: Vec<(UnitKey, UnitRecord)>,
-        next_event: u32,
-        now: Millis,
-    ) -> Result<(ActiveRun, Effects), String> {
+    pub fn retry(stored: StoredRun, now: Millis) -> Result<(ActiveRun, Effects), String> {
+        let StoredRun {
+            mut record,
+            workflow,
+            mut units,
+            next_event,
+        } = stored;
         for (key, unit) in &units {
             let Some(step) = workflow.steps.get(key.step as usize) else {
                 continue;
@@ -132,7 +136,13 @@ impl ActiveRun {
         record.error = None;
         record.output = None;
         record.updated_at = now;
-        let (mut run, mut fx) = ActiveRun::rebuild(record, workflow, units, next_event, now);
+        let stored = StoredRun {
+            record,
+            workflow,
+            units,
+            next_event,
+        };
+        let (mut run, mut fx) = ActiveRun::rebuild(stored, now);
         fx.changes.push(Change::PutRun(Box::new(run.record.clone())));
         run.event(&mut fx, now, EventKind::RunRetried);
         run.dirty.extend(reset);
@@ -143,13 +153,13 @@ impl ActiveRun {
 
     /// The state of a stored run, with what was in flight queued again;
     /// nothing is decided yet.
-    pub fn rebuild(
-        record: RunRecord,
-        workflow: Arc<Workflow>,
-        units: Vec<(UnitKey, UnitRecord)>,
-        next_event: u32,
-        now: Millis,
-    ) -> (ActiveRun, Effects) {
+    pub fn rebuild(stored: StoredRun, now: Millis) -> (ActiveRun, Effects) {
+        let StoredRun {
+            record,
+            workflow,
+            units,
+            next_event,
+        } = stored;
         let n = workflow.steps.len();
         let mut run = ActiveRun::empty(record, workflow, next_event);
         let mut stored_items: Vec<Vec<(usize, UnitRecord)>> = vec![Vec::new(); n];
