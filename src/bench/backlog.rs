@@ -15,15 +15,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::Options;
 use super::machine::resident_bytes;
 use super::report::{Report, Target};
 use super::server::{Server, UNLIMITED};
+use super::{ONE_STEP, Options};
 
 /// The runs recovery resumes.
 const INTERRUPTED: usize = 10_000;
 
-const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {name: bench}}\n";
 const BLOCKER: &str = "name: blocker\nsteps:
   - {id: hold, task: misbehave, timeout: 1h, input: {mode: sleep, ms: 3600000}}
 ";
@@ -34,7 +33,7 @@ pub async fn memory(options: &Options, report: &mut Report) -> anyhow::Result<()
     report.section(&format!(
         "memory: resident set of `weft serve` with {pending} runs queued behind a busy slot"
     ));
-    let dir = tempfile::tempdir_in(&options.dir).context("cannot create a directory to bench in")?;
+    let dir = options.scratch()?;
     let (server, token) = backlogged_server(options, dir.path()).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = resident_bytes(server.pid()).context("cannot read the server's resident memory")?;
@@ -76,12 +75,12 @@ pub async fn recovery(options: &Options, report: &mut Report) -> anyhow::Result<
     report.section(&format!(
         "recovery: `weft serve` restarted after SIGKILL with {INTERRUPTED} runs in flight"
     ));
-    let empty = tempfile::tempdir_in(&options.dir).context("cannot create a directory to bench in")?;
+    let empty = options.scratch()?;
     let baseline = Server::start(&options.weft, empty.path(), &[]).await?;
     let baseline_s = baseline.started_in.as_secs_f64();
     baseline.kill().await?;
 
-    let dir = tempfile::tempdir_in(&options.dir).context("cannot create a directory to bench in")?;
+    let dir = options.scratch()?;
     let (server, token) = backlogged_server(options, dir.path()).await?;
     queue(server, &token, INTERRUPTED).await?.kill().await?;
     let restarted = Server::start(&options.weft, dir.path(), &["--max-concurrent-attempts", "1"]).await?;
@@ -114,9 +113,7 @@ async fn backlogged_server(options: &Options, data: &std::path::Path) -> anyhow:
     let server = Server::start(&options.weft, data, &["--max-concurrent-attempts", "1"]).await?;
     let token = server.tenant("bench", UNLIMITED).await?;
     for module in ["hello", "misbehave"] {
-        let path = options.modules.join(format!("{module}.wasm"));
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        server.upload(&token, module, bytes).await?;
+        server.upload(&token, module, options.module(module)?).await?;
     }
     server.push(&token, "one", ONE_STEP).await?;
     server.push(&token, "blocker", BLOCKER).await?;

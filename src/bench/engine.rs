@@ -13,13 +13,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use redb::{Database, TableDefinition};
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::Options;
 use super::report::{Report, Target};
+use super::{ONE_STEP, Options};
 use crate::db::Db;
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock};
 use crate::model::{ModuleRecord, RunStatus};
@@ -28,7 +27,6 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 /// Runs unfinished at once: enough that commits group and slots stay full.
 const IN_FLIGHT: usize = 1_024;
 
-const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {name: bench}}\n";
 const CHAIN: &str = "name: chain\nsteps:
   - {id: a, task: hello, input: {name: a}}
   - {id: b, task: hello, needs: [a], input: {name: b}}
@@ -50,7 +48,7 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
     report.section(&format!(
         "engine: durable workflows in process, up to {IN_FLIGHT} runs in flight, `hello` in every step"
     ));
-    let dir = tempfile::tempdir_in(&options.dir).context("cannot create a directory to bench in")?;
+    let dir = options.scratch()?;
     let baseline = tokio::task::spawn_blocking({
         let path = dir.path().join("baseline.redb");
         move || redb_commits_per_second(&path, commits)
@@ -63,8 +61,7 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
         "/s",
     );
 
-    let hello = std::fs::read(options.modules.join("hello.wasm"))
-        .with_context(|| format!("cannot read hello.wasm in {}", options.modules.display()))?;
+    let hello = options.module("hello")?;
     let db = Db::open(&dir.path().join("weft.redb"))?;
     let runner = Arc::new(SandboxRunner::new(Sandbox::new(SandboxConfig::default())?, db.clone()));
     let (engine, _) = Engine::start(db, runner, Arc::new(TokioClock::system()), EngineConfig::default())?;

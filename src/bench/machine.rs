@@ -41,16 +41,7 @@ fn cpu_model() -> Option<String> {
 }
 
 fn memory_total() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = info
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    kib_field("/proc/meminfo", "MemTotal:")
 }
 
 /// The filesystem type and device of the mount holding `dir`.
@@ -84,10 +75,15 @@ fn disk_of(dir: &Path) -> Option<String> {
 
 /// The resident memory of a process, in bytes (Linux only).
 pub fn resident_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// A `Key:   1234 kB` line of a /proc file, in bytes.
+fn kib_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let kib: u64 = text
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(key))?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -38,6 +38,25 @@ pub struct Options {
     pub sections: Vec<Section>,
 }
 
+impl Options {
+    /// The bytes of an example task's component, e.g. `module("hello")`.
+    fn module(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context as _;
+        let path = self.modules.join(format!("{name}.wasm"));
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// A fresh directory for a store, removed when dropped.
+    fn scratch(&self) -> anyhow::Result<tempfile::TempDir> {
+        use anyhow::Context as _;
+        tempfile::tempdir_in(&self.dir)
+            .with_context(|| format!("cannot create a directory to bench in under {}", self.dir.display()))
+    }
+}
+
+/// The 1-step workflow the engine, service and backlog sections run.
+const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {name: bench}}\n";
+
 /// A part of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Section {

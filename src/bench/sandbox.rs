@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use wasmtime::component::{ComponentType, Lift, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -30,8 +29,7 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
     report.section(&format!(
         "sandbox: cost of one attempt of `hello` ({rounds} rounds of {per_round}, median of round means)"
     ));
-    let path = options.modules.join("hello.wasm");
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = options.module("hello")?;
     // Timed on a thread of its own, outside the multi-threaded runtime, as
     // a plain embedding would call it.
     let (bare, pooled, ours) = tokio::task::spawn_blocking(move || time_all(&bytes, rounds, per_round)).await??;

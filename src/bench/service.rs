@@ -11,12 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use serde_json::json;
 
-use super::Options;
 use super::report::{Report, Target};
 use super::server::{Server, UNLIMITED};
+use super::{ONE_STEP, Options};
 
 /// The concurrency levels measured.
 const CLIENTS: [usize; 3] = [1, 16, 128];
@@ -32,19 +31,12 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
         "service: 1-step `hello` runs over HTTP on loopback, closed loop, {} s per level",
         measured.as_secs_f64()
     ));
-    let dir = tempfile::tempdir_in(&options.dir).context("cannot create a directory to bench in")?;
+    let dir = options.scratch()?;
     let server = Arc::new(Server::start(&options.weft, dir.path(), &[]).await?);
     let token: Arc<str> = server.tenant("bench", UNLIMITED).await?.into();
-    let hello = std::fs::read(options.modules.join("hello.wasm"))
-        .with_context(|| format!("cannot read hello.wasm in {}", options.modules.display()))?;
+    let hello = options.module("hello")?;
     server.upload(&token, "hello", hello).await?;
-    server
-        .push(
-            &token,
-            "one",
-            "name: one\nsteps:\n  - {id: greet, task: hello, input: {name: bench}}\n",
-        )
-        .await?;
+    server.push(&token, "one", ONE_STEP).await?;
 
     for clients in CLIENTS {
         let health = {
