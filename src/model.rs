@@ -56,7 +56,7 @@ impl UnitKey {
 }
 
 /// How a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Steps are running or will run.
@@ -87,8 +87,8 @@ impl fmt::Display for RunStatus {
     }
 }
 
-/// How a unit stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a step (or a `for_each` item) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitStatus {
     /// Waiting for its needs (or, for a compensation, for a failure).
@@ -129,7 +129,7 @@ impl fmt::Display for UnitStatus {
 }
 
 /// Why a unit or a run failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     /// A stable code: the task's error code, or the outcome (`timeout`,
     /// `out_of_fuel`, ...), or an engine code (`expression_error`, ...).
@@ -138,6 +138,7 @@ pub struct Failure {
     pub message: String,
     /// The step it happened in, for a run's failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub step: Option<String>,
 }
 
@@ -222,6 +223,7 @@ pub struct ModuleRecord {
     /// What the component imports (interface names).
     pub imports: Vec<String>,
     /// When it was uploaded (ms since the epoch).
+    #[schema(value_type = u64)]
     pub created_at: Millis,
 }
 
@@ -249,6 +251,7 @@ pub struct WorkflowVersion {
     #[schema(value_type = String)]
     pub digest: Digest,
     /// When it was pushed (ms since the epoch).
+    #[schema(value_type = u64)]
     pub created_at: Millis,
 }
 
@@ -312,7 +315,7 @@ pub struct Event {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The run was created.
@@ -325,10 +328,12 @@ pub enum EventKind {
         step: String,
         /// The item, for fan-out items.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(required = false)]
         item: Option<u32>,
         /// Which attempt.
         attempt: u32,
         /// Its outcome's kind (`ok`, `guest_error`, `timeout`, ...).
+        #[schema(schema_with = Outcome::kind_schema)]
         outcome: String,
         /// How long it ran, in microseconds.
         duration_us: u64,
@@ -342,8 +347,10 @@ pub enum EventKind {
         step: String,
         /// The item, for fan-out items.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(required = false)]
         item: Option<u32>,
         /// When it will run.
+        #[schema(value_type = u64)]
         due: Millis,
     },
     /// A step reached a final status.
@@ -358,4 +365,54 @@ pub enum EventKind {
         /// Its status.
         status: RunStatus,
     },
+}
+
+impl EventKind {
+    /// The kind's name, as in the `event` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted => "run_started",
+            EventKind::RunRetried => "run_retried",
+            EventKind::AttemptFinished { .. } => "attempt_finished",
+            EventKind::RetryScheduled { .. } => "retry_scheduled",
+            EventKind::StepFinished { .. } => "step_finished",
+            EventKind::RunFinished { .. } => "run_finished",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_kind_is_named_as_it_is_tagged() {
+        let kinds = [
+            EventKind::RunStarted,
+            EventKind::RunRetried,
+            EventKind::AttemptFinished {
+                step: "s".into(),
+                item: None,
+                attempt: 1,
+                outcome: "ok".into(),
+                duration_us: 1,
+                fuel_used: 1,
+            },
+            EventKind::RetryScheduled {
+                step: "s".into(),
+                item: None,
+                due: 1,
+            },
+            EventKind::StepFinished {
+                step: "s".into(),
+                status: UnitStatus::Succeeded,
+            },
+            EventKind::RunFinished {
+                status: RunStatus::Succeeded,
+            },
+        ];
+        for kind in kinds {
+            assert_eq!(serde_json::to_value(&kind).unwrap()["event"], kind.name());
+        }
+    }
 }

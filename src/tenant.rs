@@ -21,6 +21,7 @@ use crate::model::Millis;
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
     /// Runs that may be unfinished at once.
+    #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub max_concurrent_runs: u32,
     /// The most fuel one attempt may burn.
     pub max_fuel: u64,
@@ -29,6 +30,7 @@ pub struct Quotas {
     /// The largest module upload, in bytes.
     pub max_module_size: u64,
     /// Module versions the tenant may store.
+    #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub max_modules: u32,
     /// Runs the tenant may start per second (the burst is one second's
     /// worth, at least one).
@@ -58,6 +60,7 @@ pub struct TenantRecord {
     /// A disabled tenant's keys are refused with 403.
     pub disabled: bool,
     /// When it was made (ms since the epoch).
+    #[schema(value_type = u64)]
     pub created_at: Millis,
 }
 
@@ -145,6 +148,9 @@ pub struct NameError {
     pub reason: &'static str,
 }
 
+/// The rule [`check_name`] enforces, as the OpenAPI document declares it.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
 /// Checks the name of a tenant, module or workflow: 1 to 64 ASCII letters,
 /// digits, `.`, `_` or `-`, starting with a letter or digit. This keeps
 /// names safe in paths, URLs, logs and terminals.
@@ -213,6 +219,41 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_name_and_the_declared_pattern_agree() {
+        let schema = serde_json::json!({"type": "string", "pattern": NAME_PATTERN});
+        let pattern = jsonschema::validator_for(&schema).unwrap();
+        let long = "a".repeat(64);
+        let too_long = "a".repeat(65);
+        for name in [
+            "a",
+            "A9",
+            "0",
+            "order",
+            "my-flow.v2_x",
+            &long,
+            &too_long,
+            "",
+            "-a",
+            ".a",
+            "_a",
+            "a b",
+            "a/b",
+            "a\nb",
+            "é",
+            "a:b",
+            "a%2F",
+            "..",
+            "a..b",
+        ] {
+            assert_eq!(
+                check_name("module", name).is_ok(),
+                pattern.is_valid(&serde_json::json!(name)),
+                "{name:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_key_matches_only_its_own_secret() {

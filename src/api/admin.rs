@@ -4,28 +4,103 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Admin;
 use super::body;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use super::params::{Name, Path, check_name, name_schema};
 use crate::db::Change;
-use crate::tenant::{self, Quotas, TenantRecord, check_name};
+use crate::tenant::{self, Quotas, TenantRecord};
 
 /// A new tenant.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Its name, which is also its id.
+    #[schema(schema_with = name_schema)]
     name: String,
     /// Its quotas; any left out take the server's defaults.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    quotas: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(required = false)]
+    quotas: QuotasPatch,
+}
+
+/// Quotas to set; each one left out takes the server's default.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotasPatch {
+    /// Runs that may be unfinished at once.
+    #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_concurrent_runs: Option<u32>,
+    /// The most fuel one attempt may burn.
+    #[schema(required = false)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_fuel: Option<u64>,
+    /// The most linear memory one attempt may use, in bytes.
+    #[schema(required = false)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_memory: Option<u64>,
+    /// The largest module upload, in bytes.
+    #[schema(required = false)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_module_size: Option<u64>,
+    /// Module versions the tenant may store.
+    #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_modules: Option<u32>,
+    /// Runs the tenant may start per second (the burst is one second's
+    /// worth, at least one).
+    #[schema(required = false, minimum = 0)]
+    start_rate: Option<f64>,
+}
+
+impl QuotasPatch {
+    /// `defaults` with the given quotas over them.
+    fn over(self, defaults: Quotas) -> ApiResult<Quotas> {
+        if let Some(rate) = self.start_rate
+            && !(rate.is_finite() && rate >= 0.0)
+        {
+            return Err(ApiError::invalid(
+                ErrorCode::InvalidQuotas,
+                "quotas.start_rate",
+                "quotas: start_rate must be a number of runs per second, 0 or more",
+            ));
+        }
+        Ok(Quotas {
+            max_concurrent_runs: self.max_concurrent_runs.unwrap_or(defaults.max_concurrent_runs),
+            max_fuel: self.max_fuel.unwrap_or(defaults.max_fuel),
+            max_memory: self.max_memory.unwrap_or(defaults.max_memory),
+            max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),
+            max_modules: self.max_modules.unwrap_or(defaults.max_modules),
+            start_rate: self.start_rate.unwrap_or(defaults.start_rate),
+        })
+    }
+}
+
+/// The tenant a path names.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TenantPath {
+    /// The tenant's id (its name).
+    #[param(inline, value_type = Name)]
+    id: String,
+}
+
+/// A key of a tenant, as a path names it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyPath {
+    /// The tenant's id (its name).
+    #[param(inline, value_type = Name)]
+    id: String,
+    /// The key's id, as given when it was made.
+    key_id: String,
 }
 
 /// A tenant and a key made for it.
@@ -58,11 +133,11 @@ pub struct TenantList {
     post,
     path = "/v1/admin/tenants",
     tag = "admin",
-    request_body = CreateTenant,
+    request_body(content = CreateTenant, content_type = "application/json"),
     responses(
-        (status = 201, body = TenantWithKey),
-        (status = 400, description = "Invalid name or quotas", body = ErrorBody),
-        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 201, description = "Created, with its first key", body = TenantWithKey,
+            headers(("Location" = String, description = "The tenant: `/v1/admin/tenants/{id}`"))),
+        (status = 409, description = "The name is taken (`tenant_exists`)", body = ErrorBody),
     )
 )]
 pub async fn create_tenant(
@@ -70,13 +145,13 @@ pub async fn create_tenant(
     _: Admin,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<TenantWithKey>)> {
+) -> ApiResult<(StatusCode, [(header::HeaderName, HeaderValue); 1], Json<TenantWithKey>)> {
     let request: CreateTenant = body::json(&headers, bytes)?;
-    check_name("tenant", &request.name).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
-    let quotas = quotas(&state.config.default_quotas, request.quotas)?;
+    check_name("tenant", "name", &request.name)?;
+    let quotas = request.quotas.over(state.config.default_quotas)?;
     if state.db.tenant(&request.name)?.is_some() {
-        return Err(ApiError::conflict(
-            "tenant_exists",
+        return Err(ApiError::new(
+            ErrorCode::TenantExists,
             format!("tenant {:?} exists", request.name),
         ));
     }
@@ -96,8 +171,11 @@ pub async fn create_tenant(
         ])
         .await?;
     tracing::info!(tenant = %record.id, key_id = %key.record.key_id, "tenant created");
+    let location = HeaderValue::from_str(&format!("/v1/admin/tenants/{}", record.id))
+        .unwrap_or(HeaderValue::from_static("/v1/admin/tenants"));
     Ok((
         StatusCode::CREATED,
+        [(header::LOCATION, location)],
         Json(TenantWithKey {
             tenant: record,
             api_key: NewKeyView {
@@ -108,31 +186,45 @@ pub async fn create_tenant(
     ))
 }
 
-/// The server's default quotas with the given fields over them; unknown
-/// fields and wrong types are errors.
-fn quotas(defaults: &Quotas, given: Option<serde_json::Map<String, serde_json::Value>>) -> ApiResult<Quotas> {
-    let mut merged = match serde_json::to_value(defaults) {
-        Ok(serde_json::Value::Object(fields)) => fields,
-        _ => return Err(ApiError::internal("quotas do not serialise")),
-    };
-    merged.extend(given.unwrap_or_default());
-    let quotas: Quotas = serde_json::from_value(serde_json::Value::Object(merged))
-        .map_err(|e| ApiError::bad_request("invalid_quotas", format!("quotas: {e}")))?;
-    if !(quotas.start_rate.is_finite() && quotas.start_rate >= 0.0) {
-        return Err(ApiError::bad_request(
-            "invalid_quotas",
-            "quotas: start_rate must be a number of runs per second, 0 or more",
-        ));
-    }
-    Ok(quotas)
-}
-
 /// List every tenant.
-#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", responses((status = 200, body = TenantList)))]
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants",
+    tag = "admin",
+    responses((status = 200, description = "Every tenant", body = TenantList))
+)]
 pub async fn list_tenants(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<TenantList>> {
     Ok(Json(TenantList {
         tenants: state.db.tenants()?,
     }))
+}
+
+/// A tenant with its quotas.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}",
+    tag = "admin",
+    params(TenantPath),
+    responses(
+        (status = 200, description = "The tenant", body = TenantRecord),
+        (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn get_tenant(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(TenantPath { id }): Path<TenantPath>,
+) -> ApiResult<Json<TenantRecord>> {
+    tenant_named(&state, &id).map(Json)
+}
+
+/// The tenant `id`, or 400 for a name no tenant can have, or 404.
+fn tenant_named(state: &ApiState, id: &str) -> ApiResult<TenantRecord> {
+    check_name("tenant", "id", id)?;
+    state
+        .db
+        .tenant(id)?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))
 }
 
 /// Disable a tenant: its keys are refused with 403; its runs go on.
@@ -140,13 +232,16 @@ pub async fn list_tenants(State(state): State<Arc<ApiState>>, _: Admin) -> ApiRe
     post,
     path = "/v1/admin/tenants/{id}/disable",
     tag = "admin",
-    params(("id" = String, Path, description = "The tenant")),
-    responses((status = 200, body = TenantRecord), (status = 404, body = ErrorBody))
+    params(TenantPath),
+    responses(
+        (status = 200, description = "The tenant as it is now", body = TenantRecord),
+        (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn disable_tenant(
     State(state): State<Arc<ApiState>>,
     _: Admin,
-    Path(id): Path<String>,
+    Path(TenantPath { id }): Path<TenantPath>,
 ) -> ApiResult<Json<TenantRecord>> {
     set_disabled(&state, &id, true).await.map(Json)
 }
@@ -156,22 +251,22 @@ pub async fn disable_tenant(
     post,
     path = "/v1/admin/tenants/{id}/enable",
     tag = "admin",
-    params(("id" = String, Path, description = "The tenant")),
-    responses((status = 200, body = TenantRecord), (status = 404, body = ErrorBody))
+    params(TenantPath),
+    responses(
+        (status = 200, description = "The tenant as it is now", body = TenantRecord),
+        (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn enable_tenant(
     State(state): State<Arc<ApiState>>,
     _: Admin,
-    Path(id): Path<String>,
+    Path(TenantPath { id }): Path<TenantPath>,
 ) -> ApiResult<Json<TenantRecord>> {
     set_disabled(&state, &id, false).await.map(Json)
 }
 
 async fn set_disabled(state: &ApiState, id: &str, disabled: bool) -> ApiResult<TenantRecord> {
-    let mut record = state
-        .db
-        .tenant(id)?
-        .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))?;
+    let mut record = tenant_named(state, id)?;
     record.disabled = disabled;
     state
         .db
@@ -185,17 +280,18 @@ async fn set_disabled(state: &ApiState, id: &str, disabled: bool) -> ApiResult<T
     post,
     path = "/v1/admin/tenants/{id}/keys",
     tag = "admin",
-    params(("id" = String, Path, description = "The tenant")),
-    responses((status = 201, body = NewKeyView), (status = 404, body = ErrorBody))
+    params(TenantPath),
+    responses(
+        (status = 201, description = "The key, shown this once", body = NewKeyView),
+        (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn create_key(
     State(state): State<Arc<ApiState>>,
     _: Admin,
-    Path(id): Path<String>,
+    Path(TenantPath { id }): Path<TenantPath>,
 ) -> ApiResult<(StatusCode, Json<NewKeyView>)> {
-    if state.db.tenant(&id)?.is_none() {
-        return Err(ApiError::not_found(format!("tenant {id:?}")));
-    }
+    tenant_named(&state, &id)?;
     let key = tenant::new_key(&id, state.engine.now());
     state
         .db
@@ -215,17 +311,18 @@ pub async fn create_key(
     delete,
     path = "/v1/admin/tenants/{id}/keys/{key_id}",
     tag = "admin",
-    params(
-        ("id" = String, Path, description = "The tenant"),
-        ("key_id" = String, Path, description = "The key's id"),
-    ),
-    responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody))
+    params(KeyPath),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such key of that tenant (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn revoke_key(
     State(state): State<Arc<ApiState>>,
     _: Admin,
-    Path((id, key_id)): Path<(String, String)>,
+    Path(KeyPath { id, key_id }): Path<KeyPath>,
 ) -> ApiResult<StatusCode> {
+    check_name("tenant", "id", &id)?;
     match state.db.key(&key_id)? {
         Some(key) if key.tenant == id => {}
         _ => return Err(ApiError::not_found(format!("key {key_id:?} of tenant {id:?}"))),

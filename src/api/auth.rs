@@ -1,18 +1,22 @@
 //! Who is calling: the bearer token of a request, checked against the
 //! admin token or a tenant's API key.
 //!
-//! A missing or wrong token is 401; a key of a disabled tenant is 403.
-//! Handlers take [`Caller`] (a tenant) or [`Admin`] as an argument, so a
-//! route cannot forget to check.
+//! The check is a layer over a whole group of routes ([`tenant`],
+//! [`admin`], put there by `openapi::guarded`, which also documents it),
+//! so no route can forget it. A missing or wrong token is 401; a key of a
+//! disabled tenant is 403. Handlers read who passed with [`Caller`] or
+//! [`Admin`]; a handler outside its group finds neither and fails loudly.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use super::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::tenant::{self, TenantRecord};
 
 /// The tenant a request acts as.
@@ -24,7 +28,7 @@ pub struct Caller(pub TenantRecord);
 pub struct Admin;
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    let unauthorized = |message: &str| ApiError::new(ErrorCode::Unauthorized, message);
     let value = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -39,40 +43,69 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 }
 
 fn wrong_token() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid")
+    ApiError::new(ErrorCode::Unauthorized, "the token is not valid")
 }
 
-impl FromRequestParts<Arc<ApiState>> for Caller {
+/// The tenant whose key `parts` carries.
+fn authenticate(parts: &Parts, state: &ApiState) -> Result<TenantRecord, ApiError> {
+    let token = bearer(parts)?;
+    let (key_id, secret) = tenant::split_key(token).ok_or_else(wrong_token)?;
+    let key = state.db.key(key_id)?.ok_or_else(wrong_token)?;
+    if !tenant::key_matches(&key, secret) {
+        return Err(wrong_token());
+    }
+    let tenant = state.db.tenant(&key.tenant)?.ok_or_else(wrong_token)?;
+    if tenant.disabled {
+        return Err(ApiError::new(
+            ErrorCode::TenantDisabled,
+            format!("tenant {:?} is disabled", tenant.id),
+        ));
+    }
+    Ok(tenant)
+}
+
+/// The layer over tenant routes: lets a request with a valid key of an
+/// enabled tenant through, as that tenant.
+pub async fn tenant(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let tenant = authenticate(&parts, &state)?;
+    parts.extensions.insert(Caller(tenant));
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// The layer over admin routes: lets a request with the admin token
+/// through.
+pub async fn admin(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    if !tenant::admin_matches(&state.admin_token, bearer(&parts)?) {
+        return Err(wrong_token());
+    }
+    parts.extensions.insert(Admin);
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// What the guard of a route group left for its handlers.
+fn passed<T: Clone + Send + Sync + 'static>(parts: &mut Parts, guard: &str) -> Result<T, ApiError> {
+    parts.extensions.remove::<T>().ok_or_else(|| {
+        ApiError::internal(format!(
+            "{} is served outside the {guard} route group",
+            parts.uri.path()
+        ))
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        let (key_id, secret) = tenant::split_key(token).ok_or_else(wrong_token)?;
-        let key = state.db.key(key_id)?.ok_or_else(wrong_token)?;
-        if !tenant::key_matches(&key, secret) {
-            return Err(wrong_token());
-        }
-        let tenant = state.db.tenant(&key.tenant)?.ok_or_else(wrong_token)?;
-        if tenant.disabled {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "tenant_disabled",
-                format!("tenant {:?} is disabled", tenant.id),
-            ));
-        }
-        Ok(Caller(tenant))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        passed(parts, "tenant")
     }
 }
 
-impl FromRequestParts<Arc<ApiState>> for Admin {
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        if tenant::admin_matches(&state.admin_token, token) {
-            Ok(Admin)
-        } else {
-            Err(wrong_token())
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        passed(parts, "admin")
     }
 }

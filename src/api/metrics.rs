@@ -155,7 +155,16 @@ pub(super) async fn follow(state: Arc<ApiState>, mut updates: broadcast::Receive
     }
 }
 
-/// `GET /metrics`, in the Prometheus text format.
+/// Metrics in the Prometheus text format (names in docs/api.md).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "server",
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 500, description = "They could not be encoded (`internal`)", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn scrape(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     let stats = state.engine.stats();
     let metrics = &state.metrics;

@@ -15,6 +15,8 @@ pub mod config;
 mod error;
 mod metrics;
 mod modules;
+mod openapi;
+mod params;
 mod runs;
 mod server;
 mod stream;
@@ -22,11 +24,11 @@ mod workflows;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::{Extension, Router};
 use tokio::sync::watch;
 use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
@@ -34,7 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use config::ServerConfig;
-pub use error::{ApiError, ApiResult, ErrorBody};
+pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, Problem};
 pub use metrics::Metrics;
 pub use server::{Server, serve};
 
@@ -65,43 +67,19 @@ pub struct ApiState {
     pub stopping: watch::Receiver<bool>,
 }
 
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(
-        title = "weft",
-        description = "A durable workflow engine that runs every task as a sandboxed WebAssembly component."
-    ),
-    components(schemas(ErrorBody)),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
 /// The router and the OpenAPI document describing it.
 pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
+    use openapi::{Guard, guarded};
     let json_limit = axum::extract::DefaultBodyLimit::max(state.config.max_body);
     let module_limit = axum::extract::DefaultBodyLimit::max(state.config.max_module_body);
-    let modules = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let modules = OpenApiRouter::new()
         .routes(routes!(
             modules::put_module,
             modules::get_module,
             modules::delete_module
         ))
         .layer(module_limit);
-    let rest = OpenApiRouter::new()
+    let tenant = OpenApiRouter::new()
         .routes(routes!(modules::list_modules))
         .routes(routes!(workflows::put_workflow, workflows::get_workflow))
         .routes(routes!(workflows::list_workflows))
@@ -112,43 +90,91 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(runs::retry_run))
         .routes(routes!(stream::run_events))
         .routes(routes!(stream::step_logs))
+        .layer(json_limit)
+        .merge(modules);
+    let admin = OpenApiRouter::new()
         .routes(routes!(admin::create_tenant, admin::list_tenants))
+        .routes(routes!(admin::get_tenant))
         .routes(routes!(admin::disable_tenant))
         .routes(routes!(admin::enable_tenant))
         .routes(routes!(admin::create_key))
         .routes(routes!(admin::revoke_key))
         .layer(json_limit);
-    let (router, openapi) = modules.merge(rest).split_for_parts();
-    let document = openapi.clone();
+    let open = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(openapi_document));
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(guarded(tenant, Guard::Tenant, &state))
+        .merge(guarded(admin, Guard::Admin, &state))
+        .merge(open)
+        .split_for_parts();
+    openapi::declare_shared(&mut document);
+    let served = Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
     let router = router
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::scrape))
-        .route(
-            "/v1/openapi.json",
-            get(move || {
-                let document = document.clone();
-                async move { axum::Json(document) }
-            }),
-        )
+        .layer(Extension(ServedDocument(served)))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this path does not take that method; see `Allow`",
+            )
+        })
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state);
-    (router, openapi)
+    (router, document)
+}
+
+/// How the server stands.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok` (healthz); `ready` or `not ready` (readyz).
+    status: &'static str,
 }
 
 /// Whether the process is up.
-async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "server",
+    responses((status = 200, description = "The process is up", body = Health))
+)]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// Whether the server takes work: not stopping.
-async fn readyz(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "server",
+    responses(
+        (status = 200, description = "Taking work", body = Health),
+        (status = 503, description = "Stopping", body = Health),
+    )
+)]
+async fn readyz(State(state): State<Arc<ApiState>>) -> (StatusCode, axum::Json<Health>) {
     if !*state.stopping.borrow() {
-        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+        (StatusCode::OK, axum::Json(Health { status: "ready" }))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not ready"})),
+            axum::Json(Health { status: "not ready" }),
         )
     }
+}
+
+/// The OpenAPI document, serialised once.
+#[derive(Clone)]
+struct ServedDocument(Bytes);
+
+/// This document: every operation, what it takes and all it can answer.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "server",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+async fn openapi_document(Extension(ServedDocument(document)): Extension<ServedDocument>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document)
 }

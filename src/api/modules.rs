@@ -4,24 +4,38 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
 use super::ApiState;
 use super::auth::Caller;
 use super::body;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use super::params::{Name, Path, Query, check_name};
 use crate::digest::Digest;
 use crate::model::ModuleRecord;
-use crate::tenant::check_name;
+
+/// The module a path names.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ModulePath {
+    /// The module's name.
+    #[param(inline, value_type = Name)]
+    name: String,
+}
 
 /// Query of an upload.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// A version label (default: the digest's first 12 hex digits).
     /// Versions are immutable: the same label with other bytes is refused.
+    #[param(inline, value_type = Option<Name>)]
     version: Option<String>,
 }
 
@@ -43,6 +57,20 @@ pub struct ModuleList {
     modules: Vec<ModuleVersions>,
 }
 
+/// The schema of a body of raw bytes.
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> RefOr<Schema> {
+        let bytes = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)));
+        RefOr::T(Schema::Object(bytes.build()))
+    }
+}
+
+impl utoipa::ToSchema for Binary {}
+
 const WASM_TYPES: &[&str] = &["application/wasm", "application/octet-stream"];
 
 /// Upload a task component.
@@ -54,29 +82,35 @@ const WASM_TYPES: &[&str] = &["application/wasm", "application/octet-stream"];
     put,
     path = "/v1/modules/{name}",
     tag = "modules",
-    params(("name" = String, Path, description = "The module's name"), UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    params(ModulePath, UploadQuery),
+    request_body(
+        description = "The component's bytes",
+        content(
+            (Binary = "application/wasm"),
+            (Binary = "application/octet-stream"),
+        ),
+    ),
     responses(
-        (status = 201, description = "Stored", body = ModuleRecord),
-        (status = 200, description = "This version was already stored with these bytes", body = ModuleRecord),
-        (status = 409, description = "The version exists with other bytes", body = ErrorBody),
-        (status = 413, description = "Larger than the server accepts", body = ErrorBody),
-        (status = 415, description = "Not application/wasm", body = ErrorBody),
-        (status = 422, description = "Not a valid task component", body = ErrorBody),
-        (status = 429, description = "Over the tenant's module quota", body = ErrorBody),
+        (status = 201, description = "Stored", body = ModuleRecord,
+            headers(("Location" = String, description = "The module: `/v1/modules/{name}`"))),
+        (status = 200, description = "This version was already stored with these bytes", body = ModuleRecord,
+            headers(("Location" = String, description = "The module: `/v1/modules/{name}`"))),
+        (status = 409, description = "The version exists with other bytes (`version_exists`)", body = ErrorBody),
+        (status = 422, description = "Not a valid task component (`invalid_module`)", body = ErrorBody),
+        (status = 429, description = "Over the tenant's module quotas (`quota_exceeded`)", body = ErrorBody),
     )
 )]
 pub async fn put_module(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(name): Path<String>,
+    Path(ModulePath { name }): Path<ModulePath>,
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<ModuleRecord>)> {
-    check_name("module", &name).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
+) -> ApiResult<(StatusCode, [(header::HeaderName, HeaderValue); 1], Json<ModuleRecord>)> {
+    check_name("module", "name", &name)?;
     if let Some(version) = &query.version {
-        check_name("version", version).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
+        check_name("version", "version", version)?;
     }
     if !body::content_type(&headers).is_some_and(|t| WASM_TYPES.contains(&t.as_str())) {
         return Err(body::unsupported(&headers, WASM_TYPES));
@@ -94,10 +128,10 @@ pub async fn put_module(
     let version = query.version.unwrap_or_else(|| digest.short());
     if let Some(existing) = state.db.module_version(&tenant.id, &name, &version)? {
         return if existing.digest == digest {
-            Ok((StatusCode::OK, Json(existing)))
+            Ok((StatusCode::OK, location(&name), Json(existing)))
         } else {
-            Err(ApiError::conflict(
-                "version_exists",
+            Err(ApiError::new(
+                ErrorCode::VersionExists,
                 format!(
                     "module {name} version {version} exists with other bytes ({})",
                     existing.digest
@@ -119,7 +153,7 @@ pub async fn put_module(
     let module = tokio::task::spawn_blocking(move || sandbox.load(&owned))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::unprocessable("invalid_module", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidModule, e.to_string()))?;
     let record = ModuleRecord {
         name,
         version,
@@ -132,11 +166,23 @@ pub async fn put_module(
         .engine
         .put_module(&tenant.id, record.clone(), bytes.to_vec())
         .await?;
-    Ok((StatusCode::CREATED, Json(record)))
+    Ok((StatusCode::CREATED, location(&record.name), Json(record)))
+}
+
+/// `Location` of a module; names are URL-safe by their rules.
+fn location(name: &str) -> [(header::HeaderName, HeaderValue); 1] {
+    let value =
+        HeaderValue::from_str(&format!("/v1/modules/{name}")).unwrap_or(HeaderValue::from_static("/v1/modules"));
+    [(header::LOCATION, value)]
 }
 
 /// List the tenant's modules.
-#[utoipa::path(get, path = "/v1/modules", tag = "modules", responses((status = 200, body = ModuleList)))]
+#[utoipa::path(
+    get,
+    path = "/v1/modules",
+    tag = "modules",
+    responses((status = 200, description = "Every module with its versions", body = ModuleList))
+)]
 pub async fn list_modules(State(state): State<Arc<ApiState>>, Caller(tenant): Caller) -> ApiResult<Json<ModuleList>> {
     let mut modules: Vec<ModuleVersions> = Vec::new();
     for record in state.db.module_versions(&tenant.id)? {
@@ -161,14 +207,18 @@ pub async fn list_modules(State(state): State<Arc<ApiState>>, Caller(tenant): Ca
     get,
     path = "/v1/modules/{name}",
     tag = "modules",
-    params(("name" = String, Path, description = "The module's name")),
-    responses((status = 200, body = ModuleVersions), (status = 404, body = ErrorBody))
+    params(ModulePath),
+    responses(
+        (status = 200, description = "The module's versions", body = ModuleVersions),
+        (status = 404, description = "No such module (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn get_module(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(name): Path<String>,
+    Path(ModulePath { name }): Path<ModulePath>,
 ) -> ApiResult<Json<ModuleVersions>> {
+    check_name("module", "name", &name)?;
     let mut versions = versions_of(&state, &tenant.id, &name)?;
     versions.sort_by_key(|v| v.created_at);
     let latest = latest(&state, &tenant.id, &name, &versions)?;
@@ -183,24 +233,25 @@ pub async fn get_module(
     delete,
     path = "/v1/modules/{name}",
     tag = "modules",
-    params(("name" = String, Path, description = "The module's name")),
+    params(ModulePath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "An unfinished run uses it", body = ErrorBody),
+        (status = 404, description = "No such module (`not_found`)", body = ErrorBody),
+        (status = 409, description = "An unfinished run uses it (`module_in_use`)", body = ErrorBody),
     )
 )]
 pub async fn delete_module(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(name): Path<String>,
+    Path(ModulePath { name }): Path<ModulePath>,
 ) -> ApiResult<StatusCode> {
+    check_name("module", "name", &name)?;
     let versions = versions_of(&state, &tenant.id, &name)?;
     for id in state.db.active_runs()? {
         let Some(run) = state.db.run(id)? else { continue };
         if run.tenant == tenant.id && run.modules.iter().any(|d| versions.iter().any(|v| v.digest == *d)) {
-            return Err(ApiError::conflict(
-                "module_in_use",
+            return Err(ApiError::new(
+                ErrorCode::ModuleInUse,
                 format!("run {id} is unfinished and runs module {name}; cancel it or wait for it to finish"),
             ));
         }

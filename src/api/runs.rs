@@ -2,24 +2,25 @@
 //! page by page, inspect, cancel, retry from the failed steps.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::ApiState;
 use super::auth::Caller;
 use super::body;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::params::{self, Cursor, IdempotencyKey, Limit, Name, Path, Query, Wait, check_name};
+use super::workflows::WorkflowPath;
 use crate::db::RunFilter;
 use crate::engine::StartRun;
-use crate::model::{AttemptCaps, Failure, RunId, RunRecord, RunStatus};
-use crate::tenant::check_name;
+use crate::model::{AttemptCaps, Failure, RunId, RunRecord, RunStatus, UnitStatus};
+use crate::sandbox::Outcome;
 
 /// The body of a start.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -27,26 +28,34 @@ use crate::tenant::check_name;
 pub struct StartBody {
     /// The run's input (default `{}`), checked against the workflow's
     /// `input_schema`.
-    #[serde(default = "empty_object")]
-    #[schema(value_type = Object)]
-    input: Value,
-    /// Higher runs are scheduled first (default 0).
     #[serde(default)]
+    input: Map<String, Value>,
+    /// Higher runs are scheduled first (default 0).
+    #[serde(default, deserialize_with = "body::integer")]
     priority: i32,
 }
 
 /// The query of a start.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StartQuery {
-    /// Wait up to this long (e.g. `30s`, at most `5m`) for the run to end,
-    /// and answer with its end and output; a run still going then is
-    /// answered `running`.
-    wait: Option<String>,
+    /// Wait up to this long (e.g. `30s`; longer than `5m` waits `5m`) for
+    /// the run to end, and answer with its end and output; a run still
+    /// going then is answered `running`.
+    #[param(inline)]
+    wait: Option<Wait>,
 }
 
-/// The longest a start may wait for its run.
-const MAX_START_WAIT: Duration = Duration::from_secs(300);
+/// The headers of a start.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct StartHeaders {
+    /// A start with a key the tenant used before returns the run that key
+    /// started (200) instead of starting another (201).
+    #[param(rename = "Idempotency-Key", inline, value_type = IdempotencyKey, required = false)]
+    _idempotency_key: Option<String>,
+}
 
 /// A run just started, with its output when the start waited for it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,12 +65,8 @@ pub struct StartedRun {
     summary: RunSummary,
     /// Its output, when the start waited and the run succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = false)]
     output: Option<Value>,
-}
-
-fn empty_object() -> Value {
-    Value::Object(Default::default())
 }
 
 /// A run without its steps.
@@ -71,16 +76,15 @@ pub struct RunSummary {
     pub id: u64,
     /// The workflow's name.
     pub workflow: String,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    /// How it stands.
+    pub status: RunStatus,
     /// Its priority.
     pub priority: i32,
     /// When it started (ms since the epoch).
     pub created_at: u64,
     /// When it last changed.
     pub updated_at: u64,
-    /// Why it failed.
-    #[schema(value_type = Option<Object>)]
+    /// Why it failed, once failed.
     pub error: Option<Failure>,
 }
 
@@ -89,7 +93,7 @@ impl From<&RunRecord> for RunSummary {
         RunSummary {
             id: run.id.0,
             workflow: run.workflow.clone(),
-            status: run.status.to_string(),
+            status: run.status,
             priority: run.priority,
             created_at: run.created_at,
             updated_at: run.updated_at,
@@ -105,6 +109,7 @@ pub struct RunPage {
     runs: Vec<RunSummary>,
     /// Pass as `cursor` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     next_cursor: Option<String>,
 }
 
@@ -115,10 +120,8 @@ pub struct RunView {
     #[serde(flatten)]
     summary: RunSummary,
     /// Its input.
-    #[schema(value_type = Object)]
     input: Value,
-    /// Its output, once succeeded.
-    #[schema(value_type = Option<Object>)]
+    /// Its output (any JSON), once succeeded; `null` before.
     output: Option<Value>,
     /// `sha256:` of the definition it runs.
     workflow_digest: String,
@@ -133,14 +136,13 @@ pub struct StepView {
     step: String,
     /// The item's index, for an item of a `for_each` step.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     item: Option<u32>,
     /// Its state.
-    status: String,
-    /// Its output, once succeeded.
-    #[schema(value_type = Option<Object>)]
+    status: UnitStatus,
+    /// Its output (any JSON), once succeeded; `null` before.
     output: Option<Value>,
     /// Why it failed.
-    #[schema(value_type = Option<Object>)]
     error: Option<Failure>,
     /// Its finished attempts, in order.
     attempts: Vec<AttemptView>,
@@ -151,11 +153,10 @@ pub struct StepView {
 pub struct AttemptView {
     /// 1, 2, ...
     attempt: u32,
-    /// `ok`, `guest_error`, `trap`, `out_of_fuel`, `memory_limit`, `timeout`
-    /// or `invalid_output`.
-    outcome: String,
+    /// How it ended.
+    #[schema(schema_with = Outcome::kind_schema)]
+    outcome: &'static str,
     /// What went wrong, unless ok.
-    #[schema(value_type = Option<Object>)]
     error: Option<Failure>,
     /// Fuel burned.
     fuel_used: u64,
@@ -175,32 +176,31 @@ pub struct AttemptView {
     post,
     path = "/v1/workflows/{name}/runs",
     tag = "runs",
-    params(
-        ("name" = String, Path, description = "The workflow's name"),
-        ("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same run"),
-        StartQuery,
-    ),
+    params(WorkflowPath, StartHeaders, StartQuery),
     request_body(content = StartBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "Started", body = StartedRun),
-        (status = 200, description = "Started before with this Idempotency-Key", body = StartedRun),
-        (status = 404, description = "No such workflow", body = ErrorBody),
-        (status = 422, description = "The input fails the input_schema", body = ErrorBody),
-        (status = 429, description = "Over a quota", body = ErrorBody),
+        (status = 201, description = "Started", body = StartedRun,
+            headers(("Location" = String, description = "The run: `/v1/runs/{id}`"))),
+        (status = 200, description = "Started before with this Idempotency-Key", body = StartedRun,
+            headers(("Location" = String, description = "The run: `/v1/runs/{id}`"))),
+        (status = 404, description = "No such workflow (`not_found`)", body = ErrorBody),
+        (status = 422, description = "The input fails the workflow's input_schema (`invalid_input`, every \
+            problem in `details`), or a module it runs is gone (`unknown_module`)", body = ErrorBody),
+        (status = 429, description = "Over the start rate or the concurrent runs (`quota_exceeded`)",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a start can succeed (start rate only)"))),
     )
 )]
 pub async fn start_run(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(name): Path<String>,
-    query: Result<Query<StartQuery>, QueryRejection>,
+    Path(WorkflowPath { name }): Path<WorkflowPath>,
+    Query(query): Query<StartQuery>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<StartedRun>)> {
-    check_name("workflow", &name).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let wait = query.wait.as_deref().map(start_wait).transpose()?;
-    let idempotency_key = idempotency_key(&headers)?;
+    check_name("workflow", "name", &name)?;
+    let idempotency_key = params::idempotency_key(&headers)?;
     let start: StartBody = body::json(&headers, bytes)?;
     if state.db.workflow_named(&tenant.id, &name)?.is_none() {
         return Err(ApiError::not_found(format!("workflow {name:?}")));
@@ -221,7 +221,7 @@ pub async fn start_run(
         .start_run(StartRun {
             tenant: tenant.id.clone(),
             workflow: name,
-            input: start.input,
+            input: Value::Object(start.input),
             priority: start.priority,
             idempotency_key,
             caps: Some(AttemptCaps {
@@ -231,7 +231,7 @@ pub async fn start_run(
             max_active: Some(tenant.quotas.max_concurrent_runs),
         })
         .await?;
-    if let Some(wait) = wait {
+    if let Some(Wait(wait)) = query.wait {
         // Over the wait, the run is answered as it is now.
         let _ = tokio::time::timeout(wait, state.engine.wait(id)).await;
     }
@@ -243,52 +243,28 @@ pub async fn start_run(
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let started = StartedRun {
         summary: RunSummary::from(&run),
-        output: wait.and(run.output),
+        output: query.wait.and(run.output),
     };
     Ok((status, response_headers, Json(started)))
 }
 
-fn start_wait(text: &str) -> ApiResult<Duration> {
-    let wait = humantime::parse_duration(text)
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("wait {text:?} is not a duration: {e}")))?;
-    if wait > MAX_START_WAIT {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("wait {text:?} is over the limit of 5m; follow the run's events instead"),
-        ));
-    }
-    Ok(wait)
-}
-
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let bad = || {
-        ApiError::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-        )
-    };
-    let key = value.to_str().map_err(|_| bad())?;
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad());
-    }
-    Ok(Some(key.to_string()))
-}
-
 /// Query of a run listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only runs of this workflow.
+    #[param(inline, value_type = Option<Name>)]
     workflow: Option<String>,
-    /// Only runs in this state: running, succeeded, failed, cancelled.
-    status: Option<String>,
-    /// At most this many (default 50, at most 500).
-    limit: Option<usize>,
+    /// Only runs in this state.
+    #[param(inline)]
+    status: Option<RunStatus>,
+    /// At most this many (default 50).
+    #[param(inline)]
+    limit: Option<Limit>,
     /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(inline)]
+    cursor: Option<Cursor>,
 }
 
 /// List the tenant's runs, newest first.
@@ -297,38 +273,21 @@ pub struct ListQuery {
     path = "/v1/runs",
     tag = "runs",
     params(ListQuery),
-    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody))
+    responses((status = 200, description = "A page of runs", body = RunPage))
 )]
 pub async fn list_runs(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<RunPage>> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let status = query
-        .status
-        .map(|s| {
-            serde_json::from_value::<RunStatus>(Value::String(s.clone())).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("status {s:?} is not one of running, succeeded, failed, cancelled"),
-                )
-            })
-        })
-        .transpose()?;
-    let before = query
-        .cursor
-        .map(|c| {
-            c.parse::<u64>().map(RunId).map_err(|_| {
-                ApiError::bad_request("invalid_query", format!("cursor {c:?} is not one this server gave"))
-            })
-        })
-        .transpose()?;
+    if let Some(workflow) = &query.workflow {
+        check_name("workflow", "workflow", workflow)?;
+    }
     let filter = RunFilter {
         workflow: query.workflow,
-        status,
-        before,
-        limit: query.limit.unwrap_or(50).clamp(1, 500),
+        status: query.status,
+        before: query.cursor.map(|Cursor(id)| RunId(id)),
+        limit: query.limit.map_or(50, |Limit(limit)| limit),
     };
     let (runs, next) = state.db.tenant_runs(&tenant.id, &filter)?;
     Ok(Json(RunPage {
@@ -337,20 +296,31 @@ pub async fn list_runs(
     }))
 }
 
+/// The run a path names.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RunPath {
+    /// The run's id.
+    pub id: u64,
+}
+
 /// A run with every step and attempt.
 #[utoipa::path(
     get,
     path = "/v1/runs/{id}",
     tag = "runs",
-    params(("id" = u64, Path, description = "The run's id")),
-    responses((status = 200, body = RunView), (status = 404, body = ErrorBody))
+    params(RunPath),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 404, description = "No such run (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn get_run(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<Json<RunView>> {
-    let run = owned_run(&state, &tenant.id, parse_id(&id)?)?;
+    let run = owned_run(&state, &tenant.id, RunId(id))?;
     let workflow = state.engine.workflow(&run.workflow_digest)?;
     let step_id = |index: u32| {
         workflow
@@ -366,7 +336,7 @@ pub async fn get_run(
         .map(|(key, unit)| StepView {
             step: step_id(key.step),
             item: key.item,
-            status: unit.status.to_string(),
+            status: unit.status,
             output: unit.output,
             error: unit.error,
             attempts: attempts
@@ -374,9 +344,8 @@ pub async fn get_run(
                 .filter(|(k, _)| *k == key)
                 .map(|(_, a)| AttemptView {
                     attempt: a.attempt,
-                    outcome: a.outcome.kind().to_string(),
-                    error: (!matches!(a.outcome, crate::sandbox::Outcome::Ok { .. }))
-                        .then(|| Failure::from_outcome(&a.outcome)),
+                    outcome: a.outcome.kind(),
+                    error: (!a.outcome.is_ok()).then(|| Failure::from_outcome(&a.outcome)),
                     fuel_used: a.fuel_used,
                     started_at: a.started_at,
                     duration_us: a.duration_us,
@@ -399,19 +368,19 @@ pub async fn get_run(
     post,
     path = "/v1/runs/{id}/cancel",
     tag = "runs",
-    params(("id" = u64, Path, description = "The run's id")),
+    params(RunPath),
     responses(
         (status = 200, description = "Cancelled", body = RunSummary),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "Not running", body = ErrorBody),
+        (status = 404, description = "No such run (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The run has ended (`not_running`)", body = ErrorBody),
     )
 )]
 pub async fn cancel_run(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<Json<RunSummary>> {
-    let run = owned_run(&state, &tenant.id, parse_id(&id)?)?;
+    let run = owned_run(&state, &tenant.id, RunId(id))?;
     state.engine.cancel(run.id).await?;
     Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id)?)))
 }
@@ -422,28 +391,22 @@ pub async fn cancel_run(
     post,
     path = "/v1/runs/{id}/retry",
     tag = "runs",
-    params(("id" = u64, Path, description = "The run's id")),
+    params(RunPath),
     responses(
         (status = 200, description = "Running again", body = RunSummary),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "Not failed or cancelled, or compensated", body = ErrorBody),
+        (status = 404, description = "No such run (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not failed or cancelled, or a compensation ran (`cannot_retry`)",
+            body = ErrorBody),
     )
 )]
 pub async fn retry_run(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<Json<RunSummary>> {
-    let run = owned_run(&state, &tenant.id, parse_id(&id)?)?;
+    let run = owned_run(&state, &tenant.id, RunId(id))?;
     state.engine.retry(run.id).await?;
     Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id)?)))
-}
-
-/// A run id from a path: anything else is simply not found.
-pub(super) fn parse_id(text: &str) -> ApiResult<RunId> {
-    text.parse::<u64>()
-        .map(RunId)
-        .map_err(|_| ApiError::not_found(format!("run {text:?}")))
 }
 
 /// The run, if `tenant` owns it; another tenant's run is not found.

@@ -11,74 +11,141 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::runs::{owned_run, parse_id};
+use super::params::{self, Path};
+use super::runs::{RunPath, owned_run};
 use crate::model::{Event, EventKind, RunId};
-use crate::sandbox::AttemptLogs;
+use crate::sandbox::{AttemptLogs, Outcome};
 
 /// A run's history.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventList {
-    /// In order; each has `seq`, `at` (ms since the epoch), `event` (its
-    /// kind) and the kind's fields.
-    #[schema(value_type = Vec<Object>)]
-    events: Vec<Value>,
+    /// In order.
+    events: Vec<NumberedEvent<'static>>,
 }
 
-fn numbered(seq: u32, event: &Event) -> Value {
-    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
-    if let Value::Object(fields) = &mut value {
-        fields.insert("seq".into(), seq.into());
+/// One event of a run's history with its place in it: `seq`, `at` and
+/// `event` (the kind), with the kind's fields beside them.
+#[derive(Debug, Serialize)]
+pub struct NumberedEvent<'a> {
+    /// 0 for the first event, then counting up.
+    seq: u32,
+    #[serde(flatten)]
+    event: std::borrow::Cow<'a, Event>,
+}
+
+/// The schema is one object per kind of event, each with `seq` and `at`
+/// beside the kind's own fields: what is sent, and a shape that generated
+/// clients read (a `oneOf` inside an `allOf` is one many cannot).
+impl utoipa::PartialSchema for NumberedEvent<'_> {
+    fn schema() -> RefOr<Schema> {
+        let integer = |description: &str, format| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+                .minimum(Some(0))
+                .description(Some(description))
+                .build()
+        };
+        let mut kinds = match <EventKind as utoipa::PartialSchema>::schema() {
+            RefOr::T(Schema::OneOf(kinds)) => kinds,
+            other => return other,
+        };
+        for kind in &mut kinds.items {
+            if let RefOr::T(Schema::Object(object)) = kind {
+                object.properties.insert(
+                    "seq".into(),
+                    integer(
+                        "0 for the first event, then counting up: the SSE `id`, and what `Last-Event-ID` names",
+                        KnownFormat::Int32,
+                    )
+                    .into(),
+                );
+                object.properties.insert(
+                    "at".into(),
+                    integer("When it happened (ms since the epoch)", KnownFormat::Int64).into(),
+                );
+                object.required.extend(["seq".to_string(), "at".to_string()]);
+            }
+        }
+        kinds.description = Some("One event of a run's history, with its place in it.".into());
+        RefOr::T(Schema::OneOf(kinds))
     }
-    value
+}
+
+impl utoipa::ToSchema for NumberedEvent<'_> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NumberedEvent".into()
+    }
+}
+
+/// The headers of an event stream.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct EventHeaders {
+    /// `text/event-stream` for a live stream; anything else gets the
+    /// history as JSON.
+    #[param(rename = "Accept", value_type = String, required = false)]
+    _accept: Option<String>,
+    /// Stream only: continue after the event with this `seq`.
+    #[param(rename = "Last-Event-ID", value_type = u32, required = false)]
+    _last_event_id: Option<u32>,
 }
 
 /// A run's events: JSON, or with `Accept: text/event-stream` a live
 /// stream that ends when the run does.
+///
+/// In the stream each event's `id:` is its `seq`, its `event:` the kind,
+/// and its `data:` the event as one JSON line, shaped as in the list.
 #[utoipa::path(
     get,
     path = "/v1/runs/{id}/events",
     tag = "runs",
-    params(
-        ("id" = u64, Path, description = "The run's id"),
-        ("Last-Event-ID" = Option<u32>, Header, description = "Stream only: continue after this event"),
-    ),
+    params(RunPath, EventHeaders),
     responses(
-        (status = 200, description = "The history (JSON) or the live stream (text/event-stream)", body = EventList),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "The history, or with `Accept: text/event-stream` the live stream",
+            content(
+                (EventList = "application/json"),
+                (String = "text/event-stream"),
+            )),
+        (status = 404, description = "No such run (`not_found`)", body = ErrorBody),
     )
 )]
 pub async fn run_events(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    Path(RunPath { id }): Path<RunPath>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let run = owned_run(&state, &tenant.id, parse_id(&id)?)?;
+    let last_event = params::last_event_id(&headers)?;
+    let run = owned_run(&state, &tenant.id, RunId(id))?;
     let wants_stream = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if !wants_stream {
         let events = state.db.events_from(run.id, 0)?;
-        let events = events.iter().map(|(seq, e)| numbered(*seq, e)).collect();
+        let events = events
+            .into_iter()
+            .map(|(seq, event)| NumberedEvent {
+                seq,
+                event: std::borrow::Cow::Owned(event),
+            })
+            .collect();
         return Ok(Json(EventList { events }).into_response());
     }
-    let from = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .map_or(0, |last| last + 1);
+    let from = last_event.map_or(0, |last| last.saturating_add(1));
     let updates = state.engine.subscribe();
     let (sender, receiver) = mpsc::channel(256);
     tokio::spawn(follow(state.clone(), run.id, from, updates, sender));
@@ -150,12 +217,15 @@ async fn follow(
 }
 
 async fn send(sender: &mpsc::Sender<SseEvent>, seq: u32, event: &Event) -> bool {
-    let data = numbered(seq, event);
-    let kind = data["event"].as_str().unwrap_or("event").to_string();
+    let data = serde_json::to_string(&NumberedEvent {
+        seq,
+        event: std::borrow::Cow::Borrowed(event),
+    })
+    .unwrap_or_default();
     let event = SseEvent::default()
         .id(seq.to_string())
-        .event(kind)
-        .data(data.to_string());
+        .event(event.kind.name())
+        .data(data);
     sender.send(event).await.is_ok()
 }
 
@@ -168,10 +238,10 @@ pub struct AttemptLogView {
     /// 1, 2, ...
     attempt: u32,
     /// How it ended.
-    outcome: String,
+    #[schema(schema_with = Outcome::kind_schema)]
+    outcome: &'static str,
     /// Log lines, stdout and stderr, as kept under the cap.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     logs: AttemptLogs,
 }
 
@@ -186,23 +256,33 @@ pub struct StepLogs {
     attempts: Vec<AttemptLogView>,
 }
 
+/// The step a path names.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct StepPath {
+    /// The run's id.
+    id: u64,
+    /// The step's id, as in the workflow.
+    step: String,
+}
+
 /// The logs of every attempt of a step.
 #[utoipa::path(
     get,
     path = "/v1/runs/{id}/steps/{step}/logs",
     tag = "runs",
-    params(
-        ("id" = u64, Path, description = "The run's id"),
-        ("step" = String, Path, description = "The step's id"),
-    ),
-    responses((status = 200, body = StepLogs), (status = 404, body = ErrorBody))
+    params(StepPath),
+    responses(
+        (status = 200, description = "Every attempt's logs", body = StepLogs),
+        (status = 404, description = "No such run, or no such step in it (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn step_logs(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path((id, step)): Path<(String, String)>,
+    Path(StepPath { id, step }): Path<StepPath>,
 ) -> ApiResult<Json<StepLogs>> {
-    let run = owned_run(&state, &tenant.id, parse_id(&id)?)?;
+    let run = owned_run(&state, &tenant.id, RunId(id))?;
     let workflow = state.engine.workflow(&run.workflow_digest)?;
     let (index, _) = workflow
         .step(&step)
@@ -215,7 +295,7 @@ pub async fn step_logs(
         .map(|(key, attempt)| AttemptLogView {
             item: key.item,
             attempt: attempt.attempt,
-            outcome: attempt.outcome.kind().to_string(),
+            outcome: attempt.outcome.kind(),
             logs: attempt.logs,
         })
         .collect();

@@ -5,19 +5,29 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
 use super::body;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use super::params::{Name, Path, check_name};
 use crate::engine::EngineError;
 use crate::model::WorkflowVersion;
 use crate::spec::SpecConfig;
-use crate::tenant::{Quotas, check_name};
+use crate::tenant::Quotas;
+
+/// The workflow a path names.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct WorkflowPath {
+    /// The workflow's name, as in its document.
+    #[param(inline, value_type = Name)]
+    pub name: String,
+}
 
 const DOCUMENT_TYPES: &[&str] = &[
     "application/yaml",
@@ -77,29 +87,38 @@ fn spec_config(quotas: &Quotas) -> SpecConfig {
     put,
     path = "/v1/workflows/{name}",
     tag = "workflows",
-    params(("name" = String, Path, description = "The workflow's name, as in its document")),
-    request_body(content = String, content_type = "application/yaml"),
+    params(WorkflowPath),
+    request_body(
+        description = "The workflow document (docs/workflow-format.md), as YAML or as JSON",
+        content(
+            (String = "application/yaml"),
+            (String = "application/x-yaml"),
+            (String = "text/yaml"),
+            (String = "text/x-yaml"),
+            (Object = "application/json"),
+        ),
+    ),
     responses(
         (status = 200, description = "Stored", body = WorkflowView),
-        (status = 400, description = "Invalid name, or not UTF-8", body = ErrorBody),
-        (status = 415, description = "Neither YAML nor JSON", body = ErrorBody),
-        (status = 422, description = "Invalid document, or an unknown module", body = ErrorBody),
+        (status = 422, description = "An invalid document (`invalid_workflow`, every problem in `details`), \
+            a `name` other than the path's (`name_mismatch`), or a module not uploaded (`unknown_module`)",
+            body = ErrorBody),
     )
 )]
 pub async fn put_workflow(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(name): Path<String>,
+    Path(WorkflowPath { name }): Path<WorkflowPath>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<WorkflowView>> {
-    check_name("workflow", &name).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
+    check_name("workflow", "name", &name)?;
     if !body::content_type(&headers).is_some_and(|t| DOCUMENT_TYPES.contains(&t.as_str())) {
         return Err(body::unsupported(&headers, DOCUMENT_TYPES));
     }
     let bytes = body::bytes(bytes)?;
     let source = std::str::from_utf8(&bytes)
-        .map_err(|e| ApiError::bad_request("malformed_document", format!("the document is not UTF-8: {e}")))?;
+        .map_err(|e| ApiError::new(ErrorCode::MalformedDocument, format!("the document is not UTF-8: {e}")))?;
     let engine = &state.engine;
     engine
         .put_workflow_with(&tenant.id, source, &spec_config(&tenant.quotas), |workflow| {
@@ -116,7 +135,12 @@ pub async fn put_workflow(
 }
 
 /// List the tenant's workflows.
-#[utoipa::path(get, path = "/v1/workflows", tag = "workflows", responses((status = 200, body = WorkflowList)))]
+#[utoipa::path(
+    get,
+    path = "/v1/workflows",
+    tag = "workflows",
+    responses((status = 200, description = "Every workflow with its newest version", body = WorkflowList))
+)]
 pub async fn list_workflows(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
@@ -135,14 +159,18 @@ pub async fn list_workflows(
     get,
     path = "/v1/workflows/{name}",
     tag = "workflows",
-    params(("name" = String, Path, description = "The workflow's name")),
-    responses((status = 200, body = WorkflowView), (status = 404, body = ErrorBody))
+    params(WorkflowPath),
+    responses(
+        (status = 200, description = "The workflow", body = WorkflowView),
+        (status = 404, description = "No such workflow (`not_found`)", body = ErrorBody),
+    )
 )]
 pub async fn get_workflow(
     State(state): State<Arc<ApiState>>,
     Caller(tenant): Caller,
-    Path(name): Path<String>,
+    Path(WorkflowPath { name }): Path<WorkflowPath>,
 ) -> ApiResult<Json<WorkflowView>> {
+    check_name("workflow", "name", &name)?;
     view(&state, &tenant.id, &name).map(Json)
 }
 

@@ -131,7 +131,7 @@ pub(crate) struct RunsArgs {
     /// Only runs in this state (running, succeeded, failed, cancelled).
     #[arg(long)]
     status: Option<String>,
-    /// At most this many.
+    /// At most this many (1 to 500).
     #[arg(long, default_value_t = 20)]
     limit: usize,
     /// Continue after a previous page (its printed cursor).

@@ -79,8 +79,8 @@ pub enum EngineError {
         task: String,
     },
     /// The input does not satisfy the workflow's input schema.
-    #[error("the input does not match the workflow's input_schema: {}", .0.join("; "))]
-    InvalidInput(Vec<String>),
+    #[error("the input does not match the workflow's input_schema:\n{0}")]
+    InvalidInput(SpecErrors),
     /// The run is not running (finished, or unknown).
     #[error("run {0} is not running")]
     NotRunning(RunId),
@@ -371,7 +371,7 @@ impl Engine {
         let workflow = self.workflows.load(&self.db, &digest)?;
         workflow
             .check_input(&request.input)
-            .map_err(EngineError::InvalidInput)?;
+            .map_err(|problems| EngineError::InvalidInput(SpecErrors(problems)))?;
         let modules = self.resolve_modules(&request.tenant, &workflow)?;
         let now = self.clock.now();
         let record = RunRecord {

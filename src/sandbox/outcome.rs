@@ -43,6 +43,25 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome's name, as [`Outcome::kind`] gives them.
+    pub const KINDS: [&str; 7] = [
+        "ok",
+        "guest_error",
+        "trap",
+        "out_of_fuel",
+        "memory_limit",
+        "timeout",
+        "invalid_output",
+    ];
+
+    /// The schema of an outcome's name, for API documents.
+    pub fn kind_schema() -> utoipa::openapi::schema::Object {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Outcome::KINDS))
+            .build()
+    }
+
     /// The outcome's name as stored and shown: `ok`, `guest_error`, ...
     pub fn kind(&self) -> &'static str {
         match self {
@@ -147,6 +166,24 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_lists_every_kind() {
+        let every = [
+            Outcome::Ok { output: "1".into() },
+            Outcome::GuestError {
+                code: "c".into(),
+                message: "m".into(),
+                retryable: false,
+            },
+            Outcome::Trap { message: "t".into() },
+            Outcome::OutOfFuel,
+            Outcome::MemoryLimit,
+            Outcome::Timeout,
+            Outcome::InvalidOutput { reason: "r".into() },
+        ];
+        assert_eq!(every.map(|o| o.kind()), Outcome::KINDS);
+    }
 
     #[test]
     fn accepts_json_output_within_the_cap() {

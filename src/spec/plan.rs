@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::SpecError;
 pub use super::document::{IfNeedsSkipped, Jitter, OnFailure};
 use super::expr::{Expr, Template};
 use crate::digest::Digest;
@@ -76,24 +77,38 @@ impl Workflow {
     }
 
     /// Checks a run's input against the input schema; every problem, with
-    /// the place in the input where it is.
-    pub fn check_input(&self, input: &Value) -> Result<(), Vec<String>> {
+    /// the place in the input where it is (`input.items[0]`).
+    pub fn check_input(&self, input: &Value) -> Result<(), Vec<SpecError>> {
         let Some(schema) = &self.input_schema else {
             return Ok(());
         };
-        let problems: Vec<String> = schema
+        let problems: Vec<SpecError> = schema
             .iter_errors(input)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
+            .map(|e| SpecError {
+                path: input_path(&e.instance_path().to_string()),
+                line: None,
+                column: None,
+                message: e.to_string(),
             })
             .collect();
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
+}
+
+/// `input` followed by a JSON pointer into it, written as a path:
+/// `/items/0/sku` becomes `input.items[0].sku`.
+fn input_path(pointer: &str) -> String {
+    let mut path = String::from("input");
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{segment}]"));
+        } else {
+            path.push('.');
+            path.push_str(&segment);
+        }
+    }
+    path
 }
 
 /// Which module a step runs.

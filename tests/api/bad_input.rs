@@ -52,12 +52,60 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             "invalid_query",
         ),
         (
-            "a wait over the limit",
+            "a wait in a unit it does not take",
             Method::POST,
             "/v1/workflows/order/runs?wait=1h".into(),
             json_text("{}"),
             StatusCode::BAD_REQUEST,
             "invalid_query",
+        ),
+        (
+            "an unknown query parameter",
+            Method::GET,
+            "/v1/runs?limt=5".into(),
+            Body::None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "a page size below the minimum",
+            Method::GET,
+            "/v1/runs?limit=0".into(),
+            Body::None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "a status that is not one",
+            Method::GET,
+            "/v1/runs?status=done".into(),
+            Body::None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "a priority with a fraction",
+            Method::POST,
+            "/v1/workflows/order/runs".into(),
+            json_text("{\"priority\": 1.5}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "an input that is not an object",
+            Method::POST,
+            "/v1/workflows/order/runs".into(),
+            json_text("{\"input\": [1, 2]}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "a negative start rate",
+            Method::POST,
+            "/v1/admin/tenants".into(),
+            Body::Json(json!({"name": "rated", "quotas": {"start_rate": -1}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_quotas",
         ),
         (
             "an unknown field",
@@ -192,8 +240,8 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             Method::GET,
             "/v1/runs/abc".into(),
             Body::None,
-            StatusCode::NOT_FOUND,
-            "not_found",
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
         ),
     ];
     let before = snapshot(&server, &token).await;
@@ -208,6 +256,65 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             snapshot(&server, &token).await,
             before,
             "{case} changed the stored state"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_400_names_the_parameter_header_or_field_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let token = server.tenant("acme", json!({})).await;
+    // Method, path, a header, the body, and the name the 400 must give.
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+        Body,
+        &'static str,
+    );
+    let cases: [Case; 5] = [
+        ("GET", "/v1/runs?limit=501", None, Body::None, "limit"),
+        ("GET", "/v1/runs?cursor=x", None, Body::None, "cursor"),
+        (
+            "GET",
+            "/v1/runs/1/events",
+            Some(("Last-Event-ID", "seven")),
+            Body::None,
+            "Last-Event-ID",
+        ),
+        (
+            "POST",
+            "/v1/workflows/order/runs",
+            Some(("Idempotency-Key", "")),
+            Body::None,
+            "Idempotency-Key",
+        ),
+        (
+            "POST",
+            "/v1/workflows/order/runs",
+            None,
+            Body::Json(json!({"priority": "high"})),
+            "priority",
+        ),
+    ];
+    for (method, path, header, body, field) in cases {
+        let mut request = server
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .bearer_auth(&token);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        if let Body::Json(value) = body {
+            request = request.json(&value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{method} {path}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            answer["error"]["details"][0]["path"], field,
+            "{method} {path}: {answer}"
         );
     }
 }

@@ -181,7 +181,7 @@ async fn input_failing_the_schema_starts_no_run() {
     assert!(
         error
             .to_string()
-            .contains("/amount_cents: \"lots\" is not of type \"integer\""),
+            .contains("input.amount_cents: \"lots\" is not of type \"integer\""),
         "{error}"
     );
     assert!(harness.engine.db().runs().unwrap().is_empty());
