@@ -5,7 +5,11 @@
 mod common;
 
 mod bad_input;
+mod client;
+mod conformance;
+mod docs;
 mod flow;
 mod isolation;
+mod python;
 mod restart;
 mod server;
