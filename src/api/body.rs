@@ -53,8 +53,7 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesR
     };
     let mut deserializer = serde_json::Deserializer::from_slice(text);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." { String::new() } else { field };
+        let field = super::params::field(e.path());
         let e = e.into_inner();
         if e.is_data() {
             ApiError::invalid(ErrorCode::InvalidBody, &field, format!("the body is not valid: {e}"))

@@ -56,11 +56,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         let query = parts.uri.query().unwrap_or_default();
         let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer).map(Query).map_err(|e| {
-            let field = e.path().to_string();
-            let field = if field == "." { String::new() } else { field };
-            ApiError::invalid(ErrorCode::InvalidQuery, &field, format!("query: {}", e.inner()))
+            ApiError::invalid(
+                ErrorCode::InvalidQuery,
+                &field(e.path()),
+                format!("query: {}", e.inner()),
+            )
         })
     }
+}
+
+/// The field `serde_path_to_error` stopped at, as `details` names it
+/// (empty for the whole, where it says `.`).
+pub fn field(path: &serde_path_to_error::Path) -> String {
+    let field = path.to_string();
+    if field == "." { String::new() } else { field }
 }
 
 /// A name in a path or query (`field`) that must follow the naming rules:

@@ -47,7 +47,8 @@ pub struct StartQuery {
     wait: Option<Wait>,
 }
 
-/// The headers of a start.
+/// The headers of a start, as documented; `params::idempotency_key` reads
+/// and checks them.
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct StartHeaders {

@@ -90,7 +90,8 @@ impl utoipa::ToSchema for NumberedEvent<'_> {
     }
 }
 
-/// The headers of an event stream.
+/// The headers of an event stream, as documented; `run_events` reads
+/// them (`Last-Event-ID` through `params::last_event_id`).
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct EventHeaders {
