@@ -10,6 +10,8 @@
 //! - [`engine`]: the scheduler: queues units, runs attempts, retries,
 //!   compensates, recovers after a crash;
 //! - [`db`]: every state change, committed durably in groups to redb;
+//! - [`store`]: the storage seam being built, and the PostgreSQL backend's
+//!   schema so far;
 //! - [`sandbox`]: loads task components (validated, compiled once, cached
 //!   by digest) and runs one attempt in a fresh, capped store, returning a
 //!   classified [`Outcome`];
@@ -27,6 +29,7 @@ pub mod engine;
 pub mod model;
 pub mod sandbox;
 pub mod spec;
+pub mod store;
 pub mod tenant;
 
 pub use digest::Digest;
