@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+#[path = "../common/outside.rs"]
+mod outside;
+
+use outside::{apt_install, run, skip};
+
 /// A virtual environment with some packages installed.
 pub struct Venv {
     dir: PathBuf,
@@ -43,18 +48,6 @@ pub fn venv(packages: &[&str]) -> Option<Venv> {
             None
         }
     }
-}
-
-/// Reports the current test as skipped because of `reason`, on the
-/// process's stderr so that it shows without `--nocapture`; panics instead
-/// under `CI=true`, where nothing may be skipped.
-pub fn skip(reason: &str) {
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{test} cannot be skipped under CI=true, but {reason}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} because {reason}");
 }
 
 fn create(packages: &[&str]) -> Result<Venv, String> {
@@ -104,42 +97,10 @@ fn python3() -> Result<String, String> {
         return Ok("python3".into());
     }
     static APT: OnceLock<Result<(), String>> = OnceLock::new();
-    let installed = APT.get_or_init(|| {
-        let uid = run(Command::new("id").arg("-u")).map_err(|e| format!("`id -u` failed: {e}"))?;
-        if uid.trim() != "0" {
-            return Err("we are not root, so apt-get cannot install them".into());
-        }
-        let apt = |args: &[&str]| {
-            run(Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"))
-            .map_err(|out| format!("`apt-get {}` failed:\n{out}", args.join(" ")))
-        };
-        apt(&["update"])?;
-        apt(&["install", "-y", "python3", "python3-venv"]).map(drop)
-    });
+    let installed = APT.get_or_init(|| apt_install(&["python3", "python3-venv"], works));
     match installed {
         Ok(()) if works() => Ok("python3".into()),
         Ok(()) => Err("python3 with its venv module is still missing after apt-get installed them".into()),
         Err(why) => Err(format!("python3 with its venv module is not on PATH, and {why}")),
-    }
-}
-
-/// Runs a command to its end: its stdout if it succeeded, or else its
-/// exit status and everything it printed (or why it could not start).
-fn run(command: &mut Command) -> Result<String, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{:?} cannot be started: {e}", command.get_program()))?;
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    if output.status.success() {
-        Ok(text(&output.stdout))
-    } else {
-        Err(format!(
-            "{}\n{}{}",
-            output.status,
-            text(&output.stdout),
-            text(&output.stderr)
-        ))
     }
 }

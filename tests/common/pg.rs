@@ -41,6 +41,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+#[path = "outside.rs"]
+mod outside;
+
+use outside::{apt_install, run, skip};
+
 /// How long a starting server may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many free ports a start tries before it gives up (another process may
@@ -290,33 +295,11 @@ fn psql_program() -> Result<PathBuf, String> {
 }
 
 /// `apt-get install -y postgresql`, tried once per process when we are
-/// root; concurrent test processes take turns on a lock file.
+/// root.
 fn install() -> Result<(), String> {
     static APT: OnceLock<Result<(), String>> = OnceLock::new();
-    APT.get_or_init(|| {
-        let uid = run(Command::new("id").arg("-u")).map_err(|e| format!("`id -u` failed: {e}"))?;
-        if uid.trim() != "0" {
-            return Err("we are not root, so apt-get cannot install postgresql".into());
-        }
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        fs::create_dir_all(root).map_err(|e| format!("{} cannot be created: {e}", root.display()))?;
-        let lock = fs::File::create(root.join("postgresql-apt.lock"))
-            .map_err(|e| format!("no lock file in {}: {e}", root.display()))?;
-        lock.lock().map_err(|e| format!("the apt lock cannot be taken: {e}"))?;
-        if find_bin().is_some() && postgres_user().is_ok() {
-            return Ok(()); // another test process installed it meanwhile
-        }
-        let _ = writeln!(std::io::stderr(), "installing PostgreSQL with apt-get for the tests");
-        let apt = |args: &[&str]| {
-            run(Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"))
-            .map_err(|out| format!("`apt-get {}` failed:\n{out}", args.join(" ")))
-        };
-        apt(&["update"])?;
-        apt(&["install", "-y", "--no-install-recommends", "postgresql"]).map(drop)
-    })
-    .clone()
+    APT.get_or_init(|| apt_install(&["postgresql"], || find_bin().is_some() && postgres_user().is_ok()))
+        .clone()
 }
 
 /// A server the harness started, in its own temporary directory.
@@ -656,35 +639,4 @@ fn run_psql(psql: &Path, url: &str, sql: &str) -> Result<String, String> {
 fn random() -> u64 {
     use std::hash::{BuildHasher as _, RandomState};
     RandomState::new().hash_one(Instant::now())
-}
-
-/// Reports the current test as skipped because of `reason`, on the
-/// process's stderr so that it shows without `--nocapture`; panics instead
-/// under `CI=true`, where nothing may be skipped.
-fn skip(reason: &str) {
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{test} cannot be skipped under CI=true, but {reason}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} because {reason}");
-}
-
-/// Runs a command to its end: its stdout if it succeeded, or else its
-/// exit status and everything it printed (or why it could not start).
-fn run(command: &mut Command) -> Result<String, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{:?} cannot be started: {e}", command.get_program()))?;
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    if output.status.success() {
-        Ok(text(&output.stdout))
-    } else {
-        Err(format!(
-            "{}\n{}{}",
-            output.status,
-            text(&output.stdout),
-            text(&output.stderr)
-        ))
-    }
 }
