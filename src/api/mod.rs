@@ -3,10 +3,12 @@
 //!
 //! [`router`] builds the axum router and the OpenAPI document from the
 //! same handler annotations, so the document cannot drift from the
-//! routes. [`serve`] runs it on a listener until a shutdown signal, then
-//! drains the engine. Every handler takes a `Caller` (a tenant) or
-//! `Admin` argument, and looks resources up under the caller's tenant
-//! only: another tenant's resource is simply not found.
+//! routes; what whole groups of routes answer (auth, bodies, the store) is
+//! declared once in `openapi`. [`serve`] runs it on a listener until a
+//! shutdown signal, then drains the engine. Routes sit in a tenant or an
+//! admin group whose layer checks the token; handlers read who passed
+//! with `Caller` (a tenant) or `Admin`, and look resources up under the
+//! caller's tenant only: another tenant's resource is simply not found.
 
 mod admin;
 mod auth;
