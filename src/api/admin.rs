@@ -6,14 +6,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::ApiState;
 use super::auth::Admin;
 use super::body;
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use super::params::{Name, Path, check_name, name_schema};
+use super::{ApiState, location};
 use crate::db::Change;
 use crate::tenant::{self, Quotas, TenantRecord};
 
@@ -145,7 +145,7 @@ pub async fn create_tenant(
     _: Admin,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, [(header::HeaderName, HeaderValue); 1], Json<TenantWithKey>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<TenantWithKey>)> {
     let request: CreateTenant = body::json(&headers, bytes)?;
     check_name("tenant", "name", &request.name)?;
     let quotas = request.quotas.over(state.config.default_quotas)?;
@@ -171,11 +171,10 @@ pub async fn create_tenant(
         ])
         .await?;
     tracing::info!(tenant = %record.id, key_id = %key.record.key_id, "tenant created");
-    let location = HeaderValue::from_str(&format!("/v1/admin/tenants/{}", record.id))
-        .unwrap_or(HeaderValue::from_static("/v1/admin/tenants"));
+    let location = location(format!("/v1/admin/tenants/{}", record.id));
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        location,
         Json(TenantWithKey {
             tenant: record,
             api_key: NewKeyView {

@@ -69,6 +69,19 @@ fn malformed(e: serde_json::Error) -> ApiError {
     ApiError::new(ErrorCode::MalformedJson, format!("the body is not JSON: {e}"))
 }
 
+/// The schema of a body of raw bytes (a component upload).
+pub struct Binary;
+
+schema!(
+    Binary,
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+            utoipa::openapi::schema::KnownFormat::Binary
+        )))
+        .build()
+);
+
 /// An integer type of a request field, and the largest value the document
 /// declares for it. `u64` fields are declared `format: int64`, so they
 /// stop at `i64::MAX`; `u32` fields are declared `int64` with a

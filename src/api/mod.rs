@@ -10,6 +10,20 @@
 //! with `Caller` (a tenant) or `Admin`, and look resources up under the
 //! caller's tenant only: another tenant's resource is simply not found.
 
+/// Declares the schema of a type from an expression building its
+/// `Object`: for types that parse a constrained value, or that only name a
+/// schema.
+macro_rules! schema {
+    ($type:ty, $build:expr) => {
+        impl utoipa::PartialSchema for $type {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object($build))
+            }
+        }
+        impl utoipa::ToSchema for $type {}
+    };
+}
+
 mod admin;
 mod auth;
 mod body;
@@ -125,6 +139,17 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state);
     (router, document)
+}
+
+/// A `Location` header naming `path`, a resource just made or found.
+/// Paths are built from ids and checked names, so they are valid header
+/// values; one that were not would be left out.
+fn location(path: String) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(value) = axum::http::HeaderValue::try_from(path) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers
 }
 
 /// How the server stands.

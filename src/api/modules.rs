@@ -6,16 +6,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
-use super::ApiState;
 use super::auth::Caller;
-use super::body;
+use super::body::{self, Binary};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use super::params::{Name, Path, Query, check_name};
+use super::{ApiState, location};
 use crate::digest::Digest;
 use crate::model::ModuleRecord;
 
@@ -57,20 +55,6 @@ pub struct ModuleList {
     modules: Vec<ModuleVersions>,
 }
 
-/// The schema of a body of raw bytes.
-pub struct Binary;
-
-impl utoipa::PartialSchema for Binary {
-    fn schema() -> RefOr<Schema> {
-        let bytes = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)));
-        RefOr::T(Schema::Object(bytes.build()))
-    }
-}
-
-impl utoipa::ToSchema for Binary {}
-
 const WASM_TYPES: &[&str] = &["application/wasm", "application/octet-stream"];
 
 /// Upload a task component.
@@ -107,7 +91,7 @@ pub async fn put_module(
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, [(header::HeaderName, HeaderValue); 1], Json<ModuleRecord>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<ModuleRecord>)> {
     check_name("module", "name", &name)?;
     if let Some(version) = &query.version {
         check_name("version", "version", version)?;
@@ -128,7 +112,7 @@ pub async fn put_module(
     let version = query.version.unwrap_or_else(|| digest.short());
     if let Some(existing) = state.db.module_version(&tenant.id, &name, &version)? {
         return if existing.digest == digest {
-            Ok((StatusCode::OK, location(&name), Json(existing)))
+            Ok((StatusCode::OK, location(format!("/v1/modules/{name}")), Json(existing)))
         } else {
             Err(ApiError::new(
                 ErrorCode::VersionExists,
@@ -166,14 +150,8 @@ pub async fn put_module(
         .engine
         .put_module(&tenant.id, record.clone(), bytes.to_vec())
         .await?;
-    Ok((StatusCode::CREATED, location(&record.name), Json(record)))
-}
-
-/// `Location` of a module; names are URL-safe by their rules.
-fn location(name: &str) -> [(header::HeaderName, HeaderValue); 1] {
-    let value =
-        HeaderValue::from_str(&format!("/v1/modules/{name}")).unwrap_or(HeaderValue::from_static("/v1/modules"));
-    [(header::LOCATION, value)]
+    let location = location(format!("/v1/modules/{}", record.name));
+    Ok((StatusCode::CREATED, location, Json(record)))
 }
 
 /// List the tenant's modules.

@@ -16,8 +16,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::tenant::{self, NAME_PATTERN};
@@ -76,18 +75,6 @@ pub fn field(path: &serde_path_to_error::Path) -> String {
 /// 400 `invalid_name` naming the field.
 pub fn check_name(what: &'static str, field: &str, name: &str) -> ApiResult<()> {
     tenant::check_name(what, name).map_err(|e| ApiError::invalid(ErrorCode::InvalidName, field, e.to_string()))
-}
-
-/// Declares the schema of a type from a function building it.
-macro_rules! schema {
-    ($type:ty, $build:expr) => {
-        impl utoipa::PartialSchema for $type {
-            fn schema() -> RefOr<Schema> {
-                RefOr::T(Schema::Object($build))
-            }
-        }
-        impl utoipa::ToSchema for $type {}
-    };
 }
 
 /// The schema of a tenant, module, version or workflow name, for

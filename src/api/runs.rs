@@ -7,16 +7,16 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ApiState;
 use super::auth::Caller;
 use super::body;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::{self, Cursor, IdempotencyKey, Limit, Name, Path, Query, Wait, check_name};
 use super::workflows::WorkflowPath;
+use super::{ApiState, location};
 use crate::db::RunFilter;
 use crate::engine::StartRun;
 use crate::model::{AttemptCaps, Failure, RunId, RunRecord, RunStatus, UnitStatus};
@@ -237,16 +237,12 @@ pub async fn start_run(
         let _ = tokio::time::timeout(wait, state.engine.wait(id)).await;
     }
     let run = owned_run(&state, &tenant.id, id)?;
-    let mut response_headers = HeaderMap::new();
-    if let Ok(location) = format!("/v1/runs/{id}").parse() {
-        response_headers.insert(header::LOCATION, location);
-    }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let started = StartedRun {
         summary: RunSummary::from(&run),
         output: query.wait.and(run.output),
     };
-    Ok((status, response_headers, Json(started)))
+    Ok((status, location(format!("/v1/runs/{id}")), Json(started)))
 }
 
 /// Query of a run listing.
