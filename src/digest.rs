@@ -16,6 +16,12 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    /// A digest from its raw bytes, as a store keeps it; `None` unless
+    /// there are exactly 32.
+    pub fn from_slice(bytes: &[u8]) -> Option<Digest> {
+        <[u8; 32]>::try_from(bytes).ok().map(Digest)
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

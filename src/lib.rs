@@ -9,9 +9,8 @@
 //! - [`spec`]: workflow documents parsed, checked and compiled once;
 //! - [`engine`]: the scheduler: queues units, runs attempts, retries,
 //!   compensates, recovers after a crash;
-//! - [`db`]: every state change, committed durably in groups to redb;
-//! - [`store`]: the storage seam being built, and the PostgreSQL backend's
-//!   schema so far;
+//! - [`store`]: every state change, committed durably in groups, behind
+//!   one seam with two backends: embedded redb and PostgreSQL;
 //! - [`sandbox`]: loads task components (validated, compiled once, cached
 //!   by digest) and runs one attempt in a fresh, capped store, returning a
 //!   classified [`Outcome`];
@@ -23,7 +22,6 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
-pub mod db;
 pub mod digest;
 pub mod engine;
 pub mod model;

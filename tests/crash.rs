@@ -1,12 +1,17 @@
 //! The real `weft` binary, killed with SIGKILL in the middle of a run, then
 //! restarted: the run finishes, steps that completed before the kill are
-//! not run again and keep their results, and the output is right.
+//! not run again and keep their results, and the output is right. On both
+//! backends: `--store redb:DIR` and a real PostgreSQL.
 
+#[path = "common/backend.rs"]
+mod backend;
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+use backend::TestStore;
 
 use serde_json::{Value, json};
 
@@ -23,11 +28,10 @@ fn fixture() -> String {
 
 /// Starts `weft run` on `data` and kills it with SIGKILL as soon as it
 /// reports that `step` succeeded (the next step is then in flight).
-fn run_and_kill_after(data: &Path, step: &str) {
+fn run_and_kill_after(store: &str, step: &str) {
     let module = format!("misbehave={}", common::guest("misbehave").display());
     let mut child = weft()
-        .args(["run", &fixture(), "--module", &module, "--data"])
-        .arg(data)
+        .args(["run", &fixture(), "--module", &module, "--store", store])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -52,12 +56,8 @@ fn kill_after(child: &mut std::process::Child, step: &str) {
 }
 
 /// The run as `weft show --json` reports it.
-fn show(data: &Path) -> Value {
-    let output = weft()
-        .args(["show", "1", "--json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
+fn show(store: &str) -> Value {
+    let output = weft().args(["show", "1", "--json", "--store", store]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -78,8 +78,8 @@ fn steps(run: &Value) -> Vec<(String, String, Vec<Value>)> {
         .collect()
 }
 
-fn resume(data: &Path) -> Value {
-    let output = weft().args(["resume", "--json", "--data"]).arg(data).output().unwrap();
+fn resume(store: &str) -> Value {
+    let output = weft().args(["resume", "--json", "--store", store]).output().unwrap();
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -111,10 +111,9 @@ fn assert_finished_correctly(before: &Value, after: &Value) {
     }
 }
 
-fn check_kill_point(step: &str, completed_before: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    run_and_kill_after(dir.path(), step);
-    let before = show(dir.path());
+fn check_kill_point(store: &TestStore, step: &str, completed_before: usize) {
+    run_and_kill_after(store.arg(), step);
+    let before = show(store.arg());
     assert_eq!(before["run"]["status"], "running");
     let done = steps(&before)
         .iter()
@@ -126,41 +125,37 @@ fn check_kill_point(step: &str, completed_before: usize) {
         "steps completed at the kill: {:?}",
         steps(&before)
     );
-    let after = resume(dir.path());
+    let after = resume(store.arg());
     assert_finished_correctly(&before, &after);
 }
 
-#[test]
-fn killed_after_the_first_step() {
-    check_kill_point("s1", 1);
-}
+on_both_backends! {
+    async fn killed_after_the_first_step(store: TestStore) {
+        check_kill_point(&store, "s1", 1);
+    }
 
-#[test]
-fn killed_in_the_middle() {
-    check_kill_point("s3", 3);
-}
+    async fn killed_in_the_middle(store: TestStore) {
+        check_kill_point(&store, "s3", 3);
+    }
 
-#[test]
-fn killed_before_the_last_step() {
-    check_kill_point("s4", 4);
-}
+    async fn killed_before_the_last_step(store: TestStore) {
+        check_kill_point(&store, "s4", 4);
+    }
 
-#[test]
-fn killed_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    run_and_kill_after(dir.path(), "s1");
-    let first = show(dir.path());
-    // Kill the resumed process too, after it completes another step.
-    let mut child = weft()
-        .args(["resume", "--data"])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    kill_after(&mut child, "s3");
-    let second = show(dir.path());
-    let after = resume(dir.path());
-    assert_finished_correctly(&first, &after);
-    assert_finished_correctly(&second, &after);
+    async fn killed_twice(store: TestStore) {
+        run_and_kill_after(store.arg(), "s1");
+        let first = show(store.arg());
+        // Kill the resumed process too, after it completes another step.
+        let mut child = weft()
+            .args(["resume", "--store", store.arg()])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        kill_after(&mut child, "s3");
+        let second = show(store.arg());
+        let after = resume(store.arg());
+        assert_finished_correctly(&first, &after);
+        assert_finished_correctly(&second, &after);
+    }
 }

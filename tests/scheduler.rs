@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weft::db::Db;
 use weft::engine::{AttemptRequest, Clock, Engine, EngineConfig, RunFuture, Runner, StartRun, TokioClock};
 use weft::model::{EventKind, ModuleRecord, RunId, RunStatus, UnitStatus};
 use weft::sandbox::{AttemptLogs, AttemptReport, Outcome};
+use weft::store::{self, StoreLocation};
 
 /// What the fake runner does for an attempt.
 #[derive(Clone)]
@@ -141,7 +141,7 @@ async fn setup(workflow: &str, max_concurrent: usize) -> Setup {
 async fn setup_with(workflow: &str, config: EngineConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(FakeRunner::default());
-    let engine = start_engine_with(dir.path(), fake.clone(), T0, config);
+    let engine = start_engine_with(dir.path(), fake.clone(), T0, config).await;
     engine
         .put_module(
             "t",
@@ -154,19 +154,25 @@ async fn setup_with(workflow: &str, config: EngineConfig) -> Setup {
     Setup { engine, fake, dir }
 }
 
-fn start_engine(dir: &Path, fake: Arc<FakeRunner>, at: u64, max_concurrent: usize) -> Engine {
+async fn start_engine(dir: &Path, fake: Arc<FakeRunner>, at: u64, max_concurrent: usize) -> Engine {
     let config = EngineConfig {
         max_concurrent,
         ..EngineConfig::default()
     };
-    start_engine_with(dir, fake, at, config)
+    start_engine_with(dir, fake, at, config).await
 }
 
-fn start_engine_with(dir: &Path, fake: Arc<FakeRunner>, at: u64, config: EngineConfig) -> Engine {
-    let db = Db::open(&dir.join("weft.redb")).unwrap();
+/// On the embedded store only: these tests run on tokio's paused clock,
+/// which a network store's timeouts cannot share.
+async fn start_engine_with(dir: &Path, fake: Arc<FakeRunner>, at: u64, config: EngineConfig) -> Engine {
+    let location = StoreLocation::Redb(dir.join("store"));
+    let db = store::open(&location, store::DEFAULT_CACHE).await.unwrap();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(at));
     *fake.clock.lock().unwrap() = Some(clock.clone());
-    Engine::start(db, Arc::new(Shared(fake)), clock, config).unwrap().0
+    Engine::start(db, Arc::new(Shared(fake)), clock, config)
+        .await
+        .unwrap()
+        .0
 }
 
 async fn start(engine: &Engine, workflow: &str, priority: i32) -> RunId {
@@ -180,10 +186,11 @@ async fn start(engine: &Engine, workflow: &str, priority: i32) -> RunId {
     engine.start_run(request).await.unwrap().0
 }
 
-fn unit_statuses(engine: &Engine, run: RunId) -> Vec<UnitStatus> {
+async fn unit_statuses(engine: &Engine, run: RunId) -> Vec<UnitStatus> {
     engine
-        .db()
-        .units(run)
+        .store()
+        .units("t", run)
+        .await
         .unwrap()
         .into_iter()
         .map(|(_, u)| u.status)
@@ -220,7 +227,7 @@ async fn retries_back_off_exponentially_up_to_the_cap() {
         .collect();
     assert_eq!(times, [0, 1_000, 4_000, 9_000]);
     assert_eq!(
-        unit_statuses(&s.engine, run),
+        unit_statuses(&s.engine, run).await,
         [UnitStatus::Succeeded, UnitStatus::Skipped]
     );
 }
@@ -242,7 +249,7 @@ async fn exhausted_retries_fail_the_step_and_run_its_compensation() {
         .collect();
     assert_eq!(attempts, expected);
     assert_eq!(
-        unit_statuses(&s.engine, run),
+        unit_statuses(&s.engine, run).await,
         [UnitStatus::Failed, UnitStatus::Succeeded]
     );
 }
@@ -302,7 +309,7 @@ steps:
     drop(s.engine);
 
     // A new engine on the same store, 10 s later by the wall clock.
-    let engine = start_engine(s.dir.path(), s.fake.clone(), T0 + 10_000, 8);
+    let engine = start_engine(s.dir.path(), s.fake.clone(), T0 + 10_000, 8).await;
     let record = engine.wait(run).await.unwrap();
     assert_eq!(record.status, RunStatus::Succeeded);
     let started: Vec<(String, u32, u64)> = s.fake.started().into_iter().map(|(s, a, t)| (s, a, t - T0)).collect();
@@ -330,7 +337,7 @@ steps:
     drop(s.engine);
 
     s.fake.script("b", 1, Script::Ok(json!("second time lucky")));
-    let engine = start_engine(s.dir.path(), s.fake.clone(), T0 + 5_000, 8);
+    let engine = start_engine(s.dir.path(), s.fake.clone(), T0 + 5_000, 8).await;
     let record = engine.wait(run).await.unwrap();
     assert_eq!(record.output.unwrap(), json!({"a": "done", "b": "second time lucky"}));
     let started: Vec<(String, u32)> = s.fake.started().into_iter().map(|(s, a, _)| (s, a)).collect();
@@ -431,7 +438,7 @@ steps:
         assert_eq!(record.status, expected, "run {run}");
     }
     assert_eq!(
-        unit_statuses(&s.engine, queued[2]),
+        unit_statuses(&s.engine, queued[2]).await,
         [UnitStatus::Cancelled, UnitStatus::Cancelled]
     );
     // Each parked run ran both steps once, in priority order.
@@ -500,7 +507,7 @@ steps:
     let record = s.engine.wait(run).await.unwrap();
     assert_eq!(record.status, RunStatus::Cancelled);
     assert_eq!(
-        unit_statuses(&s.engine, run),
+        unit_statuses(&s.engine, run).await,
         [UnitStatus::Cancelled, UnitStatus::Cancelled]
     );
     assert!(

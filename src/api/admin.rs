@@ -14,7 +14,7 @@ use super::body;
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use super::params::{Name, Path, check_name, name_schema};
 use super::{ApiState, location};
-use crate::db::Change;
+use crate::store::Change;
 use crate::tenant::{self, Quotas, TenantRecord};
 
 /// A new tenant.
@@ -149,7 +149,7 @@ pub async fn create_tenant(
     let request: CreateTenant = body::json(&headers, bytes)?;
     check_name("tenant", "name", &request.name)?;
     let quotas = request.quotas.over(state.config.default_quotas)?;
-    if state.db.tenant(&request.name)?.is_some() {
+    if state.store.tenant(&request.name).await?.is_some() {
         return Err(ApiError::new(
             ErrorCode::TenantExists,
             format!("tenant {:?} exists", request.name),
@@ -164,7 +164,7 @@ pub async fn create_tenant(
     };
     let key = tenant::new_key(&record.id, now);
     state
-        .db
+        .store
         .commit(vec![
             Change::PutTenant(Box::new(record.clone())),
             Change::PutKey(Box::new(key.record.clone())),
@@ -194,7 +194,7 @@ pub async fn create_tenant(
 )]
 pub async fn list_tenants(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<TenantList>> {
     Ok(Json(TenantList {
-        tenants: state.db.tenants()?,
+        tenants: state.store.tenants().await?,
     }))
 }
 
@@ -214,15 +214,16 @@ pub async fn get_tenant(
     _: Admin,
     Path(TenantPath { id }): Path<TenantPath>,
 ) -> ApiResult<Json<TenantRecord>> {
-    tenant_named(&state, &id).map(Json)
+    tenant_named(&state, &id).await.map(Json)
 }
 
 /// The tenant `id`, or 400 for a name no tenant can have, or 404.
-fn tenant_named(state: &ApiState, id: &str) -> ApiResult<TenantRecord> {
+async fn tenant_named(state: &ApiState, id: &str) -> ApiResult<TenantRecord> {
     check_name("tenant", "id", id)?;
     state
-        .db
-        .tenant(id)?
+        .store
+        .tenant(id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant {id:?}")))
 }
 
@@ -265,10 +266,10 @@ pub async fn enable_tenant(
 }
 
 async fn set_disabled(state: &ApiState, id: &str, disabled: bool) -> ApiResult<TenantRecord> {
-    let mut record = tenant_named(state, id)?;
+    let mut record = tenant_named(state, id).await?;
     record.disabled = disabled;
     state
-        .db
+        .store
         .commit(vec![Change::PutTenant(Box::new(record.clone()))])
         .await?;
     Ok(record)
@@ -290,10 +291,10 @@ pub async fn create_key(
     _: Admin,
     Path(TenantPath { id }): Path<TenantPath>,
 ) -> ApiResult<(StatusCode, Json<NewKeyView>)> {
-    tenant_named(&state, &id)?;
+    tenant_named(&state, &id).await?;
     let key = tenant::new_key(&id, state.engine.now());
     state
-        .db
+        .store
         .commit(vec![Change::PutKey(Box::new(key.record.clone()))])
         .await?;
     Ok((
@@ -322,10 +323,10 @@ pub async fn revoke_key(
     Path(KeyPath { id, key_id }): Path<KeyPath>,
 ) -> ApiResult<StatusCode> {
     check_name("tenant", "id", &id)?;
-    match state.db.key(&key_id)? {
+    match state.store.key(&key_id).await? {
         Some(key) if key.tenant == id => {}
         _ => return Err(ApiError::not_found(format!("key {key_id:?} of tenant {id:?}"))),
     }
-    state.db.commit(vec![Change::DeleteKey { key_id }]).await?;
+    state.store.commit(vec![Change::DeleteKey { key_id }]).await?;
     Ok(StatusCode::NO_CONTENT)
 }

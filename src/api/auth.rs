@@ -47,14 +47,14 @@ fn wrong_token() -> ApiError {
 }
 
 /// The tenant whose key `parts` carries.
-fn authenticate(parts: &Parts, state: &ApiState) -> Result<TenantRecord, ApiError> {
+async fn authenticate(parts: &Parts, state: &ApiState) -> Result<TenantRecord, ApiError> {
     let token = bearer(parts)?;
     let (key_id, secret) = tenant::split_key(token).ok_or_else(wrong_token)?;
-    let key = state.db.key(key_id)?.ok_or_else(wrong_token)?;
+    let key = state.store.key(key_id).await?.ok_or_else(wrong_token)?;
     if !tenant::key_matches(&key, secret) {
         return Err(wrong_token());
     }
-    let tenant = state.db.tenant(&key.tenant)?.ok_or_else(wrong_token)?;
+    let tenant = state.store.tenant(&key.tenant).await?.ok_or_else(wrong_token)?;
     if tenant.disabled {
         return Err(ApiError::new(
             ErrorCode::TenantDisabled,
@@ -68,7 +68,7 @@ fn authenticate(parts: &Parts, state: &ApiState) -> Result<TenantRecord, ApiErro
 /// enabled tenant through, as that tenant.
 pub async fn tenant(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let tenant = authenticate(&parts, &state)?;
+    let tenant = authenticate(&parts, &state).await?;
     parts.extensions.insert(Caller(tenant));
     Ok(next.run(Request::from_parts(parts, body)).await)
 }

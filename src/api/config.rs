@@ -8,13 +8,17 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::sandbox::{parse_duration, parse_size};
+use crate::store::StoreLocation;
 use crate::tenant::Quotas;
 
 /// Everything `weft serve` needs to know.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Where the store and the admin token live.
+    /// Where the admin token lives, and the store unless `store` says
+    /// otherwise.
     pub data: PathBuf,
+    /// Where the store is; `None` is the embedded store in `data`.
+    pub store: Option<StoreLocation>,
     /// The address to listen on.
     pub listen: SocketAddr,
     /// Attempts running at once, across all tenants.
@@ -38,12 +42,13 @@ impl ServerConfig {
     pub fn new(data: PathBuf) -> ServerConfig {
         ServerConfig {
             data,
+            store: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_concurrent_attempts: 64,
             max_body: 1 << 20,
             max_module_body: 64 << 20,
             shutdown_grace: Duration::from_secs(30),
-            store_cache: crate::db::DEFAULT_CACHE,
+            store_cache: crate::store::DEFAULT_CACHE,
             default_quotas: Quotas::default(),
         }
     }
@@ -53,6 +58,7 @@ impl ServerConfig {
 ///
 /// ```toml
 /// data = "/var/lib/weft"
+/// store = "postgres://weft@db.internal/weft"
 /// listen = "0.0.0.0:8080"
 /// max_concurrent_attempts = 64
 /// max_body = "1MiB"
@@ -73,6 +79,8 @@ impl ServerConfig {
 pub struct FileConfig {
     /// Data directory.
     pub data: Option<PathBuf>,
+    /// Store location: `redb:DIR` or `postgres://...`.
+    pub store: Option<String>,
     /// Listen address.
     pub listen: Option<String>,
     /// Attempts at once.
@@ -106,6 +114,9 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
         .or(file.data)
         .ok_or("no data directory: give --data DIR, WEFT_DATA or `data` in the config file")?;
     let mut config = ServerConfig::new(data);
+    if let Some(store) = given.store.or(file.store) {
+        config.store = Some(store.parse().map_err(|e| format!("store: {e}"))?);
+    }
     if let Some(listen) = given.listen.or(file.listen) {
         config.listen = listen
             .parse()

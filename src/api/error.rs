@@ -10,9 +10,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::spec::SpecError;
+use crate::store::StoreError;
 
 /// Every error code the API answers. Each has one HTTP status
 /// ([`ErrorCode::status`]); the OpenAPI document lists them all.
@@ -263,10 +263,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> ApiError {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
         match e {
-            DbError::Closed => ApiError::unavailable(),
+            StoreError::Closed => ApiError::unavailable(),
+            StoreError::Unavailable(why) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("the store cannot be reached; try again shortly ({why})"),
+                )
+            },
             e => ApiError::internal(e),
         }
     }
@@ -292,7 +299,7 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownRun(run) => ApiError::not_found(format!("run {run}")),
             e @ EngineError::CannotRetry { .. } => ApiError::new(CannotRetry, e.to_string()),
             EngineError::QuotaExceeded(reason) => ApiError::quota(reason),
-            EngineError::Db(e) => e.into(),
+            EngineError::Store(e) => e.into(),
             EngineError::Stopped => ApiError::unavailable(),
         }
     }

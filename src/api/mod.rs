@@ -56,9 +56,9 @@ pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, Problem};
 pub use metrics::Metrics;
 pub use server::{Server, serve};
 
-use crate::db::Db;
 use crate::engine::Engine;
 use crate::sandbox::Sandbox;
+use crate::store::Store;
 use crate::tenant::RateLimiter;
 
 /// What every handler shares.
@@ -66,7 +66,7 @@ pub struct ApiState {
     /// The engine.
     pub engine: Engine,
     /// The store.
-    pub db: Db,
+    pub store: Arc<dyn Store>,
     /// Validates and precompiles uploaded modules.
     pub sandbox: Sandbox,
     /// Settings.
@@ -155,7 +155,8 @@ fn location(path: String) -> axum::http::HeaderMap {
 /// How the server stands.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct Health {
-    /// `ok` (healthz); `ready` or `not ready` (readyz).
+    /// `ok` (healthz); `ready`, `stopping` or `store unreachable`
+    /// (readyz).
     status: &'static str,
 }
 
@@ -170,25 +171,25 @@ async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
 
-/// Whether the server takes work: not stopping.
+/// Whether the server takes work: not stopping, and its store reachable.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "server",
     responses(
         (status = 200, description = "Taking work", body = Health),
-        (status = 503, description = "Stopping", body = Health),
+        (status = 503, description = "Stopping, or the store cannot be reached", body = Health),
     )
 )]
 async fn readyz(State(state): State<Arc<ApiState>>) -> (StatusCode, axum::Json<Health>) {
-    if !*state.stopping.borrow() {
-        (StatusCode::OK, axum::Json(Health { status: "ready" }))
+    let status = if *state.stopping.borrow() {
+        "stopping"
+    } else if !state.store.is_available() {
+        "store unreachable"
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(Health { status: "not ready" }),
-        )
-    }
+        return (StatusCode::OK, axum::Json(Health { status: "ready" }));
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Health { status }))
 }
 
 /// The OpenAPI document, serialised once.

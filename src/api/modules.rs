@@ -110,7 +110,7 @@ pub async fn put_module(
     }
     let digest = Digest::of(&bytes);
     let version = query.version.unwrap_or_else(|| digest.short());
-    if let Some(existing) = state.db.module_version(&tenant.id, &name, &version)? {
+    if let Some(existing) = state.store.module_version(&tenant.id, &name, &version).await? {
         return if existing.digest == digest {
             Ok((StatusCode::OK, location(format!("/v1/modules/{name}")), Json(existing)))
         } else {
@@ -123,7 +123,7 @@ pub async fn put_module(
             ))
         };
     }
-    let stored = state.db.module_versions(&tenant.id)?.len();
+    let stored = state.store.module_versions(&tenant.id).await?.len();
     if stored as u64 >= u64::from(quotas.max_modules) {
         return Err(ApiError::quota(format!(
             "{stored} module versions are stored; the tenant's max_modules is {}",
@@ -163,7 +163,7 @@ pub async fn put_module(
 )]
 pub async fn list_modules(State(state): State<Arc<ApiState>>, Caller(tenant): Caller) -> ApiResult<Json<ModuleList>> {
     let mut modules: Vec<ModuleVersions> = Vec::new();
-    for record in state.db.module_versions(&tenant.id)? {
+    for record in state.store.module_versions(&tenant.id).await? {
         match modules.last_mut() {
             Some(last) if last.name == record.name => last.versions.push(record),
             _ => modules.push(ModuleVersions {
@@ -174,7 +174,7 @@ pub async fn list_modules(State(state): State<Arc<ApiState>>, Caller(tenant): Ca
         }
     }
     for module in &mut modules {
-        module.latest = latest(&state, &tenant.id, &module.name, &module.versions)?;
+        module.latest = latest(&state, &tenant.id, &module.name, &module.versions).await?;
         module.versions.sort_by_key(|v| v.created_at);
     }
     Ok(Json(ModuleList { modules }))
@@ -197,9 +197,9 @@ pub async fn get_module(
     Path(ModulePath { name }): Path<ModulePath>,
 ) -> ApiResult<Json<ModuleVersions>> {
     check_name("module", "name", &name)?;
-    let mut versions = versions_of(&state, &tenant.id, &name)?;
+    let mut versions = versions_of(&state, &tenant.id, &name).await?;
     versions.sort_by_key(|v| v.created_at);
-    let latest = latest(&state, &tenant.id, &name, &versions)?;
+    let latest = latest(&state, &tenant.id, &name, &versions).await?;
     Ok(Json(ModuleVersions { name, latest, versions }))
 }
 
@@ -224,9 +224,11 @@ pub async fn delete_module(
     Path(ModulePath { name }): Path<ModulePath>,
 ) -> ApiResult<StatusCode> {
     check_name("module", "name", &name)?;
-    let versions = versions_of(&state, &tenant.id, &name)?;
-    for id in state.db.active_runs()? {
-        let Some(run) = state.db.run(id)? else { continue };
+    let versions = versions_of(&state, &tenant.id, &name).await?;
+    for id in state.store.active_runs().await? {
+        let Some(run) = state.store.run(id).await? else {
+            continue;
+        };
         if run.tenant == tenant.id && run.modules.iter().any(|d| versions.iter().any(|v| v.digest == *d)) {
             return Err(ApiError::new(
                 ErrorCode::ModuleInUse,
@@ -235,8 +237,8 @@ pub async fn delete_module(
         }
     }
     state
-        .db
-        .commit(vec![crate::db::Change::DeleteModule {
+        .store
+        .commit(vec![crate::store::Change::DeleteModule {
             tenant: tenant.id.clone(),
             name,
         }])
@@ -244,10 +246,11 @@ pub async fn delete_module(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn versions_of(state: &ApiState, tenant: &str, name: &str) -> ApiResult<Vec<ModuleRecord>> {
+async fn versions_of(state: &ApiState, tenant: &str, name: &str) -> ApiResult<Vec<ModuleRecord>> {
     let versions: Vec<ModuleRecord> = state
-        .db
-        .module_versions(tenant)?
+        .store
+        .module_versions(tenant)
+        .await?
         .into_iter()
         .filter(|m| m.name == name)
         .collect();
@@ -257,8 +260,8 @@ fn versions_of(state: &ApiState, tenant: &str, name: &str) -> ApiResult<Vec<Modu
     Ok(versions)
 }
 
-fn latest(state: &ApiState, tenant: &str, name: &str, versions: &[ModuleRecord]) -> ApiResult<String> {
-    let digest = state.db.module_named(tenant, name)?;
+async fn latest(state: &ApiState, tenant: &str, name: &str, versions: &[ModuleRecord]) -> ApiResult<String> {
+    let digest = state.store.module_named(tenant, name).await?;
     Ok(versions
         .iter()
         .rev()

@@ -17,10 +17,10 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::{self, Cursor, IdempotencyKey, Limit, Name, Path, Query, Wait, check_name};
 use super::workflows::WorkflowPath;
 use super::{ApiState, location};
-use crate::db::RunFilter;
 use crate::engine::StartRun;
 use crate::model::{AttemptCaps, Failure, RunId, RunRecord, RunStatus, UnitStatus};
 use crate::sandbox::Outcome;
+use crate::store::RunFilter;
 
 /// The body of a start.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -203,7 +203,7 @@ pub async fn start_run(
     check_name("workflow", "name", &name)?;
     let idempotency_key = params::idempotency_key(&headers)?;
     let start: StartBody = body::json(&headers, bytes)?;
-    if state.db.workflow_named(&tenant.id, &name)?.is_none() {
+    if state.store.workflow_named(&tenant.id, &name).await?.is_none() {
         return Err(ApiError::not_found(format!("workflow {name:?}")));
     }
     if let Err(wait_ms) = state
@@ -236,7 +236,7 @@ pub async fn start_run(
         // Over the wait, the run is answered as it is now.
         let _ = tokio::time::timeout(wait, state.engine.wait(id)).await;
     }
-    let run = owned_run(&state, &tenant.id, id)?;
+    let run = owned_run(&state, &tenant.id, id).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let started = StartedRun {
         summary: RunSummary::from(&run),
@@ -286,7 +286,7 @@ pub async fn list_runs(
         before: query.cursor.map(|Cursor(id)| RunId(id)),
         limit: query.limit.map_or(50, |Limit(limit)| limit),
     };
-    let (runs, next) = state.db.tenant_runs(&tenant.id, &filter)?;
+    let (runs, next) = state.store.tenant_runs(&tenant.id, &filter).await?;
     Ok(Json(RunPage {
         runs: runs.iter().map(RunSummary::from).collect(),
         next_cursor: next.map(|id| id.to_string()),
@@ -317,18 +317,19 @@ pub async fn get_run(
     Caller(tenant): Caller,
     Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<Json<RunView>> {
-    let run = owned_run(&state, &tenant.id, RunId(id))?;
-    let workflow = state.engine.workflow(&run.workflow_digest)?;
+    let run = owned_run(&state, &tenant.id, RunId(id)).await?;
+    let workflow = state.engine.workflow(&run.tenant, &run.workflow_digest).await?;
     let step_id = |index: u32| {
         workflow
             .steps
             .get(index as usize)
             .map_or_else(|| index.to_string(), |s| s.id.clone())
     };
-    let attempts = state.db.attempts(run.id)?;
+    let attempts = state.store.attempts(&run.tenant, run.id).await?;
     let steps = state
-        .db
-        .units(run.id)?
+        .store
+        .units(&run.tenant, run.id)
+        .await?
         .into_iter()
         .map(|(key, unit)| StepView {
             step: step_id(key.step),
@@ -377,9 +378,9 @@ pub async fn cancel_run(
     Caller(tenant): Caller,
     Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<Json<RunSummary>> {
-    let run = owned_run(&state, &tenant.id, RunId(id))?;
+    let run = owned_run(&state, &tenant.id, RunId(id)).await?;
     state.engine.cancel(run.id).await?;
-    Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id)?)))
+    Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id).await?)))
 }
 
 /// Retry a failed or cancelled run from its failed steps; steps that
@@ -401,14 +402,14 @@ pub async fn retry_run(
     Caller(tenant): Caller,
     Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<Json<RunSummary>> {
-    let run = owned_run(&state, &tenant.id, RunId(id))?;
+    let run = owned_run(&state, &tenant.id, RunId(id)).await?;
     state.engine.retry(run.id).await?;
-    Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id)?)))
+    Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id).await?)))
 }
 
 /// The run, if `tenant` owns it; another tenant's run is not found.
-pub(super) fn owned_run(state: &ApiState, tenant: &str, id: RunId) -> ApiResult<RunRecord> {
-    match state.db.run(id)? {
+pub(super) async fn owned_run(state: &ApiState, tenant: &str, id: RunId) -> ApiResult<RunRecord> {
+    match state.store.run(id).await? {
         Some(run) if run.tenant == tenant => Ok(run),
         _ => Err(ApiError::not_found(format!("run {id}"))),
     }

@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{ApiState, Metrics, ServerConfig, router};
-use crate::db::{Db, STORE_FILE};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, TokioClock};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::store::{self, StoreLocation};
 use crate::tenant::RateLimiter;
 
 /// Why the server could not start.
@@ -46,26 +46,32 @@ pub async fn serve(
     let fail = |what: &str, e: &dyn std::fmt::Display| ServeError(format!("{what}: {e}"));
     std::fs::create_dir_all(&config.data).map_err(|e| fail(&format!("cannot create {}", config.data.display()), &e))?;
     let (admin_token, admin_token_file) = admin_token(&config.data)?;
-    let db = Db::open_with_cache(&config.data.join(STORE_FILE), config.store_cache)
+    let location = config
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreLocation::Redb(config.data.clone()));
+    let store = store::open(&location, config.store_cache)
+        .await
         .map_err(|e| fail("cannot open the store", &e))?;
     let sandbox = Sandbox::new(SandboxConfig {
         max_concurrent: config.max_concurrent_attempts as u32,
         ..SandboxConfig::default()
     })
     .map_err(|e| fail("cannot start the sandbox", &e))?;
-    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), db.clone()));
+    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
     let engine_config = EngineConfig {
         max_concurrent: config.max_concurrent_attempts,
         ..EngineConfig::default()
     };
-    let (engine, resumed) = Engine::start(db.clone(), runner, Arc::new(TokioClock::system()), engine_config)
+    let (engine, resumed) = Engine::start(store.clone(), runner, Arc::new(TokioClock::system()), engine_config)
+        .await
         .map_err(|e| fail("cannot start the engine", &e))?;
 
     let (stop, stopping) = watch::channel(false);
     let metrics = Metrics::new();
     let state = Arc::new(ApiState {
         engine: engine.clone(),
-        db,
+        store,
         sandbox,
         config: config.clone(),
         admin_token,

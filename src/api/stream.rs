@@ -130,13 +130,13 @@ pub async fn run_events(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let last_event = params::last_event_id(&headers)?;
-    let run = owned_run(&state, &tenant.id, RunId(id))?;
+    let run = owned_run(&state, &tenant.id, RunId(id)).await?;
     let wants_stream = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if !wants_stream {
-        let events = state.db.events_from(run.id, 0)?;
+        let events = state.store.events_from(&run.tenant, run.id, 0).await?;
         let events = events
             .into_iter()
             .map(|(seq, event)| NumberedEvent {
@@ -149,7 +149,7 @@ pub async fn run_events(
     let from = last_event.map_or(0, |last| last.saturating_add(1));
     let updates = state.engine.subscribe();
     let (sender, receiver) = mpsc::channel(256);
-    tokio::spawn(follow(state.clone(), run.id, from, updates, sender));
+    tokio::spawn(follow(state.clone(), run.tenant, run.id, from, updates, sender));
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver
             .recv()
@@ -163,6 +163,7 @@ pub async fn run_events(
 /// goes, or the server stops.
 async fn follow(
     state: Arc<ApiState>,
+    tenant: String,
     run: RunId,
     mut next: u32,
     mut updates: broadcast::Receiver<crate::engine::Update>,
@@ -172,11 +173,11 @@ async fn follow(
     loop {
         // The status is read before the history: if the run had ended, the
         // history holds its end; if not, its end comes live.
-        let ended = match state.db.run(run) {
+        let ended = match state.store.run(run).await {
             Ok(Some(record)) => record.status.is_final(),
             _ => return,
         };
-        let Ok(stored) = state.db.events_from(run, next) else {
+        let Ok(stored) = state.store.events_from(&tenant, run, next).await else {
             return;
         };
         for (seq, event) in stored {
@@ -283,14 +284,15 @@ pub async fn step_logs(
     Caller(tenant): Caller,
     Path(StepPath { id, step }): Path<StepPath>,
 ) -> ApiResult<Json<StepLogs>> {
-    let run = owned_run(&state, &tenant.id, RunId(id))?;
-    let workflow = state.engine.workflow(&run.workflow_digest)?;
+    let run = owned_run(&state, &tenant.id, RunId(id)).await?;
+    let workflow = state.engine.workflow(&run.tenant, &run.workflow_digest).await?;
     let (index, _) = workflow
         .step(&step)
         .ok_or_else(|| ApiError::not_found(format!("step {step:?} of run {}", run.id)))?;
     let attempts = state
-        .db
-        .attempts(run.id)?
+        .store
+        .attempts(&run.tenant, run.id)
+        .await?
         .into_iter()
         .filter(|(key, _)| key.step as usize == index)
         .map(|(key, attempt)| AttemptLogView {

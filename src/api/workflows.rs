@@ -120,18 +120,17 @@ pub async fn put_workflow(
     let source = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::new(ErrorCode::MalformedDocument, format!("the document is not UTF-8: {e}")))?;
     let engine = &state.engine;
-    engine
-        .put_workflow_with(&tenant.id, source, &spec_config(&tenant.quotas), |workflow| {
-            if workflow.name != name {
-                return Err(EngineError::NameMismatch {
-                    path: name.clone(),
-                    document: workflow.name.clone(),
-                });
-            }
-            engine.resolve_modules(&tenant.id, workflow).map(drop)
-        })
-        .await?;
-    view(&state, &tenant.id, &name).map(Json)
+    let workflow = engine.compile(source, &spec_config(&tenant.quotas))?;
+    if workflow.name != name {
+        return Err(EngineError::NameMismatch {
+            path: name.clone(),
+            document: workflow.name.clone(),
+        }
+        .into());
+    }
+    engine.resolve_modules(&tenant.id, &workflow).await?;
+    engine.store_workflow(&tenant.id, source, workflow).await?;
+    view(&state, &tenant.id, &name).await.map(Json)
 }
 
 /// List the tenant's workflows.
@@ -146,8 +145,8 @@ pub async fn list_workflows(
     Caller(tenant): Caller,
 ) -> ApiResult<Json<WorkflowList>> {
     let mut workflows = Vec::new();
-    for name in state.db.workflow_names(&tenant.id)? {
-        if let Some(latest) = state.db.workflow_versions(&tenant.id, &name)?.pop() {
+    for name in state.store.workflow_names(&tenant.id).await? {
+        if let Some(latest) = state.store.workflow_versions(&tenant.id, &name).await?.pop() {
             workflows.push(WorkflowSummary { name, latest });
         }
     }
@@ -171,16 +170,16 @@ pub async fn get_workflow(
     Path(WorkflowPath { name }): Path<WorkflowPath>,
 ) -> ApiResult<Json<WorkflowView>> {
     check_name("workflow", "name", &name)?;
-    view(&state, &tenant.id, &name).map(Json)
+    view(&state, &tenant.id, &name).await.map(Json)
 }
 
-fn view(state: &ApiState, tenant: &str, name: &str) -> ApiResult<WorkflowView> {
-    let versions = state.db.workflow_versions(tenant, name)?;
+async fn view(state: &ApiState, tenant: &str, name: &str) -> ApiResult<WorkflowView> {
+    let versions = state.store.workflow_versions(tenant, name).await?;
     let latest = versions
         .last()
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("workflow {name:?}")))?;
-    let source = state.db.workflow(&latest.digest)?.unwrap_or_default();
+    let source = state.store.workflow(tenant, &latest.digest).await?.unwrap_or_default();
     Ok(WorkflowView {
         name: name.to_string(),
         latest,

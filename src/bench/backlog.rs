@@ -60,7 +60,7 @@ pub async fn memory(options: &Options, report: &mut Report) -> anyhow::Result<()
         Target::AtMost(1024.0),
     );
     report.note("pending_runs", json!(pending));
-    let store = std::fs::metadata(dir.path().join(crate::db::STORE_FILE)).map_or(0, |m| m.len());
+    let store = std::fs::metadata(dir.path().join(crate::store::redb::STORE_FILE)).map_or(0, |m| m.len());
     report.figure(
         "store_bytes_per_pending_run",
         "store file size per pending run (on disk, for scale)",

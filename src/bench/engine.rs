@@ -19,10 +19,10 @@ use tokio::task::JoinSet;
 
 use super::report::{Report, Target};
 use super::{ONE_STEP, Options};
-use crate::db::Db;
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock};
 use crate::model::{ModuleRecord, RunStatus};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::store::{self, StoreLocation};
 
 /// Runs unfinished at once: enough that commits group and slots stay full.
 const IN_FLIGHT: usize = 1_024;
@@ -62,9 +62,12 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
     );
 
     let hello = options.module("hello")?;
-    let db = Db::open(&dir.path().join("weft.redb"))?;
-    let runner = Arc::new(SandboxRunner::new(Sandbox::new(SandboxConfig::default())?, db.clone()));
-    let (engine, _) = Engine::start(db, runner, Arc::new(TokioClock::system()), EngineConfig::default())?;
+    let store = store::open(&StoreLocation::Redb(dir.path().join("store")), store::DEFAULT_CACHE).await?;
+    let runner = Arc::new(SandboxRunner::new(
+        Sandbox::new(SandboxConfig::default())?,
+        store.clone(),
+    ));
+    let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
     engine
         .put_module("bench", ModuleRecord::of("hello", &hello, vec![], 0), hello)
         .await?;

@@ -131,7 +131,7 @@ pub fn main() -> ExitCode {
             Command::Task(command) => task::run(command).await,
             Command::Run(args) => run::run(args).await,
             Command::Resume(args) => run::resume(args).await,
-            Command::Show(args) => run::show(args),
+            Command::Show(args) => run::show(args).await,
             Command::Validate(args) => workflow::validate(args),
             Command::Schema => workflow::schema(),
             Command::Serve(args) => serve::serve(args).await,

@@ -1,8 +1,9 @@
-//! `weft run`, `weft resume` and `weft show`: run workflows end to end on
-//! an embedded store in a directory, showing each step as it goes.
+//! `weft run`, `weft resume` and `weft show`: run workflows end to end in
+//! this process, on the embedded store in a directory (a temporary one by
+//! default) or on any store `--store` names, showing each step as it goes.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -11,11 +12,11 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::{EXIT_FAILED, EXIT_OK, read_arg};
-use crate::db::{Db, STORE_FILE};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock, Update};
 use crate::model::{EventKind, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::spec::{self, SpecConfig, TaskRef};
+use crate::store::{self, RunFilter, Store, StoreLocation};
 
 /// The tenant of everything run from the command line.
 const LOCAL: &str = "local";
@@ -41,8 +42,13 @@ pub(crate) struct RunArgs {
     /// Keep the store in DIR (created if missing) instead of a temporary
     /// directory, so the run can be inspected (weft show) or resumed (weft
     /// resume) later.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
     data: Option<PathBuf>,
+
+    /// Keep state in this store instead: redb:DIR or
+    /// postgres://user@host:port/database.
+    #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
+    store: Option<String>,
 
     /// Print the finished run as JSON on stdout.
     #[arg(long)]
@@ -52,8 +58,17 @@ pub(crate) struct RunArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ResumeArgs {
     /// The data directory of an earlier `weft run --data DIR`.
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    data: Option<PathBuf>,
+
+    /// The store of an earlier `weft run --store STORE`.
+    #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
+    store: Option<String>,
 
     /// Print the finished runs as JSON on stdout.
     #[arg(long)]
@@ -63,10 +78,24 @@ pub(crate) struct ResumeArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ShowArgs {
     /// The data directory.
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    data: Option<PathBuf>,
 
-    /// A run to show in full; without it, every run is listed.
+    /// The store: redb:DIR or postgres://user@host:port/database.
+    #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
+    store: Option<String>,
+
+    /// Whose runs to show: runs started by `weft run` belong to `local`.
+    #[arg(long, default_value = LOCAL)]
+    tenant: String,
+
+    /// A run to show in full; without it, the tenant's runs are listed,
+    /// newest first.
     run: Option<u64>,
 
     /// Print JSON.
@@ -82,14 +111,14 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let input: Value = serde_json::from_str(&read_arg(&args.input)?).context("--input is not JSON")?;
 
     let temp;
-    let data = match &args.data {
-        Some(dir) => dir.clone(),
+    let location = match location(args.data.clone(), args.store.clone())? {
+        Some(location) => location,
         None => {
             temp = tempfile::tempdir().context("cannot create a temporary directory")?;
-            temp.path().to_path_buf()
+            StoreLocation::Redb(temp.path().to_path_buf())
         }
     };
-    let (engine, sandbox, _) = open_engine(&data).await?;
+    let (engine, sandbox, _) = open_engine(&location).await?;
 
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
@@ -140,33 +169,30 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             max_active: None,
         })
         .await?;
-    eprintln!("run {run} of {} started (store: {})", workflow.name, data.display());
+    eprintln!("run {run} of {} started (store: {location})", workflow.name);
     let finished = follow(&engine, updates, &[run]).await?;
     engine.shutdown().await;
-    report(&engine.db().clone(), &finished, args.json)
+    report(&**engine.store(), &finished, args.json).await
 }
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
-    if !args.data.join(STORE_FILE).exists() {
-        bail!("{} holds no weft store", args.data.display());
-    }
-    let (engine, _, resumed) = open_engine(&args.data).await?;
+    let location = existing(args.data, args.store)?;
+    let (engine, _, resumed) = open_engine(&location).await?;
     let updates = engine.subscribe();
-    eprintln!(
-        "resumed {} unfinished run(s) from {}",
-        resumed.len(),
-        args.data.display()
-    );
+    eprintln!("resumed {} unfinished run(s) from {location}", resumed.len());
     let finished = follow(&engine, updates, &resumed).await?;
     engine.shutdown().await;
-    report(&engine.db().clone(), &finished, args.json)
+    report(&**engine.store(), &finished, args.json).await
 }
 
-pub(crate) fn show(args: ShowArgs) -> anyhow::Result<u8> {
-    let db = Db::open(&args.data.join(STORE_FILE)).context("cannot open the store")?;
+pub(crate) async fn show(args: ShowArgs) -> anyhow::Result<u8> {
+    let location = existing(args.data, args.store)?;
+    let store = store::open(&location, store::DEFAULT_CACHE)
+        .await
+        .context("cannot open the store")?;
     match args.run {
         Some(id) => {
-            let detail = run_detail(&db, RunId(id))?;
+            let detail = run_detail(&*store, RunId(id)).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
@@ -174,7 +200,11 @@ pub(crate) fn show(args: ShowArgs) -> anyhow::Result<u8> {
             }
         }
         None => {
-            let runs = db.runs()?;
+            let filter = RunFilter {
+                limit: usize::MAX >> 1,
+                ..RunFilter::default()
+            };
+            let (runs, _) = store.tenant_runs(&args.tenant, &filter).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
@@ -188,13 +218,34 @@ pub(crate) fn show(args: ShowArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-async fn open_engine(data: &Path) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
-    let db = Db::open(&data.join(STORE_FILE))?;
-    let unfinished = db.active_runs()?;
+/// The store `--data` or `--store` names, if either does.
+fn location(data: Option<PathBuf>, store: Option<String>) -> anyhow::Result<Option<StoreLocation>> {
+    match (data, store) {
+        (Some(dir), _) => Ok(Some(StoreLocation::Redb(dir))),
+        (None, Some(store)) => Ok(Some(store.parse().context("--store")?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The store `--data` or `--store` names, which must hold a store already.
+fn existing(data: Option<PathBuf>, store: Option<String>) -> anyhow::Result<StoreLocation> {
+    let location = location(data, store)?.context("give --data DIR or --store STORE")?;
+    if let StoreLocation::Redb(dir) = &location
+        && !store::redb::exists(dir)
+    {
+        bail!("{} holds no weft store", dir.display());
+    }
+    Ok(location)
+}
+
+async fn open_engine(location: &StoreLocation) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
+    let store = store::open(location, store::DEFAULT_CACHE)
+        .await
+        .with_context(|| format!("cannot open the store at {location}"))?;
+    let unfinished = store.active_runs().await?;
     let sandbox = Sandbox::new(SandboxConfig::default())?;
-    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), db.clone()));
-    let (engine, _) = Engine::start(db, runner, Arc::new(TokioClock::system()), EngineConfig::default())?;
+    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
+    let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
     Ok((engine, sandbox, unfinished))
 }
 
@@ -207,7 +258,7 @@ async fn follow(
     let mut waiting: HashSet<RunId> = runs.iter().copied().collect();
     // Runs that finished before we subscribed.
     for run in runs {
-        if engine.db().run(*run)?.is_some_and(|r| r.status.is_final()) {
+        if engine.store().run(*run).await?.is_some_and(|r| r.status.is_final()) {
             waiting.remove(run);
         }
     }
@@ -248,32 +299,27 @@ async fn follow(
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                waiting.retain(|run| {
-                    !engine
-                        .db()
-                        .run(*run)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|r| r.status.is_final())
-                });
+                for run in waiting.clone() {
+                    if engine.store().run(run).await?.is_some_and(|r| r.status.is_final()) {
+                        waiting.remove(&run);
+                    }
+                }
             }
             Err(broadcast::error::RecvError::Closed) => bail!("the engine stopped"),
         }
     }
-    runs.iter()
-        .map(|run| {
-            engine
-                .db()
-                .run(*run)?
-                .ok_or_else(|| anyhow::anyhow!("run {run} vanished"))
-        })
-        .collect()
+    let mut finished = Vec::with_capacity(runs.len());
+    for run in runs {
+        let record = engine.store().run(*run).await?;
+        finished.push(record.ok_or_else(|| anyhow::anyhow!("run {run} vanished"))?);
+    }
+    Ok(finished)
 }
 
-fn report(db: &Db, runs: &[RunRecord], as_json: bool) -> anyhow::Result<u8> {
+async fn report(store: &dyn Store, runs: &[RunRecord], as_json: bool) -> anyhow::Result<u8> {
     for run in runs {
         if as_json {
-            println!("{}", serde_json::to_string_pretty(&run_detail(db, run.id)?)?);
+            println!("{}", serde_json::to_string_pretty(&run_detail(store, run.id).await?)?);
         } else if let Some(output) = &run.output {
             println!("{}", serde_json::to_string_pretty(output)?);
         } else if let Some(error) = &run.error {
@@ -293,18 +339,22 @@ fn report(db: &Db, runs: &[RunRecord], as_json: bool) -> anyhow::Result<u8> {
 }
 
 /// A run with its steps and attempts, for `--json` and `weft show`.
-fn run_detail(db: &Db, id: RunId) -> anyhow::Result<Value> {
-    let run = db.run(id)?.ok_or_else(|| anyhow::anyhow!("no run {id}"))?;
-    let source = db.workflow(&run.workflow_digest)?.unwrap_or_default();
+async fn run_detail(store: &dyn Store, id: RunId) -> anyhow::Result<Value> {
+    let run = store.run(id).await?.ok_or_else(|| anyhow::anyhow!("no run {id}"))?;
+    let source = store
+        .workflow(&run.tenant, &run.workflow_digest)
+        .await?
+        .unwrap_or_default();
     let workflow = spec::parse(&source, &SpecConfig::default()).ok();
     let step_id = |step: u32| {
         workflow.as_ref().map_or(step.to_string(), |w| {
             w.steps.get(step as usize).map_or(step.to_string(), |s| s.id.clone())
         })
     };
-    let attempts = db.attempts(id)?;
-    let steps: Vec<Value> = db
-        .units(id)?
+    let attempts = store.attempts(&run.tenant, id).await?;
+    let steps: Vec<Value> = store
+        .units(&run.tenant, id)
+        .await?
         .into_iter()
         .map(|(key, unit)| {
             let unit_attempts: Vec<&crate::model::AttemptRecord> =
@@ -319,7 +369,13 @@ fn run_detail(db: &Db, id: RunId) -> anyhow::Result<Value> {
             })
         })
         .collect();
-    Ok(json!({"run": run, "steps": steps, "events": db.events(id)?}))
+    let events: Vec<_> = store
+        .events_from(&run.tenant, id, 0)
+        .await?
+        .into_iter()
+        .map(|(_, event)| event)
+        .collect();
+    Ok(json!({"run": run, "steps": steps, "events": events}))
 }
 
 fn print_detail(detail: &Value) {

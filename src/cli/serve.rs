@@ -11,10 +11,17 @@ use crate::api::config::{FileConfig, resolve};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The data directory: the store and the admin token (created if
-    /// missing).
+    /// The data directory: the admin token, and the embedded store unless
+    /// --store names another (created if missing).
     #[arg(long, env = "WEFT_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+
+    /// Where state lives: redb:DIR (the embedded store) or
+    /// postgres://user@host:port/database[?sslmode=...] [default: redb in
+    /// --data]. The password comes from the URL, PGPASSWORD or the
+    /// password file (PGPASSFILE or ~/.pgpass), and is never printed.
+    #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
+    store: Option<String>,
 
     /// The address to listen on [default: 127.0.0.1:8080]. Port 0 picks a
     /// free port; the address is printed on start.
@@ -57,6 +64,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     };
     let given = FileConfig {
         data: args.data,
+        store: args.store,
         listen: args.listen,
         max_concurrent_attempts: args.max_concurrent_attempts,
         max_body: args.max_body,
@@ -70,12 +78,15 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let data = config.data.clone();
+    let store = config
+        .store
+        .clone()
+        .unwrap_or_else(|| crate::store::StoreLocation::Redb(config.data.clone()));
     crate::api::serve(config, listener, shutdown_signal(), |server| {
         if let Some(path) = &server.admin_token_file {
             eprintln!("generated an admin token in {} (readable by you only)", path.display());
         }
-        eprintln!("resumed {} unfinished run(s) from {}", server.resumed, data.display());
+        eprintln!("resumed {} unfinished run(s) from {store}", server.resumed);
         eprintln!("weft listening on http://{address}");
     })
     .await?;

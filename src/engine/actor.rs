@@ -19,13 +19,15 @@ use tokio::task::JoinHandle;
 use super::run_state::{ActiveRun, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
 use super::{Clock, EngineConfig, EngineError, EngineStats, Update, Workflows};
-use crate::db::{Change, Db, DbError};
 use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitStatus};
 use crate::sandbox::{AttemptContext, AttemptLogs, AttemptReport, Limits, Outcome};
+use crate::spec::Workflow;
+use crate::store::{Change, Store, StoreError};
 
 pub(crate) enum Msg {
     Start {
         record: Box<RunRecord>,
+        workflow: Arc<Workflow>,
         idempotency_key: Option<String>,
         max_active: Option<u32>,
         reply: oneshot::Sender<Result<RunId, EngineError>>,
@@ -47,7 +49,7 @@ pub(crate) enum Msg {
     Committed {
         run: RunId,
         after: After,
-        result: Result<(), DbError>,
+        result: Result<(), StoreError>,
     },
     /// Answered once the run is not active (at once if it is not now).
     Watch {
@@ -127,11 +129,16 @@ pub(crate) struct Actor {
     draining: Option<oneshot::Sender<()>>,
     /// Callers waiting for a run to end, told when its end is durable.
     watchers: HashMap<RunId, Vec<oneshot::Sender<()>>>,
+    /// When to try dispatching again after the store could not be read.
+    stalled_until: Option<Millis>,
 }
+
+/// How long dispatch waits after a failed read of a parked run.
+const STALL_RETRY_MS: Millis = 500;
 
 /// What the scheduler shares with the engine handle.
 pub(crate) struct Shared {
-    pub db: Db,
+    pub store: Arc<dyn Store>,
     pub runner: Arc<dyn Runner>,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,
@@ -158,18 +165,19 @@ impl Actor {
             commits_in_flight: 0,
             draining: None,
             watchers: HashMap::new(),
+            stalled_until: None,
         }
     }
 
     /// Resumes every unfinished run in the store.
-    pub fn recover(&mut self) -> Result<usize, EngineError> {
+    pub async fn recover(&mut self) -> Result<usize, EngineError> {
         let now = self.shared.clock.now();
-        let active = self.shared.db.active_runs()?;
+        let active = self.shared.store.active_runs().await?;
         for id in &active {
-            let Some(record) = self.shared.db.run(*id)? else {
+            let Some(record) = self.shared.store.run(*id).await? else {
                 continue;
             };
-            let (run, fx) = ActiveRun::restore(self.read_rest(record)?, now);
+            let (run, fx) = ActiveRun::restore(self.read_rest(record).await?, now);
             self.insert(run);
             self.commit_as(*id, fx, None, true);
         }
@@ -178,7 +186,7 @@ impl Actor {
 
     pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Msg>) {
         loop {
-            self.dispatch();
+            self.dispatch().await;
             self.publish_stats();
             if self.tasks.is_empty()
                 && self.commits_in_flight == 0
@@ -186,7 +194,13 @@ impl Actor {
             {
                 let _ = reply.send(());
             }
-            let next_due = self.timers.peek().map(|Reverse((due, _, _))| *due);
+            let next_due = self
+                .timers
+                .peek()
+                .map(|Reverse((due, _, _))| *due)
+                .into_iter()
+                .chain(self.stalled_until.take())
+                .min();
             let wait = async {
                 match next_due {
                     Some(due) => {
@@ -203,7 +217,7 @@ impl Actor {
                         return;
                     }
                     Some(Msg::Drain { reply }) => self.draining = Some(reply),
-                    Some(message) => self.handle(message),
+                    Some(message) => self.handle(message).await,
                     None => return,
                 },
                 () = wait => self.fire_timers(),
@@ -218,11 +232,12 @@ impl Actor {
         }
     }
 
-    fn handle(&mut self, message: Msg) {
+    async fn handle(&mut self, message: Msg) {
         let now = self.shared.clock.now();
         match message {
             Msg::Start {
                 mut record,
+                workflow,
                 idempotency_key,
                 max_active,
                 reply,
@@ -236,13 +251,6 @@ impl Actor {
                 record.id = RunId(self.next_id);
                 self.next_id += 1;
                 let id = record.id;
-                let workflow = match self.shared.workflows.load(&self.shared.db, &record.workflow_digest) {
-                    Ok(workflow) => workflow,
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        return;
-                    }
-                };
                 let tenant = record.tenant.clone();
                 let (run, mut fx) = ActiveRun::start(*record, workflow, now);
                 if let Some(key) = idempotency_key {
@@ -251,14 +259,14 @@ impl Actor {
                 self.insert(run);
                 self.commit_as(id, fx, Some(Reply::Started(reply)), true);
             }
-            Msg::Retry { run, reply } => match self.retry(run, now) {
+            Msg::Retry { run, reply } => match self.retry(run, now).await {
                 Ok(fx) => self.commit(run, fx, Some(Reply::Done(reply))),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
             Msg::Cancel { run, reply } => {
-                self.unpark(run);
+                self.unpark(run).await;
                 let Some(active) = self.runs.get_mut(&run) else {
                     let _ = reply.send(Err(EngineError::NotRunning(run)));
                     return;
@@ -320,21 +328,21 @@ impl Actor {
     }
 
     /// Reopens a failed or cancelled run from the store.
-    fn retry(&mut self, id: RunId, now: Millis) -> Result<Effects, EngineError> {
+    async fn retry(&mut self, id: RunId, now: Millis) -> Result<Effects, EngineError> {
         if self.runs.contains_key(&id) || self.parked.contains(&id) {
             return Err(EngineError::CannotRetry {
                 run: id,
                 reason: "it is still running".into(),
             });
         }
-        let record = self.shared.db.run(id)?.ok_or(EngineError::UnknownRun(id))?;
+        let record = self.shared.store.run(id).await?.ok_or(EngineError::UnknownRun(id))?;
         if !matches!(record.status, RunStatus::Failed | RunStatus::Cancelled) {
             return Err(EngineError::CannotRetry {
                 run: id,
                 reason: format!("it {}; only failed or cancelled runs can be retried", record.status),
             });
         }
-        let (run, fx) = ActiveRun::retry(self.read_rest(record)?, now)
+        let (run, fx) = ActiveRun::retry(self.read_rest(record).await?, now)
             .map_err(|reason| EngineError::CannotRetry { run: id, reason })?;
         self.insert(run);
         Ok(fx)
@@ -356,7 +364,7 @@ impl Actor {
         stats.parked_runs.store(self.parked.len(), Relaxed);
     }
 
-    fn committed(&mut self, run: RunId, after: After, result: Result<(), DbError>) {
+    fn committed(&mut self, run: RunId, after: After, result: Result<(), StoreError>) {
         self.commits_in_flight -= 1;
         let first = after.first;
         if let Some(active) = self.runs.get_mut(&run) {
@@ -431,28 +439,32 @@ impl Actor {
 
     /// Reads the rest of a stored run: its definition, units and event
     /// count.
-    fn read_rest(&self, record: RunRecord) -> Result<StoredRun, EngineError> {
-        let db = &self.shared.db;
+    async fn read_rest(&self, record: RunRecord) -> Result<StoredRun, EngineError> {
+        let store = &*self.shared.store;
+        let (tenant, id) = (record.tenant.as_str(), record.id);
         Ok(StoredRun {
-            workflow: self.shared.workflows.load(db, &record.workflow_digest)?,
-            units: db.units(record.id)?,
-            next_event: db.next_event_seq(record.id)?,
+            workflow: self
+                .shared
+                .workflows
+                .load(store, tenant, &record.workflow_digest)
+                .await?,
+            units: store.units(tenant, id).await?,
+            next_event: store.next_event_seq(tenant, id).await?,
             record,
         })
     }
 
     /// Reads a parked run back from the store. Its queued units are in the
     /// queue already.
-    fn unpark(&mut self, id: RunId) {
+    async fn unpark(&mut self, id: RunId) {
         if !self.parked.remove(&id) {
             return;
         }
-        let loaded = self
-            .shared
-            .db
-            .run(id)
-            .map_err(EngineError::from)
-            .and_then(|record| self.read_rest(record.ok_or(EngineError::UnknownRun(id))?));
+        let loaded = match self.shared.store.run(id).await {
+            Ok(Some(record)) => self.read_rest(record).await,
+            Ok(None) => Err(EngineError::UnknownRun(id)),
+            Err(e) => Err(e.into()),
+        };
         match loaded {
             Ok(stored) => {
                 let (run, _queued_already) = ActiveRun::rebuild(stored, self.shared.clock.now());
@@ -485,9 +497,12 @@ impl Actor {
         };
         let inbox = self.shared.inbox.clone();
         self.commits_in_flight += 1;
-        self.shared.db.write(fx.changes, move |result| {
-            let _ = inbox.send(Msg::Committed { run, after, result });
-        });
+        self.shared.store.submit(
+            fx.changes,
+            Box::new(move |result| {
+                let _ = inbox.send(Msg::Committed { run, after, result });
+            }),
+        );
     }
 
     fn fire_timers(&mut self) {
@@ -505,11 +520,18 @@ impl Actor {
     }
 
     /// Starts queued units while slots are free.
-    fn dispatch(&mut self) {
+    async fn dispatch(&mut self) {
         let now = self.shared.clock.now();
         while self.draining.is_none() && self.tasks.len() < self.shared.config.max_concurrent {
             let Some(queued) = self.queue.pop() else { break };
-            self.unpark(queued.run);
+            self.unpark(queued.run).await;
+            if self.parked.contains(&queued.run) {
+                // The store could not be read: keep the unit queued and
+                // try again shortly, rather than lose it.
+                self.queue.push(queued);
+                self.stalled_until = Some(now + STALL_RETRY_MS);
+                break;
+            }
             let Some(active) = self.runs.get_mut(&queued.run) else {
                 continue;
             };

@@ -4,7 +4,7 @@
 //! [`Engine`] is the handle; the scheduler itself is one task (`actor`)
 //! driving pure per-run state machines (`run_state`) and running attempts
 //! through a [`Runner`]. Every state change is committed through the
-//! group-commit writer of [`Db`] before anything that depends on it
+//! group-commit writer of the [`Store`] before anything that depends on it
 //! happens.
 
 mod actor;
@@ -23,10 +23,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use clock::{Clock, TokioClock};
 pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner};
 
-use crate::db::{Change, Db, DbError};
 use crate::digest::Digest;
 use crate::model::{AttemptCaps, Event, Millis, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::spec::{self, SpecConfig, SpecErrors, TaskRef, Workflow};
+use crate::store::{Change, Store, StoreError};
 use actor::{Actor, Msg};
 
 /// How the engine runs.
@@ -100,7 +100,7 @@ pub enum EngineError {
     QuotaExceeded(String),
     /// The store failed.
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(#[from] StoreError),
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,
@@ -110,7 +110,7 @@ impl EngineError {
     /// Whether the same request could succeed later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            EngineError::Db(e) => e.is_retryable(),
+            EngineError::Store(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -170,12 +170,13 @@ pub(crate) struct Workflows {
 }
 
 impl Workflows {
-    fn load(&self, db: &Db, digest: &Digest) -> Result<Arc<Workflow>, EngineError> {
+    async fn load(&self, store: &dyn Store, tenant: &str, digest: &Digest) -> Result<Arc<Workflow>, EngineError> {
         if let Some(workflow) = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(digest) {
             return Ok(workflow.clone());
         }
-        let source = db
-            .workflow(digest)?
+        let source = store
+            .workflow(tenant, digest)
+            .await?
             .ok_or_else(|| EngineError::UnknownWorkflow(digest.to_string()))?;
         let workflow = Arc::new(spec::parse(&source, &self.config).map_err(EngineError::InvalidWorkflow)?);
         self.compiled
@@ -189,7 +190,7 @@ impl Workflows {
 /// The running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    db: Db,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     inbox: mpsc::UnboundedSender<Msg>,
     updates: broadcast::Sender<Update>,
@@ -201,10 +202,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the scheduler and resumes every unfinished run in `db`.
+    /// Starts the scheduler and resumes every unfinished run in `store`.
     /// Returns the engine and how many runs it resumed.
-    pub fn start(
-        db: Db,
+    pub async fn start(
+        store: Arc<dyn Store>,
         runner: Arc<dyn Runner>,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
@@ -215,10 +216,10 @@ impl Engine {
             compiled: Arc::default(),
             config: config.spec,
         };
-        let next_id = db.last_run_id()? + 1;
+        let next_id = store.last_run_id().await? + 1;
         let stats = Arc::new(EngineStats::default());
         let shared = actor::Shared {
-            db: db.clone(),
+            store: store.clone(),
             runner,
             clock: clock.clone(),
             config,
@@ -228,11 +229,11 @@ impl Engine {
             stats: stats.clone(),
         };
         let mut actor = Actor::new(shared, next_id);
-        let resumed = actor.recover()?;
+        let resumed = actor.recover().await?;
         tokio::spawn(actor.run(messages));
         Ok((
             Engine {
-                db,
+                store,
                 clock,
                 inbox,
                 updates,
@@ -245,13 +246,13 @@ impl Engine {
     }
 
     /// The store.
-    pub fn db(&self) -> &Db {
-        &self.db
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
-    /// A stored workflow definition, compiled (once per process).
-    pub fn workflow(&self, digest: &Digest) -> Result<Arc<Workflow>, EngineError> {
-        self.workflows.load(&self.db, digest)
+    /// A tenant's stored workflow definition, compiled (once per process).
+    pub async fn workflow(&self, tenant: &str, digest: &Digest) -> Result<Arc<Workflow>, EngineError> {
+        self.workflows.load(&*self.store, tenant, digest).await
     }
 
     /// What the scheduler is doing now.
@@ -268,9 +269,10 @@ impl Engine {
     /// becomes its newest; callers validate the component first (the
     /// sandbox's `load`).
     pub async fn put_module(&self, tenant: &str, record: ModuleRecord, bytes: Vec<u8>) -> Result<(), EngineError> {
-        self.db
+        self.store
             .commit(vec![
                 Change::PutModule {
+                    tenant: tenant.into(),
                     digest: record.digest,
                     bytes: Arc::new(bytes),
                 },
@@ -285,24 +287,27 @@ impl Engine {
 
     /// Checks and stores a workflow document; returns its name and digest.
     pub async fn put_workflow(&self, tenant: &str, source: &str) -> Result<(String, Digest), EngineError> {
-        self.put_workflow_with(tenant, source, &self.workflows.config, |_| Ok(()))
-            .await
+        let workflow = self.compile(source, &self.workflows.config)?;
+        self.store_workflow(tenant, source, workflow).await
     }
 
-    /// [`Engine::put_workflow`], checked against `config` (a tenant's
-    /// quota) instead of the engine's, and by `check` before it is stored.
-    pub async fn put_workflow_with(
+    /// Parses and checks a workflow document against `config` (a
+    /// tenant's quota, or the engine's), without storing it.
+    pub fn compile(&self, source: &str, config: &SpecConfig) -> Result<Workflow, EngineError> {
+        spec::parse(source, config).map_err(EngineError::InvalidWorkflow)
+    }
+
+    /// Stores a document [`Engine::compile`] accepted; returns its name
+    /// and digest.
+    pub async fn store_workflow(
         &self,
         tenant: &str,
         source: &str,
-        config: &SpecConfig,
-        check: impl FnOnce(&Workflow) -> Result<(), EngineError>,
+        workflow: Workflow,
     ) -> Result<(String, Digest), EngineError> {
-        let workflow = spec::parse(source, config).map_err(EngineError::InvalidWorkflow)?;
-        check(&workflow)?;
         let digest = Digest::of(source.as_bytes());
         let name = workflow.name.clone();
-        self.db
+        self.store
             .commit(vec![Change::PutWorkflow {
                 tenant: tenant.into(),
                 name: name.clone(),
@@ -320,7 +325,7 @@ impl Engine {
     }
 
     /// The exact module each step of `workflow` runs for `tenant` now.
-    pub fn resolve_modules(&self, tenant: &str, workflow: &Workflow) -> Result<Vec<Digest>, EngineError> {
+    pub async fn resolve_modules(&self, tenant: &str, workflow: &Workflow) -> Result<Vec<Digest>, EngineError> {
         let mut owned = None;
         let mut modules = Vec::with_capacity(workflow.steps.len());
         for step in &workflow.steps {
@@ -330,15 +335,19 @@ impl Engine {
                 TaskRef::Digest(d) => {
                     let owned = match &mut owned {
                         Some(owned) => owned,
-                        None => owned.insert(self.db.module_versions(tenant)?),
+                        None => owned.insert(self.store.module_versions(tenant).await?),
                     };
                     owned.iter().any(|m: &ModuleRecord| m.digest == *d).then_some(*d)
                 }
-                TaskRef::Name { name, version: None } => self.db.module_named(tenant, name)?,
+                TaskRef::Name { name, version: None } => self.store.module_named(tenant, name).await?,
                 TaskRef::Name {
                     name,
                     version: Some(version),
-                } => self.db.module_version(tenant, name, version)?.map(|m| m.digest),
+                } => self
+                    .store
+                    .module_version(tenant, name, version)
+                    .await?
+                    .map(|m| m.digest),
             };
             modules.push(digest.ok_or_else(|| EngineError::UnknownModule {
                 step: step.id.clone(),
@@ -357,22 +366,27 @@ impl Engine {
             return self.start_new(request).await.map(|id| (id, true));
         };
         let _one_at_a_time = self.idempotent_starts.lock().await;
-        if let Some(run) = self.db.idempotent_run(&request.tenant, key)? {
+        if let Some(run) = self.store.idempotent_run(&request.tenant, key).await? {
             return Ok((run, false));
         }
         self.start_new(request).await.map(|id| (id, true))
     }
 
     async fn start_new(&self, request: StartRun) -> Result<RunId, EngineError> {
+        if !self.store.is_available() {
+            // Refused now rather than held until the database is back.
+            return Err(StoreError::Unavailable("the database cannot be reached".into()).into());
+        }
         let digest = self
-            .db
-            .workflow_named(&request.tenant, &request.workflow)?
+            .store
+            .workflow_named(&request.tenant, &request.workflow)
+            .await?
             .ok_or_else(|| EngineError::UnknownWorkflow(request.workflow.clone()))?;
-        let workflow = self.workflows.load(&self.db, &digest)?;
+        let workflow = self.workflows.load(&*self.store, &request.tenant, &digest).await?;
         workflow
             .check_input(&request.input)
             .map_err(|problems| EngineError::InvalidInput(SpecErrors(problems)))?;
-        let modules = self.resolve_modules(&request.tenant, &workflow)?;
+        let modules = self.resolve_modules(&request.tenant, &workflow).await?;
         let now = self.clock.now();
         let record = RunRecord {
             id: RunId(0),
@@ -393,6 +407,7 @@ impl Engine {
         self.inbox
             .send(Msg::Start {
                 record: Box::new(record),
+                workflow,
                 idempotency_key: request.idempotency_key,
                 max_active: request.max_active,
                 reply,
@@ -444,7 +459,7 @@ impl Engine {
             .send(Msg::Watch { run, reply })
             .map_err(|_| EngineError::Stopped)?;
         ended.await.map_err(|_| EngineError::Stopped)?;
-        match self.db.run(run)? {
+        match self.store.run(run).await? {
             Some(record) if record.status.is_final() => Ok(record),
             Some(_) => Err(EngineError::Stopped),
             None => Err(EngineError::NotRunning(run)),

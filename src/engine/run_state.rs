@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::db::Change;
 use crate::model::{
     AttemptRecord, Event, EventKind, Failure, Millis, RunRecord, RunStatus, UnitKey, UnitRecord, UnitStatus,
 };
 use crate::sandbox::{AttemptReport, Outcome};
 use crate::spec::{IfNeedsSkipped, OnFailure, Scope, Workflow};
+use crate::store::Change;
 
 /// The most items one `for_each` may expand to.
 pub(crate) const MAX_ITEMS: usize = 10_000;
@@ -266,6 +266,7 @@ impl ActiveRun {
     fn event(&mut self, fx: &mut Effects, at: Millis, kind: EventKind) {
         let event = Event { at, kind };
         fx.changes.push(Change::AppendEvent {
+            tenant: self.record.tenant.clone(),
             run: self.record.id,
             seq: self.next_event,
             event: event.clone(),
@@ -279,6 +280,7 @@ impl ActiveRun {
         for key in std::mem::take(&mut self.dirty) {
             let record = self.unit(key).clone();
             fx.changes.push(Change::PutUnit {
+                tenant: self.record.tenant.clone(),
                 run: self.record.id,
                 key,
                 record,
@@ -456,6 +458,7 @@ impl ActiveRun {
         let step_id = self.workflow.steps[key.step as usize].id.clone();
         let duration_us = report.duration.as_micros() as u64;
         fx.changes.push(Change::PutAttempt {
+            tenant: self.record.tenant.clone(),
             run: self.record.id,
             key,
             record: Box::new(AttemptRecord {

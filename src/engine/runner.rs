@@ -6,9 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::db::Db;
 use crate::digest::Digest;
+use crate::sandbox::KvRead;
 use crate::sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Sandbox};
+use crate::store::Store;
 
 /// One attempt to run.
 #[derive(Debug, Clone)]
@@ -43,32 +44,43 @@ pub trait Runner: Send + Sync + 'static {
 /// Runs attempts in the sandbox, loading modules from the store.
 pub struct SandboxRunner {
     sandbox: Sandbox,
-    db: Db,
-    kv: Arc<Db>,
+    store: Arc<dyn Store>,
+    kv: Arc<StoreKv>,
 }
 
 impl SandboxRunner {
-    /// A runner over `sandbox` that reads modules and kv from `db`.
-    pub fn new(sandbox: Sandbox, db: Db) -> SandboxRunner {
+    /// A runner over `sandbox` that reads modules and kv from `store`.
+    pub fn new(sandbox: Sandbox, store: Arc<dyn Store>) -> SandboxRunner {
         SandboxRunner {
             sandbox,
-            kv: Arc::new(db.clone()),
-            db,
+            kv: Arc::new(StoreKv(store.clone())),
+            store,
         }
+    }
+}
+
+/// The sandbox's kv reads, answered by the store.
+struct StoreKv(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl KvRead for StoreKv {
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.kv_get(tenant, key).await.map_err(|e| e.to_string())
     }
 }
 
 impl Runner for SandboxRunner {
     fn run(&self, request: AttemptRequest) -> RunFuture {
         let sandbox = self.sandbox.clone();
-        let db = self.db.clone();
-        let kv = self.kv.clone();
+        let store = self.store.clone();
+        let kv: Arc<dyn KvRead> = self.kv.clone();
         Box::pin(async move {
             let module = match sandbox.cached(&request.module) {
                 Some(module) => module,
                 None => {
-                    let bytes = db
-                        .module(&request.module)
+                    let bytes = store
+                        .module(&request.context.tenant, &request.module)
+                        .await
                         .map_err(|e| RunnerError { message: e.to_string() })?
                         .ok_or_else(|| RunnerError {
                             message: format!("module {} is not stored", request.module),

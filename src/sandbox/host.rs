@@ -13,6 +13,7 @@ use super::kv::{KvBuffer, KvRefusal};
 wasmtime::component::bindgen!({
     path: "wit",
     world: "task",
+    imports: { "weft:task/kv.get": async },
     exports: { default: async },
 });
 
@@ -130,8 +131,10 @@ impl context::Host for HostState {
 }
 
 impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
-        self.kv.get(&key).map_err(Into::into)
+    /// Reads through to the store, which may be across the network:
+    /// async, so a slow read waits without holding a thread.
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
+        self.kv.get(&key).await.map_err(Into::into)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv::KvError> {

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::limits::KvLimits;
 
 /// Read access to committed kv state.
+#[async_trait::async_trait]
 pub trait KvRead: Send + Sync {
     /// The committed value of `key` in `tenant`'s namespace. An `Err` is a
     /// store failure, reported to the guest as `unavailable`.
-    fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, String>;
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, String>;
 }
 
 /// The final effect of an attempt on one key.
@@ -57,11 +58,11 @@ impl KvBuffer {
         }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvRefusal> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvRefusal> {
         self.check_key(key)?;
         match self.writes.get(key) {
             Some(buffered) => Ok(buffered.clone()),
-            None => self.store.get(&self.tenant, key).map_err(KvRefusal::Unavailable),
+            None => self.store.get(&self.tenant, key).await.map_err(KvRefusal::Unavailable),
         }
     }
 
@@ -127,8 +128,9 @@ impl MemoryKv {
     }
 }
 
+#[async_trait::async_trait]
 impl KvRead for MemoryKv {
-    fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         Ok(entries.get(&(tenant.to_string(), key.to_string())).cloned())
     }
@@ -142,8 +144,8 @@ mod tests {
         KvBuffer::new(store, "acme".into(), limits)
     }
 
-    #[test]
-    fn reads_see_own_writes_then_the_store() {
+    #[tokio::test]
+    async fn reads_see_own_writes_then_the_store() {
         let store = Arc::new(MemoryKv::new());
         store.apply(
             "acme",
@@ -153,11 +155,11 @@ mod tests {
             }],
         );
         let mut kv = buffer(store, KvLimits::default());
-        assert_eq!(kv.get("a"), Ok(Some(b"1".to_vec())));
+        assert_eq!(kv.get("a").await, Ok(Some(b"1".to_vec())));
         kv.set("a".into(), b"2".to_vec()).unwrap();
         kv.delete("b".into()).unwrap();
-        assert_eq!(kv.get("a"), Ok(Some(b"2".to_vec())));
-        assert_eq!(kv.get("b"), Ok(None));
+        assert_eq!(kv.get("a").await, Ok(Some(b"2".to_vec())));
+        assert_eq!(kv.get("b").await, Ok(None));
         assert_eq!(
             kv.into_writes(),
             vec![
@@ -173,8 +175,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn tenants_do_not_share_keys() {
+    #[tokio::test]
+    async fn tenants_do_not_share_keys() {
         let store = Arc::new(MemoryKv::new());
         store.apply(
             "other",
@@ -183,18 +185,18 @@ mod tests {
                 value: Some(b"x".to_vec()),
             }],
         );
-        assert_eq!(buffer(store, KvLimits::default()).get("a"), Ok(None));
+        assert_eq!(buffer(store, KvLimits::default()).get("a").await, Ok(None));
     }
 
-    #[test]
-    fn enforces_the_caps() {
+    #[tokio::test]
+    async fn enforces_the_caps() {
         let limits = KvLimits {
             max_key: 4,
             max_value: 2,
             max_writes: 1,
         };
         let mut kv = buffer(Arc::new(MemoryKv::new()), limits);
-        assert_eq!(kv.get(""), Err(KvRefusal::InvalidKey(4)));
+        assert_eq!(kv.get("").await, Err(KvRefusal::InvalidKey(4)));
         assert_eq!(kv.set("toolong".into(), vec![]), Err(KvRefusal::InvalidKey(4)));
         assert_eq!(kv.set("k".into(), vec![0; 3]), Err(KvRefusal::ValueTooLarge(2)));
         assert_eq!(kv.set("k".into(), vec![0; 2]), Ok(()));

@@ -182,6 +182,12 @@ impl PgLocation {
     }
 }
 
+impl fmt::Display for PgLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
 impl fmt::Debug for PgLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the config itself: it holds the password.

@@ -1,10 +1,152 @@
-//! The storage seam, being built (docs/architecture.md, "Storage: one
-//! seam, two backends"): one interface, a backend per folder. Today the
-//! redb backend is still `crate::db`; this module holds where a store is
-//! ([`StoreLocation`]) and the PostgreSQL backend's first part, its schema
-//! and migrations.
+//! The storage seam (docs/architecture.md, "Storage: one seam, two
+//! backends"): the engine, the API and the tools talk to a [`Store`], and
+//! only the backend folders, `redb/` and `postgres/`, name a database.
+//!
+//! Writes are batches of [`Change`]s handed to [`Store::submit`]; each
+//! backend has one writer that commits every queued batch in one
+//! transaction (group commit) and runs each batch's continuation only once
+//! it is durable. Reads are `async` and see only what has committed.
 
+mod change;
+mod error;
 mod location;
 pub mod postgres;
+pub mod redb;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+pub use change::Change;
+pub use error::StoreError;
+pub(crate) use error::storage;
 pub use location::{LocationError, PgLocation, StoreLocation, TlsMode};
+
+use crate::digest::Digest;
+use crate::model::{
+    AttemptRecord, Event, ModuleRecord, RunId, RunRecord, RunStatus, UnitKey, UnitRecord, WorkflowVersion,
+};
+use crate::tenant::{KeyRecord, TenantRecord};
+
+/// What runs once a batch is durable, or has failed.
+pub type Continuation = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Which of a tenant's runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs in this state.
+    pub status: Option<RunStatus>,
+    /// Only runs older than this one (the previous page's cursor).
+    pub before: Option<RunId>,
+    /// The most runs to return.
+    pub limit: usize,
+}
+
+/// Durable state: one implementation per backend.
+///
+/// Contracts every backend keeps (the suite in `tests/store` holds them):
+/// a batch commits entirely or not at all; `then` runs after the commit,
+/// never before; batches commit in the order they were submitted; reads
+/// see every batch whose continuation has run.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Queues `changes` for the next commit; `then` runs once they are
+    /// durable (or failed). Keep `then` short: it runs on the writer.
+    fn submit(&self, changes: Vec<Change>, then: Continuation);
+
+    /// Whether the database can be reached now (`/readyz`).
+    fn is_available(&self) -> bool;
+
+    /// The largest run id stored (0 when there is none).
+    async fn last_run_id(&self) -> Result<u64, StoreError>;
+    /// A run.
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
+    /// Ids of runs that have not finished: what recovery resumes.
+    async fn active_runs(&self) -> Result<Vec<RunId>, StoreError>;
+    /// A run's units, in key order.
+    async fn units(&self, tenant: &str, run: RunId) -> Result<Vec<(UnitKey, UnitRecord)>, StoreError>;
+    /// A run's finished attempts, by unit and attempt number.
+    async fn attempts(&self, tenant: &str, run: RunId) -> Result<Vec<(UnitKey, AttemptRecord)>, StoreError>;
+    /// A run's history from event `from` on, with each event's number.
+    async fn events_from(&self, tenant: &str, run: RunId, from: u32) -> Result<Vec<(u32, Event)>, StoreError>;
+    /// The number the next event of `run` gets: one past the last stored.
+    async fn next_event_seq(&self, tenant: &str, run: RunId) -> Result<u32, StoreError>;
+    /// A page of a tenant's runs, newest first, and the cursor of the next
+    /// page when more may follow.
+    async fn tenant_runs(
+        &self,
+        tenant: &str,
+        filter: &RunFilter,
+    ) -> Result<(Vec<RunRecord>, Option<RunId>), StoreError>;
+    /// The run an idempotency key started, if any.
+    async fn idempotent_run(&self, tenant: &str, key: &str) -> Result<Option<RunId>, StoreError>;
+
+    /// A module's bytes, as `tenant` uploaded them.
+    async fn module(&self, tenant: &str, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The digest a tenant's module name points at (its newest version).
+    async fn module_named(&self, tenant: &str, name: &str) -> Result<Option<Digest>, StoreError>;
+    /// One version of a tenant's module.
+    async fn module_version(&self, tenant: &str, name: &str, version: &str)
+    -> Result<Option<ModuleRecord>, StoreError>;
+    /// Every module version a tenant stores, by name then version.
+    async fn module_versions(&self, tenant: &str) -> Result<Vec<ModuleRecord>, StoreError>;
+
+    /// A workflow document by the digest of its text.
+    async fn workflow(&self, tenant: &str, digest: &Digest) -> Result<Option<String>, StoreError>;
+    /// The digest of a tenant's newest definition of a workflow.
+    async fn workflow_named(&self, tenant: &str, name: &str) -> Result<Option<Digest>, StoreError>;
+    /// The versions of a tenant's workflow, oldest first.
+    async fn workflow_versions(&self, tenant: &str, name: &str) -> Result<Vec<WorkflowVersion>, StoreError>;
+    /// The names of a tenant's workflows, sorted.
+    async fn workflow_names(&self, tenant: &str) -> Result<Vec<String>, StoreError>;
+
+    /// A tenant.
+    async fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError>;
+    /// Every tenant, by id.
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+    /// An API key by its id.
+    async fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// The committed value of a kv key.
+    async fn kv_get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every kv entry of a tenant, for inspection.
+    async fn kv_entries(&self, tenant: &str) -> Result<Vec<(String, Value)>, StoreError>;
+}
+
+impl dyn Store {
+    /// Writes `changes` and waits until they are durable.
+    pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.submit(
+            changes,
+            Box::new(move |result| {
+                let _ = done.send(result);
+            }),
+        );
+        wait.await.unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+pub use self::redb::DEFAULT_CACHE;
+
+/// Opens the store at `location`, creating it (or its schema) if needed.
+/// `redb_cache` is the embedded store's page cache, in bytes.
+pub async fn open(location: &StoreLocation, redb_cache: usize) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Redb(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
+            let file = dir.join(redb::STORE_FILE);
+            Ok(Arc::new(redb::RedbStore::open_with_cache(&file, redb_cache)?))
+        }
+        StoreLocation::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg).await?)),
+    }
+}
+
+/// Decodes the JSON a kv value holds, for display.
+pub(crate) fn kv_display(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(format!("{bytes:?}")))
+}

@@ -1,6 +1,8 @@
 //! The HTTP API through the real `weft serve` binary on 127.0.0.1:0, with
 //! a temporary data directory and components built from `example-tasks/`.
 
+#[path = "../common/backend.rs"]
+mod backend;
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -10,6 +12,7 @@ mod conformance;
 mod docs;
 mod flow;
 mod isolation;
+mod outage;
 mod python;
 mod restart;
 mod server;

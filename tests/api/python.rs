@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-#[path = "../common/outside.rs"]
-mod outside;
-
-use outside::{apt_install, run, skip};
+use crate::backend::pg::outside::{apt_install, run, skip};
 
 /// A virtual environment with some packages installed.
 pub struct Venv {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::json;
 
+use crate::backend::TestStore;
 use crate::server::{Body, Server};
 
 const SLOW: &str = "name: slow\nsteps:\n\
@@ -40,50 +41,50 @@ async fn all_succeed_once(server: &Server, token: &str, runs: &[u64]) {
     assert_eq!(page["runs"].as_array().unwrap().len(), runs.len(), "{page}");
 }
 
-#[tokio::test]
-async fn a_killed_server_resumes_every_run_on_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let token = server.tenant("acme", json!({})).await;
-    server.upload(&token, &["hello", "misbehave"]).await;
-    server.push(&token, "slow", SLOW).await;
-    let runs = start_runs(&server, &token, 8).await;
-    // Let every `first` finish, so the kill lands while the naps run.
-    for run in &runs {
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let (_, body) = server
-                .call(Some(&token), Method::GET, &format!("/v1/runs/{run}"), Body::None)
-                .await;
-            if body["steps"][0]["status"] == "succeeded" {
-                assert_eq!(body["status"], "running", "the nap is too short for the test");
-                break;
+crate::on_both_backends! {
+    async fn a_killed_server_resumes_every_run_on_restart(store: TestStore) {
+        let server = Server::on(&store, &[]);
+        let token = server.tenant("acme", json!({})).await;
+        server.upload(&token, &["hello", "misbehave"]).await;
+        server.push(&token, "slow", SLOW).await;
+        let runs = start_runs(&server, &token, 8).await;
+        // Let every `first` finish, so the kill lands while the naps run.
+        for run in &runs {
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let (_, body) = server
+                    .call(Some(&token), Method::GET, &format!("/v1/runs/{run}"), Body::None)
+                    .await;
+                if body["steps"][0]["status"] == "succeeded" {
+                    assert_eq!(body["status"], "running", "the nap is too short for the test");
+                    break;
+                }
+                assert!(Instant::now() < deadline);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-    }
-    server.kill();
+        server.kill();
 
-    let started = Instant::now();
-    let server = Server::start(dir.path(), &[]);
-    let up = started.elapsed();
-    assert!(up.as_secs() < 5, "restart took {up:?}");
-    all_succeed_once(&server, &token, &runs).await;
+        let started = Instant::now();
+        let server = Server::on(&store, &[]);
+        let up = started.elapsed();
+        assert!(up.as_secs() < 5, "restart took {up:?}");
+        all_succeed_once(&server, &token, &runs).await;
+    }
 }
 
-#[tokio::test]
-async fn sigterm_lets_running_attempts_finish_and_a_restart_finishes_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--shutdown-grace", "10s"]);
-    let token = server.tenant("acme", json!({})).await;
-    server.upload(&token, &["hello", "misbehave"]).await;
-    server.push(&token, "slow", SLOW).await;
-    let runs = start_runs(&server, &token, 4).await;
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let status = server.terminate();
-    assert!(status.success(), "weft serve exited with {status}");
+crate::on_both_backends! {
+    async fn sigterm_lets_running_attempts_finish_and_a_restart_finishes_the_rest(store: TestStore) {
+        let server = Server::on(&store, &["--shutdown-grace", "10s"]);
+        let token = server.tenant("acme", json!({})).await;
+        server.upload(&token, &["hello", "misbehave"]).await;
+        server.push(&token, "slow", SLOW).await;
+        let runs = start_runs(&server, &token, 4).await;
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let status = server.terminate();
+        assert!(status.success(), "weft serve exited with {status}");
 
-    let server = Server::start(dir.path(), &[]);
-    all_succeed_once(&server, &token, &runs).await;
+        let server = Server::on(&store, &[]);
+        all_succeed_once(&server, &token, &runs).await;
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::backend::TestStore;
 use crate::common;
 
 pub const ADMIN: &str = "test-admin-token";
@@ -21,6 +22,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts a server on `store` (its scratch directory as `--data`) with
+    /// extra flags.
+    pub fn on(store: &TestStore, flags: &[&str]) -> Server {
+        let mut all = vec!["--store", store.arg()];
+        all.extend_from_slice(flags);
+        Server::start(store.scratch(), &all)
+    }
+
     /// Starts a server on `data` with extra flags.
     pub fn start(data: &Path, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))

@@ -5,7 +5,8 @@
 //! - With `WEFT_TEST_PG=postgres://USER[:PASSWORD]@HOST:PORT/DB` set, on that
 //!   server: the harness creates a fresh database for the test there (so that
 //!   tests do not collide) and drops it when the test ends. Nothing is started.
-//! - Otherwise on a server of its own that the harness starts: `initdb
+//! - Otherwise on a server the harness starts once per test process and
+//!   shares between the process's tests, each with a fresh database: `initdb
 //!   --auth=trust` in a fresh temporary directory, listening on 127.0.0.1 only
 //!   on a free port (its unix socket in that directory), `fsync` on, with a
 //!   database `weft` and superuser `postgres`. The binaries are the newest
@@ -13,8 +14,8 @@
 //!   there are none and we are root, `apt-get install -y postgresql` is tried
 //!   once per process. PostgreSQL refuses to run as root, so as root the
 //!   server runs as the `postgres` user (through `runuser`) and the directory
-//!   is handed to that user. [`Pg::start_local`] always starts one, for the
-//!   fault tests that stop and restart it.
+//!   is handed to that user. [`Pg::start_local`] always starts one of the
+//!   test's own, for the fault tests that stop and restart it.
 //!
 //! Every server the harness starts is stopped (`pg_ctl stop -m immediate`)
 //! and its directory removed when the [`Pg`] drops, also when the test
@@ -42,7 +43,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 #[path = "outside.rs"]
-mod outside;
+pub mod outside;
 
 use outside::{apt_install, run, skip};
 
@@ -63,6 +64,9 @@ pub struct Pg {
 enum Server {
     /// Started by the harness; stopped and removed on drop.
     Local(Local),
+    /// The process's shared server: `database` is dropped on drop; the
+    /// server itself is stopped by its watchdog when the process ends.
+    Shared { local: &'static Local, database: String },
     /// The `WEFT_TEST_PG` server: `database` is dropped through `admin_url`.
     External { admin_url: String, database: String },
 }
@@ -75,8 +79,32 @@ impl Pg {
     pub fn start() -> Option<Pg> {
         match std::env::var("WEFT_TEST_PG") {
             Ok(url) if !url.is_empty() => Self::external(&url),
-            _ => Self::start_local(),
+            _ => Self::shared(),
         }
+    }
+
+    /// A fresh database on the server this process shares between its
+    /// tests, started on first use.
+    fn shared() -> Option<Pg> {
+        static SHARED: OnceLock<Result<Local, String>> = OnceLock::new();
+        let local = SHARED.get_or_init(|| tools().clone().and_then(Local::start));
+        let local = match local {
+            Ok(local) => local,
+            Err(reason) => {
+                skip(reason);
+                return None;
+            }
+        };
+        let psql = local.tools.bin.join("psql");
+        let database = fresh_name();
+        if let Err(e) = run_psql(&psql, &local.url("postgres"), &format!("CREATE DATABASE {database}")) {
+            panic!("the shared test server cannot create database {database}: {e}");
+        }
+        Some(Pg {
+            url: local.url(&database),
+            psql,
+            server: Server::Shared { local, database },
+        })
     }
 
     /// A server the harness starts itself even when `WEFT_TEST_PG` is set:
@@ -111,13 +139,7 @@ impl Pg {
                 return None;
             }
         };
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let database = format!(
-            "weft_test_{}_{}_{:x}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed),
-            random()
-        );
+        let database = fresh_name();
         let url = with_database(admin_url, &database).unwrap_or_else(|e| panic!("WEFT_TEST_PG: {e}"));
         if let Err(e) = run_psql(&psql, admin_url, &format!("CREATE DATABASE {database}")) {
             panic!("WEFT_TEST_PG names a server where database {database} cannot be created: {e}");
@@ -144,6 +166,7 @@ impl Pg {
     pub fn dir(&self) -> Option<&Path> {
         match &self.server {
             Server::Local(local) => Some(local.dir.path()),
+            Server::Shared { local, .. } => Some(local.dir.path()),
             Server::External { .. } => None,
         }
     }
@@ -179,9 +202,8 @@ impl Pg {
     fn local(&self, what: &str) -> &Local {
         match &self.server {
             Server::Local(local) => local,
-            Server::External { .. } => panic!(
-                "Pg::{what} needs a server the harness started, but WEFT_TEST_PG points at an existing one: \
-                 use Pg::start_local() in this test"
+            Server::External { .. } | Server::Shared { .. } => panic!(
+                "Pg::{what} needs a server of the test's own, not a shared one: use Pg::start_local() in this test"
             ),
         }
     }
@@ -190,14 +212,28 @@ impl Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         // A harness-started server is stopped and removed by `Local`'s drop.
-        if let Server::External { admin_url, database } = &self.server {
-            // Connections the test left open (a pool) would block a plain DROP.
-            let force = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
-            if run_psql(&self.psql, admin_url, &force).is_err() {
-                let _ = run_psql(&self.psql, admin_url, &format!("DROP DATABASE IF EXISTS {database}"));
-            }
+        let (admin_url, database) = match &self.server {
+            Server::Local(_) => return,
+            Server::External { admin_url, database } => (admin_url.clone(), database),
+            Server::Shared { local, database } => (local.url("postgres"), database),
+        };
+        // Connections the test left open (a pool) would block a plain DROP.
+        let force = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+        if run_psql(&self.psql, &admin_url, &force).is_err() {
+            let _ = run_psql(&self.psql, &admin_url, &format!("DROP DATABASE IF EXISTS {database}"));
         }
     }
+}
+
+/// A database name no other test of any process uses.
+fn fresh_name() -> String {
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "weft_test_{}_{}_{:x}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed),
+        random()
+    )
 }
 
 /// The PostgreSQL binaries, and whose they are to run.

@@ -1,6 +1,193 @@
-//! The PostgreSQL backend. So far: the schema, created and upgraded by
-//! weft itself with versioned migrations ([`migrate`]).
+//! The PostgreSQL backend: the same guarantees as redb, in a database that
+//! outlives the machine.
+//!
+//! - One writer task (`writer.rs`) owns one connection, which holds the
+//!   store's advisory lock: only the process holding it writes. It commits
+//!   every queued batch in one transaction of a few multi-row statements,
+//!   pipelined, and runs each batch's continuation after `COMMIT` returns.
+//!   When the connection drops it reconnects with backoff and re-applies
+//!   the batch it was committing (every change is an idempotent upsert).
+//! - Reads (`reads.rs`) go through a pool of connections, with prepared
+//!   statements cached per connection, and fail at once with
+//!   [`StoreError::Unavailable`] when the database cannot be reached.
+//! - The schema is created and upgraded by [`migrate`] when the store opens.
 
+mod codes;
 mod migrations;
+mod reads;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, NoTls};
 
 pub use migrations::{MIGRATIONS, Migration, SchemaError, migrate};
+
+use super::location::{PgLocation, TlsMode};
+use super::{Change, Continuation, StoreError};
+
+/// The advisory lock whose holder writes ("weftnode" in ASCII).
+const OWNER_LOCK: i64 = 0x7765_6674_6e6f_6465;
+
+/// How long connecting may take before the store counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long opening waits for the store's lock before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Connections for reads.
+const READ_POOL: usize = 16;
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: deadpool_postgres::Pool,
+    jobs: mpsc::UnboundedSender<writer::Job>,
+    available: Arc<AtomicBool>,
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date, takes the store's lock and
+    /// starts the writer. Fails when another weft process holds the store.
+    pub async fn open(location: &PgLocation) -> Result<PgStore, StoreError> {
+        let location = location.clone().with_password_from(|name| std::env::var(name).ok());
+        refuse_unsupported_tls(&location)?;
+        let mut config = location.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name(format!("weft {} pid {}", env!("CARGO_PKG_VERSION"), std::process::id()));
+        }
+        let mut client = connect(&config)
+            .await
+            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        migrate(&mut client)
+            .await
+            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        // A holder that just closed (a CLI command before this one) lets go
+        // within moments: wait a little before calling the store taken.
+        let mut waited = Duration::ZERO;
+        loop {
+            match take_lock(&client).await {
+                Ok(()) => break,
+                Err(StoreError::Open(_)) if waited < LOCK_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    waited += Duration::from_millis(100);
+                }
+                Err(StoreError::Unavailable(why)) => return Err(StoreError::Open(format!("{location}: {why}"))),
+                Err(other) => return Err(other),
+            }
+        }
+
+        let manager = deadpool_postgres::Manager::from_config(
+            config.clone(),
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(READ_POOL)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+
+        let available = Arc::new(AtomicBool::new(true));
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let writer = writer::Writer::new(config, client, queue, available.clone())
+            .await
+            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        tokio::spawn(writer.run());
+        tracing::info!(store = %location, "opened the PostgreSQL store");
+        Ok(PgStore { pool, jobs, available })
+    }
+
+    /// A pooled connection for a read; [`StoreError::Unavailable`] when
+    /// none can be had in time.
+    async fn reader(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            self.available.store(false, Ordering::Relaxed);
+            StoreError::Unavailable(e.to_string())
+        })
+    }
+
+    fn submit_job(&self, changes: Vec<Change>, then: Continuation) {
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(writer::Job { changes, then }) {
+            (job.then)(Err(StoreError::Closed));
+        }
+    }
+}
+
+/// Opens a connection and drives it on its own task.
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Takes the store's lock on `client`'s session, or says who holds it.
+async fn take_lock(client: &Client) -> Result<(), StoreError> {
+    let taken: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
+        .await
+        .map_err(classify)?
+        .get(0);
+    if taken {
+        return Ok(());
+    }
+    let holder: Option<String> = client
+        .query_opt(
+            "SELECT a.application_name || ' from ' || coalesce(host(a.client_addr), 'a local socket')
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid",
+            &[&OWNER_LOCK],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|row| row.get(0));
+    Err(StoreError::Open(format!(
+        "another weft process holds this store ({}); one server owns a store until weft runs as a cluster",
+        holder.unwrap_or_else(|| "it could not be named".into())
+    )))
+}
+
+/// TLS comes with its own change; until then a location that asks for it
+/// is refused rather than silently connected in clear text.
+fn refuse_unsupported_tls(location: &PgLocation) -> Result<(), StoreError> {
+    match location.tls {
+        TlsMode::Disable | TlsMode::Prefer => Ok(()),
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => Err(StoreError::Open(format!(
+            "{location}: this build of weft does not speak TLS to PostgreSQL yet; use sslmode=disable or prefer"
+        ))),
+    }
+}
+
+/// Sorts a client error into "the database is not there" (retryable:
+/// reconnect and try again) and "the database refused this" (not).
+pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
+    let Some(db) = e.as_db_error() else {
+        return StoreError::Unavailable(e.to_string());
+    };
+    let code = db.code().code();
+    // 08: connection exceptions; 57P01-3: shutting down or starting up;
+    // 53300: too many connections; 40001, 40P01: retry the transaction.
+    let transient = code.starts_with("08") || code.starts_with("57P") || matches!(code, "53300" | "40001" | "40P01");
+    if transient {
+        StoreError::Unavailable(db.to_string())
+    } else {
+        StoreError::Storage(db.to_string())
+    }
+}

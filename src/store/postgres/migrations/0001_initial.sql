@@ -1,61 +1,65 @@
 -- weft's first PostgreSQL schema: everything the redb store holds, plus
 -- the columns the cluster's claims and leases will use.
 --
+-- Text is compared byte by byte (COLLATE "C"), as redb orders keys, so
+-- both backends list in the same order whatever the database's locale.
+--
 -- Every table a tenant owns has `tenant` first in its primary key, and no
 -- statement weft issues spans tenants, so these tables can be distributed
 -- by tenant (docs/architecture.md, "Growing past one primary"). Records
--- are the same JSON the redb store keeps (`record jsonb`), with the
+-- are the same JSON the redb store keeps (`record json`: kept as written,
+-- which jsonb would not, and never queried into), with the
 -- columns that are filtered or sorted on beside them.
 
 CREATE TABLE tenants (
-    tenant text PRIMARY KEY,
-    record jsonb NOT NULL
+    tenant text COLLATE "C" PRIMARY KEY,
+    record json NOT NULL
 );
 
 -- Looked up by key id before the tenant is known: a reference table when
 -- distributed.
 CREATE TABLE api_keys (
-    key_id text PRIMARY KEY,
-    tenant text NOT NULL REFERENCES tenants (tenant),
-    record jsonb NOT NULL
+    key_id text COLLATE "C" PRIMARY KEY,
+    tenant text COLLATE "C" NOT NULL REFERENCES tenants (tenant),
+    record json NOT NULL
 );
 
 -- A tenant may only run bytes it uploaded, so bytes are kept per tenant.
 CREATE TABLE module_bytes (
-    tenant text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
     digest bytea NOT NULL,
     bytes bytea NOT NULL,
     PRIMARY KEY (tenant, digest)
 );
 
 CREATE TABLE module_versions (
-    tenant text NOT NULL,
-    name text NOT NULL,
-    version text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
+    version text COLLATE "C" NOT NULL,
     digest bytea NOT NULL,
     created_at bigint NOT NULL,
-    record jsonb NOT NULL,
+    record json NOT NULL,
     PRIMARY KEY (tenant, name, version)
 );
 
 -- A module's newest version: what a step that names no version runs.
 CREATE TABLE module_names (
-    tenant text NOT NULL,
-    name text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
     digest bytea NOT NULL,
     PRIMARY KEY (tenant, name)
 );
 
 CREATE TABLE workflows (
-    tenant text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
     digest bytea NOT NULL,
-    source text NOT NULL,
+    source text COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant, digest)
 );
 
 CREATE TABLE workflow_versions (
-    tenant text NOT NULL,
-    name text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
     version integer NOT NULL,
     digest bytea NOT NULL,
     created_at bigint NOT NULL,
@@ -63,8 +67,8 @@ CREATE TABLE workflow_versions (
 );
 
 CREATE TABLE workflow_names (
-    tenant text NOT NULL,
-    name text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
     digest bytea NOT NULL,
     PRIMARY KEY (tenant, name)
 );
@@ -73,15 +77,15 @@ CREATE TABLE workflow_names (
 CREATE SEQUENCE run_ids AS bigint START 1 CACHE 1;
 
 CREATE TABLE runs (
-    tenant text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
     run_id bigint NOT NULL,
-    workflow text NOT NULL,
+    workflow text COLLATE "C" NOT NULL,
     -- 0 running, 1 succeeded, 2 failed, 3 cancelled (model::RunStatus)
     status smallint NOT NULL,
     priority integer NOT NULL,
     created_at bigint NOT NULL,
     updated_at bigint NOT NULL,
-    record jsonb NOT NULL,
+    record json NOT NULL,
     PRIMARY KEY (tenant, run_id)
 );
 
@@ -100,7 +104,7 @@ CREATE INDEX runs_finished ON runs (tenant, updated_at) WHERE status <> 0;
 -- one). The lease columns are the cluster's: a node that claims a unit
 -- sets them, and a commit of its result checks `lease_epoch`.
 CREATE TABLE units (
-    tenant text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
     run_id bigint NOT NULL,
     step integer NOT NULL,
     -- -1 for a plain step or a fan-out's parent
@@ -113,41 +117,41 @@ CREATE TABLE units (
     lease_node uuid,
     lease_epoch bigint NOT NULL DEFAULT 0,
     lease_until bigint,
-    record jsonb NOT NULL,
+    record json NOT NULL,
     PRIMARY KEY (tenant, run_id, step, item)
 );
 
 CREATE INDEX units_ready ON units (ready_at, priority DESC) WHERE status IN (1, 3);
 
 CREATE TABLE attempts (
-    tenant text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
     run_id bigint NOT NULL,
     step integer NOT NULL,
     item integer NOT NULL,
     attempt integer NOT NULL,
-    record jsonb NOT NULL,
+    record json NOT NULL,
     PRIMARY KEY (tenant, run_id, step, item, attempt)
 );
 
 -- Append-only: weft inserts events and never updates one.
 CREATE TABLE events (
-    tenant text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
     run_id bigint NOT NULL,
     seq integer NOT NULL,
-    event jsonb NOT NULL,
+    event json NOT NULL,
     PRIMARY KEY (tenant, run_id, seq)
 );
 
 CREATE TABLE kv (
-    tenant text NOT NULL,
-    key text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
     value bytea NOT NULL,
     PRIMARY KEY (tenant, key)
 );
 
 CREATE TABLE idempotency_keys (
-    tenant text NOT NULL,
-    key text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
     run_id bigint NOT NULL,
     PRIMARY KEY (tenant, key)
 );
@@ -156,11 +160,11 @@ CREATE TABLE idempotency_keys (
 CREATE TABLE nodes (
     node_id uuid PRIMARY KEY,
     incarnation bigint NOT NULL,
-    address text NOT NULL,
-    version text NOT NULL,
+    address text COLLATE "C" NOT NULL,
+    version text COLLATE "C" NOT NULL,
     capacity integer NOT NULL,
     started_at bigint NOT NULL,
     heartbeat_at bigint NOT NULL,
     -- alive, draining or dead
-    state text NOT NULL
+    state text COLLATE "C" NOT NULL
 );

@@ -6,8 +6,9 @@ use std::sync::mpsc;
 use redb::{Database, ReadableTable, Table};
 
 use super::tables::*;
-use super::{Change, DbError, Job, MAX_BATCH, storage};
+use super::{Job, MAX_BATCH};
 use crate::model::WorkflowVersion;
+use crate::store::{Change, StoreError, storage};
 
 /// The writer thread: one transaction per batch of queued jobs.
 pub(super) fn write_loop(database: &Database, jobs: &mpsc::Receiver<Job>) {
@@ -30,7 +31,7 @@ pub(super) fn write_loop(database: &Database, jobs: &mpsc::Receiver<Job>) {
     }
 }
 
-fn apply(database: &Database, batch: &[Job]) -> Result<(), DbError> {
+fn apply(database: &Database, batch: &[Job]) -> Result<(), StoreError> {
     let txn = database.begin_write().map_err(storage)?;
     {
         let mut modules = txn.open_table(MODULES).map_err(storage)?;
@@ -51,7 +52,7 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), DbError> {
         let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
         for change in batch.iter().flat_map(|job| &job.changes) {
             match change {
-                Change::PutModule { digest, bytes } => {
+                Change::PutModule { digest, bytes, .. } => {
                     modules
                         .insert(digest.as_bytes().as_slice(), bytes.as_slice())
                         .map_err(storage)?;
@@ -115,17 +116,17 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), DbError> {
                         active.insert(run.id.0, ()).map_err(storage)?;
                     }
                 }
-                Change::PutUnit { run, key, record } => {
+                Change::PutUnit { run, key, record, .. } => {
                     let k = (run.0, key.step, key.item.unwrap_or(NO_ITEM));
                     units.insert(k, encode(record).as_slice()).map_err(storage)?;
                 }
-                Change::PutAttempt { run, key, record } => {
+                Change::PutAttempt { run, key, record, .. } => {
                     let k = (run.0, key.step, key.item.unwrap_or(NO_ITEM), record.attempt);
                     attempts
                         .insert(k, encode(record.as_ref()).as_slice())
                         .map_err(storage)?;
                 }
-                Change::AppendEvent { run, seq, event } => {
+                Change::AppendEvent { run, seq, event, .. } => {
                     events
                         .insert((run.0, *seq), encode(event).as_slice())
                         .map_err(storage)?;
@@ -168,7 +169,7 @@ fn add_workflow_version(
     name: &str,
     digest: crate::digest::Digest,
     at: crate::model::Millis,
-) -> Result<(), DbError> {
+) -> Result<(), StoreError> {
     let last = versions
         .range((tenant, name, 0)..=(tenant, name, u32::MAX))
         .map_err(storage)?

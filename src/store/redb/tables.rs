@@ -7,7 +7,7 @@ use redb::TableDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::DbError;
+use crate::store::StoreError;
 
 /// The schema this build reads and writes. Opening a database with another
 /// version fails with a clear error instead of misreading it.
@@ -61,12 +61,12 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, DbError> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&FORMAT_JSON, json)) => {
-            serde_json::from_slice(json).map_err(|e| DbError::Corrupt(format!("{what}: {e}")))
+            serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
         }
-        Some((format, _)) => Err(DbError::Corrupt(format!("{what}: unknown record format {format}"))),
-        None => Err(DbError::Corrupt(format!("{what}: empty record"))),
+        Some((format, _)) => Err(StoreError::Corrupt(format!("{what}: unknown record format {format}"))),
+        None => Err(StoreError::Corrupt(format!("{what}: empty record"))),
     }
 }

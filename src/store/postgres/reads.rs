@@ -1,0 +1,298 @@
+//! Reads: prepared statements (cached per pooled connection), every one
+//! led by the tenant where the table has one, so it stays on one shard
+//! when the tables are distributed.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::codes::{decode, digest, run_status, unit_key};
+use super::{PgStore, classify};
+use crate::digest::Digest;
+use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
+use crate::store::{Change, Continuation, RunFilter, Store, StoreError, kv_display};
+use crate::tenant::{KeyRecord, TenantRecord};
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl PgStore {
+    async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let client = self.reader().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| self.failed(e))?;
+        client.query(&statement, params).await.map_err(|e| self.failed(e))
+    }
+
+    async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// Records that the database could not be reached, for `/readyz`.
+    fn failed(&self, e: tokio_postgres::Error) -> StoreError {
+        let error = classify(e);
+        if matches!(error, StoreError::Unavailable(_)) {
+            self.available.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        error
+    }
+}
+
+fn records<T: serde::de::DeserializeOwned>(rows: Vec<Row>, what: &str) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(|row| decode(row.get(0), what)).collect()
+}
+
+fn id(run: RunId) -> i64 {
+    run.0 as i64
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn submit(&self, changes: Vec<Change>, then: Continuation) {
+        self.submit_job(changes, then);
+    }
+
+    fn is_available(&self) -> bool {
+        self.available.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn last_run_id(&self) -> Result<u64, StoreError> {
+        let row = self.query_opt("SELECT max(run_id) FROM runs", &[]).await?;
+        Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map_or(0, |id| id as u64))
+    }
+
+    async fn run(&self, run: RunId) -> Result<Option<RunRecord>, StoreError> {
+        let row = self
+            .query_opt("SELECT record::text FROM runs WHERE run_id = $1", &[&id(run)])
+            .await?;
+        row.map(|r| decode(r.get(0), "run")).transpose()
+    }
+
+    async fn active_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        let rows = self
+            .query("SELECT run_id FROM runs WHERE status = 0 ORDER BY run_id", &[])
+            .await?;
+        Ok(rows.iter().map(|r| RunId(r.get::<_, i64>(0) as u64)).collect())
+    }
+
+    async fn units(&self, tenant: &str, run: RunId) -> Result<Vec<(UnitKey, UnitRecord)>, StoreError> {
+        // Items before their step's own row, as redb keys sort.
+        let rows = self
+            .query(
+                "SELECT step, item, record::text FROM units WHERE tenant = $1 AND run_id = $2
+                 ORDER BY step, item < 0, item",
+                &[&tenant, &id(run)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((unit_key(r.get(0), r.get(1)), decode(r.get(2), "unit")?)))
+            .collect()
+    }
+
+    async fn attempts(&self, tenant: &str, run: RunId) -> Result<Vec<(UnitKey, AttemptRecord)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT step, item, record::text FROM attempts WHERE tenant = $1 AND run_id = $2
+                 ORDER BY step, item < 0, item, attempt",
+                &[&tenant, &id(run)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((unit_key(r.get(0), r.get(1)), decode(r.get(2), "attempt")?)))
+            .collect()
+    }
+
+    async fn events_from(&self, tenant: &str, run: RunId, from: u32) -> Result<Vec<(u32, Event)>, StoreError> {
+        let from = i32::try_from(from).unwrap_or(i32::MAX);
+        let rows = self
+            .query(
+                "SELECT seq, event::text FROM events WHERE tenant = $1 AND run_id = $2 AND seq >= $3 ORDER BY seq",
+                &[&tenant, &id(run), &from],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.get::<_, i32>(0) as u32, decode(r.get(1), "event")?)))
+            .collect()
+    }
+
+    async fn next_event_seq(&self, tenant: &str, run: RunId) -> Result<u32, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT max(seq) FROM events WHERE tenant = $1 AND run_id = $2",
+                &[&tenant, &id(run)],
+            )
+            .await?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<i32>>(0))
+            .map_or(0, |last| last as u32 + 1))
+    }
+
+    async fn tenant_runs(
+        &self,
+        tenant: &str,
+        filter: &RunFilter,
+    ) -> Result<(Vec<RunRecord>, Option<RunId>), StoreError> {
+        let before = filter.before.map_or(i64::MAX, id);
+        let status = filter.status.map(run_status);
+        // One more than a page, to learn whether another follows.
+        let limit = filter.limit as i64 + 1;
+        let rows = self
+            .query(
+                "SELECT record::text FROM runs
+                 WHERE tenant = $1 AND run_id < $2
+                   AND ($3::text IS NULL OR workflow = $3) AND ($4::smallint IS NULL OR status = $4)
+                 ORDER BY run_id DESC LIMIT $5",
+                &[&tenant, &before, &filter.workflow, &status, &limit],
+            )
+            .await?;
+        let mut runs: Vec<RunRecord> = records(rows, "run")?;
+        let next = if runs.len() > filter.limit {
+            runs.truncate(filter.limit);
+            runs.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok((runs, next))
+    }
+
+    async fn idempotent_run(&self, tenant: &str, key: &str) -> Result<Option<RunId>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT run_id FROM idempotency_keys WHERE tenant = $1 AND key = $2",
+                &[&tenant, &key],
+            )
+            .await?;
+        Ok(row.map(|r| RunId(r.get::<_, i64>(0) as u64)))
+    }
+
+    async fn module(&self, tenant: &str, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT bytes FROM module_bytes WHERE tenant = $1 AND digest = $2",
+                &[&tenant, &digest.as_bytes().as_slice()],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn module_named(&self, tenant: &str, name: &str) -> Result<Option<Digest>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT digest FROM module_names WHERE tenant = $1 AND name = $2",
+                &[&tenant, &name],
+            )
+            .await?;
+        row.map(|r| digest(r.get(0))).transpose()
+    }
+
+    async fn module_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<ModuleRecord>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT record::text FROM module_versions WHERE tenant = $1 AND name = $2 AND version = $3",
+                &[&tenant, &name, &version],
+            )
+            .await?;
+        row.map(|r| decode(r.get(0), "module version")).transpose()
+    }
+
+    async fn module_versions(&self, tenant: &str) -> Result<Vec<ModuleRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT record::text FROM module_versions WHERE tenant = $1 ORDER BY name, version",
+                &[&tenant],
+            )
+            .await?;
+        records(rows, "module version")
+    }
+
+    async fn workflow(&self, tenant: &str, digest: &Digest) -> Result<Option<String>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT source FROM workflows WHERE tenant = $1 AND digest = $2",
+                &[&tenant, &digest.as_bytes().as_slice()],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn workflow_named(&self, tenant: &str, name: &str) -> Result<Option<Digest>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT digest FROM workflow_names WHERE tenant = $1 AND name = $2",
+                &[&tenant, &name],
+            )
+            .await?;
+        row.map(|r| digest(r.get(0))).transpose()
+    }
+
+    async fn workflow_versions(&self, tenant: &str, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT version, digest, created_at FROM workflow_versions
+                 WHERE tenant = $1 AND name = $2 ORDER BY version",
+                &[&tenant, &name],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WorkflowVersion {
+                    version: r.get::<_, i32>(0) as u32,
+                    digest: digest(r.get(1))?,
+                    created_at: r.get::<_, i64>(2) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn workflow_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT name FROM workflow_names WHERE tenant = $1 ORDER BY name",
+                &[&tenant],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn tenant(&self, tenant: &str) -> Result<Option<TenantRecord>, StoreError> {
+        let row = self
+            .query_opt("SELECT record::text FROM tenants WHERE tenant = $1", &[&tenant])
+            .await?;
+        row.map(|r| decode(r.get(0), "tenant")).transpose()
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let rows = self
+            .query("SELECT record::text FROM tenants ORDER BY tenant", &[])
+            .await?;
+        records(rows, "tenant")
+    }
+
+    async fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = self
+            .query_opt("SELECT record::text FROM api_keys WHERE key_id = $1", &[&key_id])
+            .await?;
+        row.map(|r| decode(r.get(0), "api key")).transpose()
+    }
+
+    async fn kv_get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .query_opt("SELECT value FROM kv WHERE tenant = $1 AND key = $2", &[&tenant, &key])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn kv_entries(&self, tenant: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let rows = self
+            .query("SELECT key, value FROM kv WHERE tenant = $1 ORDER BY key", &[&tenant])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), kv_display(r.get::<_, &[u8]>(1))))
+            .collect())
+    }
+}
