@@ -19,7 +19,10 @@ pub(crate) struct ServeArgs {
     /// Where state lives: redb:DIR (the embedded store) or
     /// postgres://user@host:port/database[?sslmode=...] [default: redb in
     /// --data]. The password comes from the URL, PGPASSWORD or the
-    /// password file (PGPASSFILE or ~/.pgpass), and is never printed.
+    /// password file (PGPASSFILE or ~/.pgpass), and is never printed. TLS
+    /// as libpq's sslmode says (prefer by default, require, verify-ca,
+    /// verify-full), trusting the roots in sslrootcert=PATH (or
+    /// PGSSLROOTCERT), else the system's.
     #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
     store: Option<String>,
 

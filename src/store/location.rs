@@ -3,7 +3,8 @@
 //! `postgresql://`). A location shows itself with any password replaced
 //! by `***`, so it can be logged; the password comes from the URL, else
 //! `PGPASSWORD`, else the password file (`PGPASSFILE`, by default
-//! `~/.pgpass`), as libpq finds it.
+//! `~/.pgpass`), as libpq finds it. `sslmode` and `sslrootcert` are
+//! libpq's too (see `postgres/tls.rs` for what each mode checks).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -25,12 +26,16 @@ pub struct PgLocation {
     pub config: tokio_postgres::Config,
     /// How the connection is protected.
     pub tls: TlsMode,
+    /// The trusted roots' file (`sslrootcert`), if the URL or
+    /// `PGSSLROOTCERT` names one; else the system's roots are trusted.
+    pub root_cert: Option<PathBuf>,
     /// The URL as given, with its password replaced by `***`.
     redacted: String,
 }
 
-/// libpq's `sslmode`, of which the client alone knows only the first
-/// three: the two that verify are weft's to enforce.
+/// libpq's `sslmode`. The client knows only the first three, and only
+/// whether to ask for TLS: what is checked is the TLS connector's to
+/// enforce (`postgres/tls.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
     /// No TLS.
@@ -43,6 +48,19 @@ pub enum TlsMode {
     VerifyCa,
     /// TLS, with the certificate checked and naming the host.
     VerifyFull,
+}
+
+impl fmt::Display for TlsMode {
+    /// As written in `sslmode=`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        })
+    }
 }
 
 /// Why a location could not be read.
@@ -97,10 +115,11 @@ impl PgLocation {
             url: redacted.clone(),
             reason,
         };
-        // The client refuses the verifying modes; weft takes `sslmode` off
-        // the URL and hands the client what it knows.
+        // The client refuses the verifying modes and `sslrootcert`; weft
+        // takes both off the URL and hands the client what it knows.
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut tls = TlsMode::Prefer;
+        let mut root_cert = None;
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
@@ -118,6 +137,12 @@ impl PgLocation {
                         }
                     }
                 }
+                Some(("sslrootcert", path)) => {
+                    let path = percent_encoding::percent_decode_str(path)
+                        .decode_utf8()
+                        .map_err(|e| bad(format!("sslrootcert is not UTF-8 once decoded: {e}")))?;
+                    root_cert = Some(PathBuf::from(path.as_ref()));
+                }
                 _ => kept.push(pair),
             }
         }
@@ -132,7 +157,21 @@ impl PgLocation {
             TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => tokio_postgres::config::SslMode::Require,
         });
-        Ok(PgLocation { config, tls, redacted })
+        Ok(PgLocation {
+            config,
+            tls,
+            root_cert,
+            redacted,
+        })
+    }
+
+    /// Takes the trusted roots' file from `PGSSLROOTCERT` when the URL
+    /// names none, as libpq does. `env` reads an environment variable.
+    pub fn with_root_cert_from(mut self, env: impl Fn(&str) -> Option<String>) -> PgLocation {
+        if self.root_cert.is_none() {
+            self.root_cert = env("PGSSLROOTCERT").filter(|path| !path.is_empty()).map(PathBuf::from);
+        }
+        self
     }
 
     /// Fills in the password when the URL has none: from `PGPASSWORD`,
@@ -194,6 +233,7 @@ impl fmt::Debug for PgLocation {
         f.debug_struct("PgLocation")
             .field("url", &self.redacted)
             .field("tls", &self.tls)
+            .field("root_cert", &self.root_cert)
             .finish()
     }
 }
@@ -301,6 +341,29 @@ mod tests {
             .parse::<StoreLocation>()
             .unwrap_err();
         assert!(error.to_string().contains("sslmode \"maybe\""), "{error}");
+    }
+
+    #[test]
+    fn the_roots_file_is_weft_s_from_the_url_else_pgsslrootcert() {
+        // The client would refuse `sslrootcert`: it is taken off the URL.
+        let location = pg("postgres://weft@db/weft?sslrootcert=/etc/weft/our%20ca.pem&sslmode=verify-full");
+        assert_eq!(location.root_cert.as_deref(), Some(Path::new("/etc/weft/our ca.pem")));
+        let env = |name: &str| (name == "PGSSLROOTCERT").then(|| "/from/env.pem".to_string());
+        assert_eq!(
+            location.with_root_cert_from(env).root_cert.as_deref(),
+            Some(Path::new("/etc/weft/our ca.pem"))
+        );
+        assert_eq!(
+            pg("postgres://weft@db/weft")
+                .with_root_cert_from(env)
+                .root_cert
+                .as_deref(),
+            Some(Path::new("/from/env.pem"))
+        );
+        assert_eq!(
+            pg("postgres://weft@db/weft").with_root_cert_from(|_| None).root_cert,
+            None
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!   once per process. PostgreSQL refuses to run as root, so as root the
 //!   server runs as the `postgres` user (through `runuser`) and the directory
 //!   is handed to that user. [`Pg::start_local`] always starts one of the
-//!   test's own, for the fault tests that stop and restart it.
+//!   test's own, for the fault tests that stop and restart it, and
+//!   [`Pg::start_local_tls`] one with TLS on, for the TLS tests.
 //!
 //! Every server the harness starts is stopped (`pg_ctl stop -m immediate`)
 //! and its directory removed when the [`Pg`] drops, also when the test
@@ -35,6 +36,7 @@
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::net::TcpListener;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -112,9 +114,25 @@ impl Pg {
     /// `None` (reported as skipped) or a panic under `CI=true` as for
     /// [`Pg::start`].
     pub fn start_local() -> Option<Pg> {
+        Self::start_local_with(|_| Ok(()))
+    }
+
+    /// A server of the test's own, as [`Pg::start_local`], with TLS on
+    /// (`ssl = on`): `cert_pem` (the server's certificate, then any
+    /// intermediates) and `key_pem` are its certificate and key, and it
+    /// takes TCP connections over TLS only (`hostssl` in `pg_hba.conf`; the
+    /// unix socket as before). The harness's `psql` and `pg_isready` use TLS
+    /// then, as libpq's default `sslmode=prefer` does.
+    pub fn start_local_tls(cert_pem: &str, key_pem: &str) -> Option<Pg> {
+        Self::start_local_with(|local| local.enable_tls(cert_pem, key_pem))
+    }
+
+    /// A server of the test's own, `configure`d between `initdb` and its
+    /// first start.
+    fn start_local_with(configure: impl FnOnce(&Local) -> Result<(), String>) -> Option<Pg> {
         let started = tools().clone().and_then(|tools| {
             let psql = tools.bin.join("psql");
-            Local::start(tools).map(|local| (local, psql))
+            Local::start_with(tools, configure).map(|local| (local, psql))
         });
         match started {
             Ok((local, psql)) => Some(Pg {
@@ -353,6 +371,11 @@ struct Local {
 
 impl Local {
     fn start(tools: Tools) -> Result<Local, String> {
+        Self::start_with(tools, |_| Ok(()))
+    }
+
+    /// Starts a server, `configure`d between `initdb` and its first start.
+    fn start_with(tools: Tools, configure: impl FnOnce(&Local) -> Result<(), String>) -> Result<Local, String> {
         // As root the server runs as `postgres`, who must be able to reach the
         // directory: /tmp, not a TMPDIR that may be private to root.
         let parent = if tools.owner.is_some() {
@@ -377,6 +400,7 @@ impl Local {
         };
         // From here on, dropping `local` on an error stops whatever started.
         local.initdb()?;
+        configure(&local)?;
         local.watchdog = local.spawn_watchdog();
         for attempt in 1..=PORT_ATTEMPTS {
             local.port = free_port()?;
@@ -462,6 +486,44 @@ impl Local {
             .append(true)
             .open(&conf)
             .and_then(|mut file| file.write_all(settings.as_bytes()))
+            .map_err(|e| format!("{} cannot be written: {e}", conf.display()))
+    }
+
+    /// Turns TLS on with this certificate and key, and lets TCP connections
+    /// in over TLS only: `host` lines of `pg_hba.conf` become `hostssl`.
+    fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+        let data = self.data();
+        // The server refuses a key that others may read or that is not its
+        // user's (or root's).
+        for (name, pem, mode) in [("server.crt", cert_pem, 0o644), ("server.key", key_pem, 0o600)] {
+            let path = data.join(name);
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .and_then(|mut file| file.write_all(pem.as_bytes()))
+                .and_then(|()| match self.tools.owner {
+                    Some((uid, gid)) => std::os::unix::fs::chown(&path, Some(uid), Some(gid)),
+                    None => Ok(()),
+                })
+                .map_err(|e| format!("{} cannot be written: {e}", path.display()))?;
+        }
+        let hba = data.join("pg_hba.conf");
+        let rules = fs::read_to_string(&hba).map_err(|e| format!("{} cannot be read: {e}", hba.display()))?;
+        let rules: String = rules
+            .lines()
+            .map(|line| match line.strip_prefix("host") {
+                Some(rest) if rest.starts_with([' ', '\t']) => format!("hostssl{rest}\n"),
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        fs::write(&hba, rules).map_err(|e| format!("{} cannot be written: {e}", hba.display()))?;
+        let conf = data.join("postgresql.conf");
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .and_then(|mut file| file.write_all(b"ssl = on\n"))
             .map_err(|e| format!("{} cannot be written: {e}", conf.display()))
     }
 

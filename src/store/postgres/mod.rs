@@ -11,10 +11,13 @@
 //!   statements cached per connection, and fail at once with
 //!   [`StoreError::Unavailable`] when the database cannot be reached.
 //! - The schema is created and upgraded by [`migrate`] when the store opens.
+//! - Every connection goes through one TLS connector (`tls.rs`), built from
+//!   the location's `sslmode` and `sslrootcert` when the store opens.
 
 mod codes;
 mod migrations;
 mod reads;
+mod tls;
 mod writer;
 
 use std::sync::Arc;
@@ -22,11 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 pub use migrations::{MIGRATIONS, Migration, SchemaError, migrate};
 
-use super::location::{PgLocation, TlsMode};
+use super::location::PgLocation;
 use super::{Change, Continuation, StoreError};
 
 /// The advisory lock whose holder writes ("weftnode" in ASCII).
@@ -53,8 +56,12 @@ impl PgStore {
     /// Connects, brings the schema up to date, takes the store's lock and
     /// starts the writer. Fails when another weft process holds the store.
     pub async fn open(location: &PgLocation) -> Result<PgStore, StoreError> {
-        let location = location.clone().with_password_from(|name| std::env::var(name).ok());
-        refuse_unsupported_tls(&location)?;
+        let location = location
+            .clone()
+            .with_password_from(|name| std::env::var(name).ok())
+            .with_root_cert_from(|name| std::env::var(name).ok());
+        let tls = tls::connector(location.tls, location.root_cert.as_deref())
+            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
         let mut config = location.config.clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -62,9 +69,9 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name(format!("weft {} pid {}", env!("CARGO_PKG_VERSION"), std::process::id()));
         }
-        let mut client = connect(&config)
+        let mut client = connect(&config, &tls)
             .await
-            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+            .map_err(|e| StoreError::Open(format!("{location}: {}", describe(&e))))?;
         migrate(&mut client)
             .await
             .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
@@ -85,7 +92,7 @@ impl PgStore {
 
         let manager = deadpool_postgres::Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
@@ -101,7 +108,7 @@ impl PgStore {
 
         let available = Arc::new(AtomicBool::new(true));
         let (jobs, queue) = mpsc::unbounded_channel();
-        let writer = writer::Writer::new(config, client, queue, available.clone())
+        let writer = writer::Writer::new(config, tls, client, queue, available.clone())
             .await
             .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
         tokio::spawn(writer.run());
@@ -126,8 +133,8 @@ impl PgStore {
 }
 
 /// Opens a connection and drives it on its own task.
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+async fn connect(config: &tokio_postgres::Config, tls: &tls::Connector) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "a PostgreSQL connection ended");
@@ -164,22 +171,27 @@ async fn take_lock(client: &Client) -> Result<(), StoreError> {
     )))
 }
 
-/// TLS comes with its own change; until then a location that asks for it
-/// is refused rather than silently connected in clear text.
-fn refuse_unsupported_tls(location: &PgLocation) -> Result<(), StoreError> {
-    match location.tls {
-        TlsMode::Disable | TlsMode::Prefer => Ok(()),
-        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => Err(StoreError::Open(format!(
-            "{location}: this build of weft does not speak TLS to PostgreSQL yet; use sslmode=disable or prefer"
-        ))),
+/// A client error with its causes, which its own message leaves out
+/// ("error performing TLS handshake", "db error"): "error performing TLS
+/// handshake: invalid peer certificate: UnknownIssuer".
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !text.ends_with(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = error.source();
     }
+    text
 }
 
 /// Sorts a client error into "the database is not there" (retryable:
 /// reconnect and try again) and "the database refused this" (not).
 pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
-        return StoreError::Unavailable(e.to_string());
+        return StoreError::Unavailable(describe(&e));
     };
     let code = db.code().code();
     // 08: connection exceptions; 57P01-3: shutting down or starting up;

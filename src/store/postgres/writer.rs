@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, Statement, Transaction};
 
 use super::codes::{encode, item, millis, ready_at, run_status, unit_status};
-use super::{classify, connect, take_lock};
+use super::{classify, connect, take_lock, tls};
 use crate::store::{Change, Continuation, StoreError};
 
 /// One caller's batch.
@@ -102,6 +102,7 @@ struct Connection {
 
 pub(super) struct Writer {
     config: Config,
+    tls: tls::Connector,
     connection: Option<Connection>,
     queue: mpsc::UnboundedReceiver<Job>,
     available: Arc<AtomicBool>,
@@ -111,6 +112,7 @@ impl Writer {
     /// A writer on `client`, which holds the store's lock already.
     pub(super) async fn new(
         config: Config,
+        tls: tls::Connector,
         client: Client,
         queue: mpsc::UnboundedReceiver<Job>,
         available: Arc<AtomicBool>,
@@ -118,6 +120,7 @@ impl Writer {
         let statements = Statements::prepare(&client).await?;
         Ok(Writer {
             config,
+            tls,
             connection: Some(Connection { client, statements }),
             queue,
             available,
@@ -205,7 +208,7 @@ impl Writer {
     }
 
     async fn reconnect(&mut self) -> Result<(), StoreError> {
-        let client = connect(&self.config).await.map_err(classify)?;
+        let client = connect(&self.config, &self.tls).await.map_err(classify)?;
         take_lock(&client)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
