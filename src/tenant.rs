@@ -35,6 +35,10 @@ pub struct Quotas {
     /// Runs the tenant may start per second (the burst is one second's
     /// worth, at least one).
     pub start_rate: f64,
+    /// Days a finished run is kept (with its steps, attempts, logs,
+    /// history and idempotency keys) before it is deleted.
+    #[schema(value_type = u64, maximum = 4294967295_u64)]
+    pub retention_days: u32,
 }
 
 impl Default for Quotas {
@@ -46,6 +50,7 @@ impl Default for Quotas {
             max_module_size: 32 << 20,
             max_modules: 200,
             start_rate: 100.0,
+            retention_days: 30,
         }
     }
 }

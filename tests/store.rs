@@ -182,3 +182,213 @@ on_both_backends! {
         assert!(db.workflow_names("globex").await.unwrap().is_empty());
     }
 }
+
+/// Two tenants' worth of every kind of record, through the same changes
+/// the engine and the API make.
+async fn fill(db: &dyn weft::store::Store) {
+    use weft::tenant::{KeyRecord, Quotas, TenantRecord};
+    for tenant in ["acme", "globex"] {
+        let bytes = format!("\0asm {tenant}").into_bytes();
+        let record = ModuleRecord::of("hello", &bytes, vec![], 3);
+        let mut changes = vec![
+            Change::PutTenant(Box::new(TenantRecord {
+                id: tenant.into(),
+                quotas: Quotas::default(),
+                disabled: false,
+                created_at: 1,
+            })),
+            Change::PutKey(Box::new(KeyRecord {
+                key_id: format!("k{tenant}"),
+                tenant: tenant.into(),
+                secret_sha256: "00".into(),
+                created_at: 1,
+            })),
+            Change::PutModule {
+                tenant: tenant.into(),
+                digest: record.digest,
+                bytes: Arc::new(bytes),
+            },
+            Change::PutModuleVersion {
+                tenant: tenant.into(),
+                record: Box::new(record),
+            },
+            Change::Kv {
+                tenant: tenant.into(),
+                key: "k".into(),
+                value: Some(b"1".to_vec()),
+            },
+        ];
+        for text in ["one", "two", "one"] {
+            changes.push(Change::PutWorkflow {
+                tenant: tenant.into(),
+                name: "w".into(),
+                digest: Digest::of(text.as_bytes()),
+                source: text.into(),
+                at: 2,
+            });
+        }
+        db.commit(changes).await.unwrap();
+    }
+    let mut changes = Vec::new();
+    for id in 1..=30u64 {
+        let tenant = if id % 3 == 0 { "globex" } else { "acme" };
+        let status = if id % 2 == 0 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Running
+        };
+        let mut record = run(id, tenant, status);
+        record.workflow_digest = Digest::of(b"one");
+        record.modules = vec![Digest::of(format!("\0asm {tenant}").as_bytes())];
+        changes.push(Change::PutRun(Box::new(record)));
+        if status.is_final() {
+            let event = Event {
+                at: 2,
+                kind: EventKind::RunFinished { status },
+            };
+            changes.push(Change::AppendEvent {
+                tenant: tenant.into(),
+                run: RunId(id),
+                seq: 1,
+                event,
+            });
+        }
+        changes.push(Change::PutUnit {
+            tenant: tenant.into(),
+            run: RunId(id),
+            key: UnitKey::step(0),
+            record: UnitRecord::pending(),
+        });
+        changes.push(Change::PutUnit {
+            tenant: tenant.into(),
+            run: RunId(id),
+            key: UnitKey::item(0, 1),
+            record: UnitRecord::pending(),
+        });
+        changes.push(Change::AppendEvent {
+            tenant: tenant.into(),
+            run: RunId(id),
+            seq: 0,
+            event: Event {
+                at: 1,
+                kind: EventKind::RunStarted,
+            },
+        });
+        changes.push(Change::PutIdempotencyKey {
+            tenant: tenant.into(),
+            key: format!("i{id}"),
+            run: RunId(id),
+        });
+    }
+    db.commit(changes).await.unwrap();
+}
+
+/// Every record of `db`, by table, and the tally of them.
+async fn contents(db: &dyn weft::store::Store) -> weft::store::Tally {
+    weft::store::transfer::scan(db, |_| {}, |_, _| {}).await.unwrap().tally
+}
+
+on_both_backends! {
+    async fn a_store_copied_to_the_other_backend_and_back_is_the_same(store: TestStore) {
+        let source = store.open().await;
+        fill(&*source).await;
+        let other = match store.backend {
+            backend::Backend::Redb => TestStore::postgres(),
+            backend::Backend::Postgres => Some(TestStore::redb()),
+        };
+        let Some(other) = other else { return };
+        let target = other.open().await;
+        assert!(weft::store::transfer::is_empty(&*target).await.unwrap());
+        let copied = weft::store::transfer::copy(&*source, &*target, |_, _| {}).await.unwrap();
+        assert!(copied.corrupt.is_empty(), "{:?}", copied.corrupt);
+        let here = contents(&*source).await;
+        let there = contents(&*target).await;
+        assert_eq!(here, there, "per-table counts and checksums");
+        assert_eq!(copied.tally, here);
+        assert_eq!(there.count(weft::store::Table::Runs), 30);
+        assert_eq!(there.count(weft::store::Table::WorkflowVersions), 6, "versions kept as numbered");
+        assert_eq!(there.count(weft::store::Table::Workflows), 4, "a document once per tenant");
+        // The copy is a store like any other: the engine's reads work on it.
+        assert_eq!(target.workflow_versions("acme", "w").await.unwrap().len(), 3);
+        assert_eq!(target.workflow_named("acme", "w").await.unwrap(), Some(Digest::of(b"one")));
+        assert_eq!(target.units("acme", RunId(1)).await.unwrap().len(), 2);
+        assert_eq!(target.idempotent_run("globex", "i3").await.unwrap(), Some(RunId(3)));
+        let unfinished = target.active_runs().await.unwrap().len();
+        assert_eq!(unfinished, 15);
+        // And a check of either finds nothing wrong.
+        let report = weft::store::check::check(&*target, |_, _| {}).await.unwrap();
+        assert_eq!(report.findings, vec![]);
+    }
+
+    async fn retention_deletes_expired_runs_and_unnamed_module_bytes_only(store: TestStore) {
+        use weft::store::retention::sweep;
+        use weft::tenant::{Quotas, TenantRecord};
+        const DAY: u64 = 24 * 60 * 60 * 1000;
+        let db = store.open().await;
+        let tenant = |id: &str, days: u32| {
+            Change::PutTenant(Box::new(TenantRecord {
+                id: id.into(),
+                quotas: Quotas { retention_days: days, ..Quotas::default() },
+                disabled: false,
+                created_at: 0,
+            }))
+        };
+        let module = |name: &str| {
+            let bytes = format!("\0asm {name}").into_bytes();
+            (ModuleRecord::of(name, &bytes, vec![], 0), bytes)
+        };
+        let (kept, kept_bytes) = module("kept");
+        let (deleted, deleted_bytes) = module("deleted");
+        let (running_only, running_bytes) = module("running-only");
+        let mut changes = vec![tenant("acme", 1), tenant("globex", 30)];
+        for (record, bytes) in [(&kept, &kept_bytes), (&deleted, &deleted_bytes), (&running_only, &running_bytes)] {
+            changes.push(Change::PutModule { tenant: "acme".into(), digest: record.digest, bytes: Arc::new(bytes.clone()) });
+            changes.push(Change::PutModuleVersion { tenant: "acme".into(), record: Box::new(record.clone()) });
+        }
+        let at = |id: u64, tenant: &str, status: RunStatus, updated: u64, module: &ModuleRecord| {
+            let mut record = run(id, tenant, status);
+            record.updated_at = updated;
+            record.modules = vec![module.digest];
+            record
+        };
+        // acme keeps finished runs 1 day: run 1 is 2 days old, 2 is fresh,
+        // 3 is old but unfinished; globex keeps 30 days: run 4 is 2 days old.
+        let runs = [
+            at(1, "acme", RunStatus::Failed, 0, &deleted),
+            at(2, "acme", RunStatus::Succeeded, 2 * DAY - 1000, &kept),
+            at(3, "acme", RunStatus::Running, 0, &running_only),
+            at(4, "globex", RunStatus::Succeeded, 0, &kept),
+        ];
+        for record in runs {
+            let (id, tenant) = (record.id, record.tenant.clone());
+            changes.push(Change::PutRun(Box::new(record)));
+            changes.push(Change::PutUnit { tenant: tenant.clone(), run: id, key: UnitKey::step(0), record: UnitRecord::pending() });
+            changes.push(Change::AppendEvent { tenant: tenant.clone(), run: id, seq: 0, event: Event { at: 0, kind: EventKind::RunStarted } });
+            changes.push(Change::PutIdempotencyKey { tenant, key: format!("key{id}"), run: id });
+        }
+        db.commit(changes).await.unwrap();
+        // The modules of the deleted run and of the running one are deleted
+        // by name; only the running run still names its bytes.
+        for name in ["deleted", "running-only"] {
+            db.commit(vec![Change::DeleteModule { tenant: "acme".into(), name: name.into() }]).await.unwrap();
+        }
+
+        assert_eq!(sweep(&*db, 2 * DAY).await.unwrap().runs, 1);
+
+        assert_eq!(db.run(RunId(1)).await.unwrap(), None, "expired");
+        assert!(db.units("acme", RunId(1)).await.unwrap().is_empty());
+        assert!(db.events_from("acme", RunId(1), 0).await.unwrap().is_empty());
+        assert_eq!(db.idempotent_run("acme", "key1").await.unwrap(), None);
+        for (tenant, id) in [("acme", 2), ("acme", 3), ("globex", 4)] {
+            assert!(db.run(RunId(id)).await.unwrap().is_some(), "run {id} is kept");
+            assert_eq!(db.units(tenant, RunId(id)).await.unwrap().len(), 1);
+            assert_eq!(db.idempotent_run(tenant, &format!("key{id}")).await.unwrap(), Some(RunId(id)));
+        }
+        assert!(db.module("acme", &kept.digest).await.unwrap().is_some(), "named by a version");
+        assert!(db.module("acme", &running_only.digest).await.unwrap().is_some(), "named by an unfinished run");
+        assert_eq!(db.module("acme", &deleted.digest).await.unwrap(), None, "named by nothing");
+
+        // A second sweep at the same time finds nothing more.
+        assert_eq!(sweep(&*db, 2 * DAY).await.unwrap().runs, 0);
+    }
+}

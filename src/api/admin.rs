@@ -58,6 +58,10 @@ pub struct QuotasPatch {
     /// worth, at least one).
     #[schema(required = false, minimum = 0)]
     start_rate: Option<f64>,
+    /// Days a finished run is kept before it is deleted.
+    #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    retention_days: Option<u32>,
 }
 
 impl QuotasPatch {
@@ -79,6 +83,7 @@ impl QuotasPatch {
             max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),
             max_modules: self.max_modules.unwrap_or(defaults.max_modules),
             start_rate: self.start_rate.unwrap_or(defaults.start_rate),
+            retention_days: self.retention_days.unwrap_or(defaults.retention_days),
         })
     }
 }

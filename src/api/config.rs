@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub store_cache: usize,
     /// Quotas of tenants created without their own.
     pub default_quotas: Quotas,
+    /// How often finished runs past their tenant's retention are deleted.
+    pub retention_interval: Duration,
 }
 
 impl ServerConfig {
@@ -50,6 +52,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             store_cache: crate::store::DEFAULT_CACHE,
             default_quotas: Quotas::default(),
+            retention_interval: Duration::from_secs(600),
         }
     }
 }
@@ -65,6 +68,7 @@ impl ServerConfig {
 /// max_module_body = "64MiB"
 /// shutdown_grace = "30s"
 /// store_cache = "16MiB"
+/// retention_interval = "10m"
 ///
 /// [default_quotas]
 /// max_concurrent_runs = 100
@@ -93,6 +97,8 @@ pub struct FileConfig {
     pub shutdown_grace: Option<String>,
     /// The store's page cache, e.g. "16MiB".
     pub store_cache: Option<String>,
+    /// How often retention sweeps, e.g. "10m".
+    pub retention_interval: Option<String>,
     /// Default tenant quotas.
     pub default_quotas: Option<Quotas>,
 }
@@ -148,6 +154,12 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
     }
     if let Some(grace) = given.shutdown_grace.or(file.shutdown_grace) {
         config.shutdown_grace = parse_duration(&grace).map_err(|e| format!("shutdown_grace {grace:?}: {e}"))?;
+    }
+    if let Some(every) = given.retention_interval.or(file.retention_interval) {
+        config.retention_interval = parse_duration(&every).map_err(|e| format!("retention_interval {every:?}: {e}"))?;
+        if config.retention_interval.is_zero() {
+            return Err("retention_interval must be longer than 0".into());
+        }
     }
     if let Some(quotas) = file.default_quotas {
         config.default_quotas = quotas;

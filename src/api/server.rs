@@ -63,7 +63,8 @@ pub async fn serve(
         max_concurrent: config.max_concurrent_attempts,
         ..EngineConfig::default()
     };
-    let (engine, resumed) = Engine::start(store.clone(), runner, Arc::new(TokioClock::system()), engine_config)
+    let clock: Arc<dyn crate::engine::Clock> = Arc::new(TokioClock::system());
+    let (engine, resumed) = Engine::start(store.clone(), runner, clock.clone(), engine_config)
         .await
         .map_err(|e| fail("cannot start the engine", &e))?;
 
@@ -80,6 +81,11 @@ pub async fn serve(
         stopping,
     });
     tokio::spawn(super::metrics::follow(state.clone(), engine.subscribe()));
+    let retention = tokio::spawn(store::retention::run(
+        state.store.clone(),
+        clock.clone(),
+        config.retention_interval,
+    ));
     let (app, _) = router(state.clone());
     started(&Server {
         resumed,
@@ -109,6 +115,7 @@ pub async fn serve(
         );
     }
     engine.shutdown().await;
+    retention.abort();
     result
 }
 

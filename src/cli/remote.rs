@@ -165,6 +165,9 @@ pub(crate) enum TenantCommand {
         /// Runs started per second.
         #[arg(long)]
         start_rate: Option<f64>,
+        /// Days a finished run is kept before it is deleted [default: 30].
+        #[arg(long)]
+        retention_days: Option<u32>,
     },
     /// List tenants.
     List,
@@ -586,6 +589,7 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
             max_module_size,
             max_modules,
             start_rate,
+            retention_days,
         } => {
             let size = |flag: &str, value: Option<String>| -> anyhow::Result<Option<u64>> {
                 value
@@ -607,6 +611,7 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
             );
             set("max_modules", max_modules.map(Value::from));
             set("start_rate", start_rate.map(Value::from));
+            set("retention_days", retention_days.map(Value::from));
             let body = json!({"name": name, "quotas": quotas});
             let created = client
                 .send(client.request(Method::POST, "/v1/admin/tenants").json(&body))

@@ -54,6 +54,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "WEFT_STORE_CACHE", value_name = "SIZE")]
     store_cache: Option<String>,
 
+    /// How often finished runs older than their tenant's retention_days
+    /// quota are deleted [default: 10m].
+    #[arg(long, env = "WEFT_RETENTION_INTERVAL", value_name = "DURATION")]
+    retention_interval: Option<String>,
+
     /// How long a shutdown waits for running attempts before abandoning
     /// them (they run again after a restart) [default: 30s].
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE", value_name = "DURATION")]
@@ -74,6 +79,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         max_module_body: args.max_module_body,
         shutdown_grace: args.shutdown_grace,
         store_cache: args.store_cache,
+        retention_interval: args.retention_interval,
         default_quotas: None,
     };
     let config = resolve(given, file).map_err(anyhow::Error::msg)?;

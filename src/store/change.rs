@@ -103,6 +103,22 @@ pub enum Change {
         /// What happened.
         event: Event,
     },
+    /// Deletes finished runs with their units, attempts (and so logs),
+    /// events and idempotency keys: retention.
+    DeleteRuns {
+        /// The tenant that owns them.
+        tenant: String,
+        /// The runs.
+        runs: Vec<RunId>,
+    },
+    /// Deletes the module bytes no module version and no unfinished run
+    /// of `tenant` names any more (on a backend that shares bytes between
+    /// tenants: that no tenant names). Decided inside the transaction, so
+    /// an upload committed before it is never collected.
+    CollectModuleBytes {
+        /// The tenant.
+        tenant: String,
+    },
     /// Sets (`Some`) or deletes (`None`) a kv entry.
     Kv {
         /// The tenant.

@@ -8,10 +8,14 @@
 //! it is durable. Reads are `async` and see only what has committed.
 
 mod change;
+pub mod check;
 mod error;
 mod location;
 pub mod postgres;
+mod records;
 pub mod redb;
+pub mod retention;
+pub mod transfer;
 
 use std::sync::Arc;
 
@@ -22,10 +26,11 @@ pub use change::Change;
 pub use error::StoreError;
 pub(crate) use error::storage;
 pub use location::{LocationError, PgLocation, StoreLocation, TlsMode};
+pub use records::{Corrupt, Cursor, Page, Record, Table, Tally};
 
 use crate::digest::Digest;
 use crate::model::{
-    AttemptRecord, Event, ModuleRecord, RunId, RunRecord, RunStatus, UnitKey, UnitRecord, WorkflowVersion,
+    AttemptRecord, Event, Millis, ModuleRecord, RunId, RunRecord, RunStatus, UnitKey, UnitRecord, WorkflowVersion,
 };
 use crate::tenant::{KeyRecord, TenantRecord};
 
@@ -114,6 +119,18 @@ pub trait Store: Send + Sync + 'static {
     async fn kv_get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every kv entry of a tenant, for inspection.
     async fn kv_entries(&self, tenant: &str) -> Result<Vec<(String, Value)>, StoreError>;
+
+    /// Finished runs of `tenant` last changed before `before`, oldest
+    /// first, at most `limit`: what retention deletes next.
+    async fn expired_runs(&self, tenant: &str, before: Millis, limit: usize) -> Result<Vec<RunId>, StoreError>;
+
+    /// Up to `limit` records of `table` after `after`, in the backend's key
+    /// order (see [`Record`]).
+    async fn export_page(&self, table: Table, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError>;
+
+    /// Writes `records` as they are, in one transaction, replacing any
+    /// with the same key: the other half of [`Store::export_page`].
+    async fn import(&self, records: Vec<Record>) -> Result<(), StoreError>;
 }
 
 impl dyn Store {
@@ -143,6 +160,22 @@ pub async fn open(location: &StoreLocation, redb_cache: usize) -> Result<Arc<dyn
             Ok(Arc::new(redb::RedbStore::open_with_cache(&file, redb_cache)?))
         }
         StoreLocation::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg).await?)),
+    }
+}
+
+/// Opens a store that must exist already, changing nothing to open it (no
+/// file or schema created, none upgraded): for `weft check` and the
+/// source of `weft migrate`. Like [`open`], it fails while a server holds
+/// the store.
+pub async fn open_existing(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Redb(dir) => {
+            if !redb::exists(dir) {
+                return Err(StoreError::Open(format!("{} holds no weft store", dir.display())));
+            }
+            Ok(Arc::new(redb::RedbStore::open(&dir.join(redb::STORE_FILE))?))
+        }
+        StoreLocation::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open_existing(pg).await?)),
     }
 }
 

@@ -12,6 +12,7 @@ mod conformance;
 mod docs;
 mod flow;
 mod isolation;
+mod migrate;
 mod outage;
 mod python;
 mod restart;

@@ -40,6 +40,10 @@ pub enum SchemaError {
         /// The newest this build knows.
         known: i32,
     },
+    /// The database holds no weft store, or one at an older schema, and
+    /// the caller may not change it.
+    #[error("{0}")]
+    NotCurrent(String),
     /// A statement failed.
     #[error("migrating the schema: {0}")]
     Sql(#[from] tokio_postgres::Error),
@@ -63,6 +67,31 @@ pub async fn migrate(client: &mut Client) -> Result<i32, SchemaError> {
     let version = result?;
     unlocked?;
     Ok(version)
+}
+
+/// Checks, changing nothing, that the database holds a weft store at
+/// this build's schema.
+pub async fn require_current(client: &Client) -> Result<(), SchemaError> {
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let exists: bool = client
+        .query_one("SELECT to_regclass('weft_schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Err(SchemaError::NotCurrent("this database holds no weft store".into()));
+    }
+    let found: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM weft_schema_migrations", &[])
+        .await?
+        .get(0);
+    match found.cmp(&known) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(SchemaError::Newer { database: found, known }),
+        std::cmp::Ordering::Less => Err(SchemaError::NotCurrent(format!(
+            "the store's schema is at version {found}, older than this weft's {known}: \
+             start `weft serve` on it once to upgrade it"
+        ))),
+    }
 }
 
 async fn apply(client: &mut Client) -> Result<i32, SchemaError> {

@@ -15,6 +15,7 @@
 //!   the location's `sslmode` and `sslrootcert` when the store opens.
 
 mod codes;
+mod export;
 mod migrations;
 mod reads;
 mod tls;
@@ -56,6 +57,16 @@ impl PgStore {
     /// Connects, brings the schema up to date, takes the store's lock and
     /// starts the writer. Fails when another weft process holds the store.
     pub async fn open(location: &PgLocation) -> Result<PgStore, StoreError> {
+        PgStore::open_with(location, true).await
+    }
+
+    /// [`PgStore::open`] of a store that must exist already at this
+    /// build's schema (`upgrade: false`): for tools that only read it.
+    pub async fn open_existing(location: &PgLocation) -> Result<PgStore, StoreError> {
+        PgStore::open_with(location, false).await
+    }
+
+    async fn open_with(location: &PgLocation, upgrade: bool) -> Result<PgStore, StoreError> {
         let location = location
             .clone()
             .with_password_from(|name| std::env::var(name).ok())
@@ -72,9 +83,15 @@ impl PgStore {
         let mut client = connect(&config, &tls)
             .await
             .map_err(|e| StoreError::Open(format!("{location}: {}", describe(&e))))?;
-        migrate(&mut client)
-            .await
-            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        if upgrade {
+            migrate(&mut client)
+                .await
+                .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        } else {
+            migrations::require_current(&client)
+                .await
+                .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        }
         // A holder that just closed (a CLI command before this one) lets go
         // within moments: wait a little before calling the store taken.
         let mut waited = Duration::ZERO;

@@ -10,8 +10,9 @@ use tokio_postgres::types::ToSql;
 use super::codes::{decode, digest, run_status, unit_key};
 use super::{PgStore, classify};
 use crate::digest::Digest;
+use crate::model::Millis;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
-use crate::store::{Change, Continuation, RunFilter, Store, StoreError, kv_display};
+use crate::store::{Change, Continuation, Cursor, Page, Record, RunFilter, Store, StoreError, Table, kv_display};
 use crate::tenant::{KeyRecord, TenantRecord};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -294,5 +295,17 @@ impl Store for PgStore {
             .iter()
             .map(|r| (r.get(0), kv_display(r.get::<_, &[u8]>(1))))
             .collect())
+    }
+
+    async fn expired_runs(&self, tenant: &str, before: Millis, limit: usize) -> Result<Vec<RunId>, StoreError> {
+        self.expired_runs_now(tenant, before, limit).await
+    }
+
+    async fn export_page(&self, table: Table, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
+        self.export_page_now(table, after, limit).await
+    }
+
+    async fn import(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.import_now(records).await
     }
 }

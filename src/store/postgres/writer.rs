@@ -70,7 +70,7 @@ const IDEMPOTENCY: &str = "INSERT INTO idempotency_keys (tenant, key, run_id)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING";
 
 /// The hot statements, prepared on the writer's connection.
-struct Statements {
+pub(super) struct Statements {
     runs: Statement,
     units: Statement,
     attempts: Statement,
@@ -81,7 +81,7 @@ struct Statements {
 }
 
 impl Statements {
-    async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+    pub(super) async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
             runs: client.prepare(RUNS).await?,
             units: client.prepare(UNITS).await?,
@@ -256,7 +256,7 @@ impl Writer {
 /// The frequent changes of a group, as columns, each key once (its last
 /// value: one statement may not touch a row twice).
 #[derive(Default)]
-struct Hot<'a> {
+pub(super) struct Hot<'a> {
     runs: Keyed<(&'a str, u64), &'a crate::model::RunRecord>,
     units: Keyed<(&'a str, u64, i32, i32), &'a crate::model::UnitRecord>,
     attempts: Keyed<(&'a str, u64, i32, i32, u32), &'a crate::model::AttemptRecord>,
@@ -294,7 +294,7 @@ impl<K: Hash + Eq + Copy, V> Keyed<K, V> {
 
 impl<'a> Hot<'a> {
     /// Takes `change` if it is a hot one.
-    fn take(&mut self, change: &'a Change) -> bool {
+    pub(super) fn take(&mut self, change: &'a Change) -> bool {
         match change {
             Change::PutRun(run) => self.runs.put((run.tenant.as_str(), run.id.0), run.as_ref()),
             Change::PutUnit {
@@ -326,7 +326,7 @@ impl<'a> Hot<'a> {
     }
 
     /// Sends one statement per table that has rows, pipelined.
-    async fn write(self, txn: &Transaction<'_>, st: &Statements) -> Result<(), tokio_postgres::Error> {
+    pub(super) async fn write(self, txn: &Transaction<'_>, st: &Statements) -> Result<(), tokio_postgres::Error> {
         let runs = &self.runs.entries;
         let units = &self.units.entries;
         let attempts = &self.attempts.entries;
@@ -421,7 +421,7 @@ impl<'a> Hot<'a> {
 }
 
 /// A change made rarely (by people, not by runs), one statement at a time.
-async fn apply_rare(txn: &Transaction<'_>, change: &Change) -> Result<(), tokio_postgres::Error> {
+pub(super) async fn apply_rare(txn: &Transaction<'_>, change: &Change) -> Result<(), tokio_postgres::Error> {
     match change {
         Change::PutModule { tenant, digest, bytes } => {
             txn.execute(
@@ -521,6 +521,23 @@ async fn apply_rare(txn: &Transaction<'_>, change: &Change) -> Result<(), tokio_
         }
         Change::DeleteKey { key_id } => {
             txn.execute("DELETE FROM api_keys WHERE key_id = $1", &[key_id]).await?;
+        }
+        Change::DeleteRuns { tenant, runs } => {
+            let ids: Vec<i64> = runs.iter().map(|r| r.0 as i64).collect();
+            for table in ["units", "attempts", "events", "idempotency_keys", "runs"] {
+                let sql = format!("DELETE FROM {table} WHERE tenant = $1 AND run_id = ANY($2)");
+                txn.execute(sql.as_str(), &[tenant, &ids]).await?;
+            }
+        }
+        Change::CollectModuleBytes { tenant } => {
+            txn.execute(
+                "DELETE FROM module_bytes b WHERE b.tenant = $1
+                   AND NOT EXISTS (SELECT 1 FROM module_versions v WHERE v.tenant = b.tenant AND v.digest = b.digest)
+                   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.tenant = b.tenant AND r.status = 0
+                       AND (r.record -> 'modules')::jsonb ? ('sha256:' || encode(b.digest, 'hex')))",
+                &[tenant],
+            )
+            .await?;
         }
         Change::PutRun(_)
         | Change::PutUnit { .. }

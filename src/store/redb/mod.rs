@@ -10,6 +10,7 @@
 //! Reads use redb's MVCC snapshots from any thread, never blocking the
 //! writer (`reads.rs`).
 
+mod export;
 mod reads;
 mod tables;
 mod writer;

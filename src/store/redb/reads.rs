@@ -8,8 +8,11 @@ use serde_json::Value;
 use super::tables::*;
 use super::{RedbStore, digest_from, unit_key};
 use crate::digest::Digest;
+use crate::model::Millis;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
-use crate::store::{Change, Continuation, RunFilter, Store, StoreError, kv_display, storage};
+use crate::store::{
+    Change, Continuation, Cursor, Page, Record, RunFilter, Store, StoreError, Table, kv_display, storage,
+};
 use crate::tenant::{KeyRecord, TenantRecord};
 
 /// The most runs one page scans past a filter before it returns what it
@@ -289,5 +292,20 @@ impl Store for RedbStore {
         let txn = self.database.begin_read().map_err(storage)?;
         let kv = txn.open_table(KV).map_err(storage)?;
         Ok(kv.get((tenant, key)).map_err(storage)?.map(|v| v.value().to_vec()))
+    }
+
+    async fn expired_runs(&self, tenant: &str, before: Millis, limit: usize) -> Result<Vec<RunId>, StoreError> {
+        self.expired_runs_now(tenant, before, limit)
+    }
+
+    async fn export_page(&self, table: Table, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
+        self.export_page_now(table, after, limit)
+    }
+
+    async fn import(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.import_now(records))
+            .await
+            .map_err(storage)?
     }
 }

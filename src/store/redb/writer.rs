@@ -7,7 +7,8 @@ use redb::{Database, ReadableTable, Table};
 
 use super::tables::*;
 use super::{Job, MAX_BATCH};
-use crate::model::WorkflowVersion;
+use crate::digest::Digest;
+use crate::model::{ModuleRecord, RunRecord, WorkflowVersion};
 use crate::store::{Change, StoreError, storage};
 
 /// The writer thread: one transaction per batch of queued jobs.
@@ -147,6 +148,63 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), StoreError> {
                     idempotency
                         .insert((tenant.as_str(), key.as_str()), run.0)
                         .map_err(storage)?;
+                }
+                Change::DeleteRuns { tenant, runs: ids } => {
+                    for id in ids {
+                        runs.remove(id.0).map_err(storage)?;
+                        active.remove(id.0).map_err(storage)?;
+                        tenant_runs.remove((tenant.as_str(), id.0)).map_err(storage)?;
+                        units
+                            .retain_in((id.0, 0, 0)..=(id.0, u32::MAX, u32::MAX), |_, _| false)
+                            .map_err(storage)?;
+                        attempts
+                            .retain_in((id.0, 0, 0, 0)..=(id.0, u32::MAX, u32::MAX, u32::MAX), |_, _| false)
+                            .map_err(storage)?;
+                        events
+                            .retain_in((id.0, 0)..=(id.0, u32::MAX), |_, _| false)
+                            .map_err(storage)?;
+                    }
+                    let gone: std::collections::HashSet<u64> = ids.iter().map(|id| id.0).collect();
+                    let mut keys = Vec::new();
+                    for entry in idempotency.range((tenant.as_str(), "")..).map_err(storage)? {
+                        let (k, v) = entry.map_err(storage)?;
+                        let (t, key) = k.value();
+                        if t != tenant {
+                            break;
+                        }
+                        if gone.contains(&v.value()) {
+                            keys.push(key.to_string());
+                        }
+                    }
+                    for key in keys {
+                        idempotency.remove((tenant.as_str(), key.as_str())).map_err(storage)?;
+                    }
+                }
+                Change::CollectModuleBytes { .. } => {
+                    // Bytes are shared between tenants here: collect what no
+                    // tenant's version and no unfinished run names.
+                    let mut named = std::collections::HashSet::new();
+                    for entry in module_versions.iter().map_err(storage)? {
+                        let record: ModuleRecord = decode(entry.map_err(storage)?.1.value(), "module version")?;
+                        named.insert(record.digest);
+                    }
+                    for entry in active.iter().map_err(storage)? {
+                        let id = entry.map_err(storage)?.0.value();
+                        if let Some(bytes) = runs.get(id).map_err(storage)? {
+                            let run: RunRecord = decode(bytes.value(), "run")?;
+                            named.extend(run.modules);
+                        }
+                    }
+                    let mut unnamed = Vec::new();
+                    for entry in modules.iter().map_err(storage)? {
+                        let key = entry.map_err(storage)?.0;
+                        if !Digest::from_slice(key.value()).is_some_and(|d| named.contains(&d)) {
+                            unnamed.push(key.value().to_vec());
+                        }
+                    }
+                    for digest in unnamed {
+                        modules.remove(digest.as_slice()).map_err(storage)?;
+                    }
                 }
                 Change::Kv { tenant, key, value } => {
                     match value {

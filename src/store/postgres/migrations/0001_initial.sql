@@ -156,6 +156,9 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (tenant, key)
 );
 
+-- Retention deletes a run's keys with it.
+CREATE INDEX idempotency_keys_by_run ON idempotency_keys (tenant, run_id);
+
 -- The cluster's node registry.
 CREATE TABLE nodes (
     node_id uuid PRIMARY KEY,
