@@ -55,29 +55,11 @@ pub(crate) struct RunArgs {
     json: bool,
 }
 
+/// A store that holds weft's state already: `--data DIR` or `--store`.
 #[derive(Debug, Args)]
-pub(crate) struct ResumeArgs {
-    /// The data directory of an earlier `weft run --data DIR`.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "store",
-        conflicts_with = "store"
-    )]
-    data: Option<PathBuf>,
-
-    /// The store of an earlier `weft run --store STORE`.
-    #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
-    store: Option<String>,
-
-    /// Print the finished runs as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ShowArgs {
-    /// The data directory.
+pub(crate) struct ExistingStore {
+    /// The data directory of an embedded store, as `weft run --data DIR`
+    /// or `weft serve --data DIR` made it.
     #[arg(
         long,
         value_name = "DIR",
@@ -89,6 +71,22 @@ pub(crate) struct ShowArgs {
     /// The store: redb:DIR or postgres://user@host:port/database.
     #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
     store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    #[command(flatten)]
+    store: ExistingStore,
+
+    /// Print the finished runs as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    #[command(flatten)]
+    store: ExistingStore,
 
     /// Whose runs to show: runs started by `weft run` belong to `local`.
     #[arg(long, default_value = LOCAL)]
@@ -118,7 +116,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             StoreLocation::Redb(temp.path().to_path_buf())
         }
     };
-    let (engine, sandbox, _) = open_engine(&location).await?;
+    let store = store::open(&location, store::DEFAULT_CACHE)
+        .await
+        .with_context(|| format!("cannot open the store at {location}"))?;
+    let (engine, sandbox, _) = start_engine(store).await?;
 
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
@@ -176,8 +177,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
 }
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
-    let location = existing(args.data, args.store)?;
-    let (engine, _, resumed) = open_engine(&location).await?;
+    let location = args.store.location()?;
+    let (engine, _, resumed) = start_engine(open_existing(&location).await?).await?;
     let updates = engine.subscribe();
     eprintln!("resumed {} unfinished run(s) from {location}", resumed.len());
     let finished = follow(&engine, updates, &resumed).await?;
@@ -186,10 +187,8 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
 }
 
 pub(crate) async fn show(args: ShowArgs) -> anyhow::Result<u8> {
-    let location = existing(args.data, args.store)?;
-    let store = store::open(&location, store::DEFAULT_CACHE)
-        .await
-        .context("cannot open the store")?;
+    let location = args.store.location()?;
+    let store = open_existing(&location).await?;
     match args.run {
         Some(id) => {
             let detail = run_detail(&*store, RunId(id)).await?;
@@ -227,21 +226,18 @@ fn location(data: Option<PathBuf>, store: Option<String>) -> anyhow::Result<Opti
     }
 }
 
-/// The store `--data` or `--store` names, which must hold a store already.
-fn existing(data: Option<PathBuf>, store: Option<String>) -> anyhow::Result<StoreLocation> {
-    let location = location(data, store)?.context("give --data DIR or --store STORE")?;
-    if let StoreLocation::Redb(dir) = &location
-        && !store::redb::exists(dir)
-    {
-        bail!("{} holds no weft store", dir.display());
+impl ExistingStore {
+    fn location(&self) -> anyhow::Result<StoreLocation> {
+        location(self.data.clone(), self.store.clone())?.context("give --data DIR or --store STORE")
     }
-    Ok(location)
 }
 
-async fn open_engine(location: &StoreLocation) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
-    let store = store::open(location, store::DEFAULT_CACHE)
-        .await
-        .with_context(|| format!("cannot open the store at {location}"))?;
+/// A store that must hold weft's state already (and is not upgraded).
+async fn open_existing(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(store::open_existing(location).await?)
+}
+
+async fn start_engine(store: Arc<dyn Store>) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
     let unfinished = store.active_runs().await?;
     let sandbox = Sandbox::new(SandboxConfig::default())?;
     let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));

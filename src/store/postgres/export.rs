@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::codes::{decode, digest, encode, millis, unit_key};
-use super::writer::{Hot, Statements, apply_rare};
+use super::codes::{decode, digest, millis, unit_key};
+use super::writer::{Hot, Statements, apply_rare, put_module_version};
 use super::{PgStore, classify};
 use crate::model::{Millis, RunId, WorkflowVersion};
 use crate::store::{Change, Cursor, Page, Record, StoreError, Table};
@@ -228,23 +228,7 @@ impl PgStore {
         for record in records {
             match record {
                 Record::ModuleVersion { tenant, record } => {
-                    let digest = record.digest.as_bytes().to_vec();
-                    txn.execute(
-                        "INSERT INTO module_versions (tenant, name, version, digest, created_at, record)
-                         VALUES ($1, $2, $3, $4, $5, $6::text::json)
-                         ON CONFLICT (tenant, name, version) DO UPDATE SET digest = excluded.digest,
-                             created_at = excluded.created_at, record = excluded.record",
-                        &[
-                            &tenant,
-                            &record.name,
-                            &record.version,
-                            &digest,
-                            &millis(record.created_at),
-                            &encode(&record),
-                        ],
-                    )
-                    .await
-                    .map_err(classify)?;
+                    put_module_version(&txn, &tenant, &record).await.map_err(classify)?;
                 }
                 Record::ModuleName { tenant, name, digest } => {
                     txn.execute(

@@ -432,21 +432,7 @@ pub(super) async fn apply_rare(txn: &Transaction<'_>, change: &Change) -> Result
         }
         Change::PutModuleVersion { tenant, record } => {
             let digest = record.digest.as_bytes().as_slice();
-            txn.execute(
-                "INSERT INTO module_versions (tenant, name, version, digest, created_at, record)
-                 VALUES ($1, $2, $3, $4, $5, $6::text::json)
-                 ON CONFLICT (tenant, name, version) DO UPDATE SET digest = excluded.digest,
-                     created_at = excluded.created_at, record = excluded.record",
-                &[
-                    tenant,
-                    &record.name,
-                    &record.version,
-                    &digest,
-                    &millis(record.created_at),
-                    &encode(record.as_ref()),
-                ],
-            )
-            .await?;
+            put_module_version(txn, tenant, record).await?;
             txn.execute(
                 "INSERT INTO module_names (tenant, name, digest) VALUES ($1, $2, $3)
                  ON CONFLICT (tenant, name) DO UPDATE SET digest = excluded.digest",
@@ -546,5 +532,30 @@ pub(super) async fn apply_rare(txn: &Transaction<'_>, change: &Change) -> Result
         | Change::Kv { .. }
         | Change::PutIdempotencyKey { .. } => unreachable!("hot changes are written by Hot"),
     }
+    Ok(())
+}
+
+/// Stores a version of a module as it is (its name is pointed at it
+/// separately).
+pub(super) async fn put_module_version(
+    txn: &Transaction<'_>,
+    tenant: &str,
+    record: &crate::model::ModuleRecord,
+) -> Result<(), tokio_postgres::Error> {
+    txn.execute(
+        "INSERT INTO module_versions (tenant, name, version, digest, created_at, record)
+         VALUES ($1, $2, $3, $4, $5, $6::text::json)
+         ON CONFLICT (tenant, name, version) DO UPDATE SET digest = excluded.digest,
+             created_at = excluded.created_at, record = excluded.record",
+        &[
+            &tenant,
+            &record.name,
+            &record.version,
+            &record.digest.as_bytes().as_slice(),
+            &millis(record.created_at),
+            &encode(record),
+        ],
+    )
+    .await?;
     Ok(())
 }
