@@ -392,3 +392,48 @@ on_both_backends! {
         assert_eq!(sweep(&*db, 2 * DAY).await.unwrap().runs, 0);
     }
 }
+
+/// Corruptions planted in the embedded store's file, under `weft check`.
+/// (The same on PostgreSQL: tests/api/migrate.rs.)
+#[tokio::test]
+async fn check_finds_what_is_planted_in_the_embedded_store() {
+    use redb::{ReadableTable as _, TableDefinition};
+    let store = TestStore::redb();
+    {
+        let db = store.open().await;
+        fill(&*db).await;
+        let report = weft::store::check::check(&*db, |_, _| {}).await.unwrap();
+        assert_eq!(report.findings, vec![]);
+    }
+    let weft::store::StoreLocation::Redb(dir) = store.location() else {
+        unreachable!()
+    };
+    {
+        let file = redb::Database::create(dir.join(weft::store::redb::STORE_FILE)).unwrap();
+        let txn = file.begin_write().unwrap();
+        {
+            let mut events = txn
+                .open_table(TableDefinition::<(u64, u32), &[u8]>::new("events"))
+                .unwrap();
+            events.remove((2, 0)).unwrap(); // run 2's history now starts at 1
+            let mut runs = txn.open_table(TableDefinition::<u64, &[u8]>::new("runs")).unwrap();
+            runs.insert(5, b"\x01{\"garbage\": true}".as_slice()).unwrap();
+            let mut units = txn
+                .open_table(TableDefinition::<(u64, u32, u32), &[u8]>::new("units"))
+                .unwrap();
+            let unit = units.get((1, 0, u32::MAX)).unwrap().unwrap().value().to_vec();
+            units.insert((999, 0, u32::MAX), unit.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let db = store.open().await;
+    let report = weft::store::check::check(&*db, |_, _| {}).await.unwrap();
+    let said: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    let found = |text: &str| said.iter().any(|s| s.contains(text));
+    assert!(found("events 2#1: the history skips from 0 to 1"), "{said:#?}");
+    assert!(found("runs 5: does not decode"), "{said:#?}");
+    assert!(
+        found("units 999/0: belongs to run 999, which does not exist"),
+        "{said:#?}"
+    );
+}
