@@ -437,3 +437,47 @@ async fn check_finds_what_is_planted_in_the_embedded_store() {
         "{said:#?}"
     );
 }
+
+on_both_backends! {
+    async fn lookups_see_every_change_at_once(store: TestStore) {
+        // Keys, tenants and names are cached in front of the store; every
+        // change must show in the next read all the same.
+        use weft::tenant::{KeyRecord, Quotas, TenantRecord};
+        let db = store.open().await;
+        let workflow = |text: &str| Change::PutWorkflow {
+            tenant: "acme".into(),
+            name: "w".into(),
+            digest: Digest::of(text.as_bytes()),
+            source: text.into(),
+            at: 1,
+        };
+        assert_eq!(db.workflow_named("acme", "w").await.unwrap(), None);
+        db.commit(vec![workflow("one")]).await.unwrap();
+        assert_eq!(db.workflow_named("acme", "w").await.unwrap(), Some(Digest::of(b"one")));
+        db.commit(vec![workflow("two")]).await.unwrap();
+        assert_eq!(db.workflow_named("acme", "w").await.unwrap(), Some(Digest::of(b"two")));
+
+        let mut tenant = TenantRecord { id: "acme".into(), quotas: Quotas::default(), disabled: false, created_at: 1 };
+        assert_eq!(db.tenant("acme").await.unwrap(), None);
+        db.commit(vec![Change::PutTenant(Box::new(tenant.clone()))]).await.unwrap();
+        assert!(!db.tenant("acme").await.unwrap().unwrap().disabled);
+
+        let key = KeyRecord { key_id: "k1".into(), tenant: "acme".into(), secret_sha256: "00".into(), created_at: 1 };
+        assert_eq!(db.key("k1").await.unwrap(), None);
+        db.commit(vec![Change::PutKey(Box::new(key.clone()))]).await.unwrap();
+        assert_eq!(db.key("k1").await.unwrap(), Some(key));
+        db.commit(vec![Change::DeleteKey { key_id: "k1".into() }]).await.unwrap();
+        assert_eq!(db.key("k1").await.unwrap(), None, "a revoked key is refused at once");
+
+        tenant.disabled = true;
+        db.commit(vec![Change::PutTenant(Box::new(tenant))]).await.unwrap();
+        assert!(db.tenant("acme").await.unwrap().unwrap().disabled, "a disabled tenant is refused at once");
+
+        let bytes = b"\0asm".to_vec();
+        let record = ModuleRecord::of("m", &bytes, vec![], 1);
+        db.commit(vec![Change::PutModuleVersion { tenant: "acme".into(), record: Box::new(record.clone()) }]).await.unwrap();
+        assert_eq!(db.module_named("acme", "m").await.unwrap(), Some(record.digest));
+        db.commit(vec![Change::DeleteModule { tenant: "acme".into(), name: "m".into() }]).await.unwrap();
+        assert_eq!(db.module_named("acme", "m").await.unwrap(), None);
+    }
+}

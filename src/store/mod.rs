@@ -7,6 +7,7 @@
 //! transaction (group commit) and runs each batch's continuation only once
 //! it is durable. Reads are `async` and see only what has committed.
 
+mod cached;
 mod change;
 pub mod check;
 mod error;
@@ -152,15 +153,16 @@ pub use self::redb::DEFAULT_CACHE;
 /// Opens the store at `location`, creating it (or its schema) if needed.
 /// `redb_cache` is the embedded store's page cache, in bytes.
 pub async fn open(location: &StoreLocation, redb_cache: usize) -> Result<Arc<dyn Store>, StoreError> {
-    match location {
+    let store: Arc<dyn Store> = match location {
         StoreLocation::Redb(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
             let file = dir.join(redb::STORE_FILE);
-            Ok(Arc::new(redb::RedbStore::open_with_cache(&file, redb_cache)?))
+            Arc::new(redb::RedbStore::open_with_cache(&file, redb_cache)?)
         }
-        StoreLocation::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open(pg).await?)),
-    }
+        StoreLocation::Postgres(pg) => Arc::new(postgres::PgStore::open(pg).await?),
+    };
+    Ok(Arc::new(cached::CachedStore::new(store)))
 }
 
 /// Opens a store that must exist already, changing nothing to open it (no
