@@ -1,9 +1,16 @@
 //! `weft bench --quick`: every figure the summary promises is measured and
-//! written, a real number, from the real binary.
+//! written, a real number, from the real binary; the PostgreSQL figures
+//! whenever a server can be had (else the test says it skipped them, and
+//! fails under `CI=true`).
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
+use std::path::Path;
 use std::process::Command;
+
+use pg::outside::skip;
 
 /// The keys the JSON summary must have.
 const KEYS: [&str; 8] = [
@@ -17,37 +24,57 @@ const KEYS: [&str; 8] = [
     "resume_10k_s",
 ];
 
-#[test]
-fn the_quick_bench_writes_every_promised_figure() {
+/// The keys of the postgres section.
+const PG_KEYS: [&str; 4] = [
+    "pg_durable_wf_per_s",
+    "pg_insert_tx_per_s",
+    "pg_http_p50_ms",
+    "pg_http_p99_ms",
+];
+
+/// `weft bench --quick` with `args`, its JSON summary in `dir`: the
+/// summary and what the bench printed. Panics when the bench fails.
+fn quick_bench(dir: &Path, args: &[&str]) -> (serde_json::Value, String) {
     let modules = common::guest("hello").parent().unwrap().to_path_buf();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
+    let json = dir.join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["bench", "--quick", "--modules"])
         .arg(&modules)
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .arg("--json")
         .arg(&json)
+        .args(args)
         .output()
         .expect("running weft bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "weft bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for key in KEYS {
+    let summary = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (summary, stdout)
+}
+
+/// Every key is a finite, positive number.
+fn assert_figures(summary: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
         let value = summary[key]
             .as_f64()
             .unwrap_or_else(|| panic!("{key} is missing:\n{summary:#}"));
         assert!(value.is_finite() && value > 0.0, "{key} = {value}");
     }
+}
+
+#[test]
+fn the_quick_bench_writes_every_promised_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    // No --store: the postgres section starts a server of its own.
+    let (summary, stdout) = quick_bench(dir.path(), &[]);
+    assert_figures(&summary, &KEYS);
     assert_eq!(summary["resumed_runs"], 10_001, "{summary:#}");
     assert!(summary["machine"]["cores"].as_u64().unwrap() >= 1);
-    // Every target is judged, and the printout shows each figure.
-    assert_eq!(summary["targets"].as_array().unwrap().len(), 7, "{summary:#}");
     for label in [
         "bare wasmtime",
         "bare redb",
@@ -57,6 +84,69 @@ fn the_quick_bench_writes_every_promised_figure() {
     ] {
         assert!(stdout.contains(label), "no {label:?} in:\n{stdout}");
     }
+    // Every target is judged: 7 without PostgreSQL, 2 more with it.
+    let targets = summary["targets"].as_array().unwrap().len();
+    if let Some(reason) = summary["pg_skipped"].as_str() {
+        assert!(stdout.contains("skipped: "), "{stdout}");
+        assert_eq!(targets, 7, "{summary:#}");
+        skip(&format!("the bench could not start PostgreSQL: {reason}"));
+        return;
+    }
+    assert_figures(&summary, &PG_KEYS);
+    assert_eq!(targets, 9, "{summary:#}");
+    assert!(stdout.contains("started by the bench in"), "{stdout}");
+    assert!(stdout.contains("bare INSERT transactions"), "{stdout}");
+}
+
+#[test]
+fn the_postgres_section_benches_the_server_given_with_store_and_leaves_nothing_there() {
+    let Some(pg) = pg::Pg::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres", "--store", pg.url()]);
+    assert!(summary.get("pg_skipped").is_none(), "{stdout}");
+    assert_figures(&summary, &PG_KEYS);
+    assert_eq!(summary["targets"].as_array().unwrap().len(), 2, "{summary:#}");
+    assert!(stdout.contains(" at postgres"), "{stdout}");
+    assert!(!stdout.contains("started by the bench"), "{stdout}");
+    // Its databases are dropped, and the one given is left as it was.
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'weft\\_bench\\_%'"),
+        "0"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_skips_the_postgres_section_and_the_bench_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = format!("postgres://weft@127.0.0.1:{}/weft", closed_port());
+    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres", "--store", &unreachable]);
+    assert!(stdout.contains("skipped: "), "{stdout}");
+    let reason = summary["pg_skipped"].as_str().unwrap();
+    assert!(reason.contains("cannot be reached"), "{reason}");
+    for key in PG_KEYS {
+        assert!(summary.get(key).is_none(), "{summary:#}");
+    }
+
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["bench", "--quick", "--only", "postgres", "--store", "redb:/tmp/x"])
+        .output()
+        .expect("running weft bench");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--store takes a postgres:// URL"), "{stderr}");
+}
+
+/// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]

@@ -22,10 +22,10 @@ use super::{ONE_STEP, Options};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock};
 use crate::model::{ModuleRecord, RunStatus};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::store::{self, StoreLocation};
+use crate::store::{self, Store, StoreLocation};
 
 /// Runs unfinished at once: enough that commits group and slots stay full.
-const IN_FLIGHT: usize = 1_024;
+pub(super) const IN_FLIGHT: usize = 1_024;
 
 const CHAIN: &str = "name: chain\nsteps:
   - {id: a, task: hello, input: {name: a}}
@@ -61,19 +61,8 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
         "/s",
     );
 
-    let hello = options.module("hello")?;
     let store = store::open(&StoreLocation::Redb(dir.path().join("store")), store::DEFAULT_CACHE).await?;
-    let runner = Arc::new(SandboxRunner::new(
-        Sandbox::new(SandboxConfig::default())?,
-        store.clone(),
-    ));
-    let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
-    engine
-        .put_module("bench", ModuleRecord::of("hello", &hello, vec![], 0), hello)
-        .await?;
-    for source in [ONE_STEP, CHAIN, FAN_OUT] {
-        engine.put_workflow("bench", source).await?;
-    }
+    let engine = start_engine(options, store, &[ONE_STEP, CHAIN, FAN_OUT]).await?;
     let names: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
     let fan_input = json!({ "names": names });
 
@@ -127,10 +116,37 @@ fn redb_commits_per_second(path: &Path, commits: u64) -> anyhow::Result<f64> {
     Ok(commits as f64 / started.elapsed().as_secs_f64())
 }
 
+/// An engine on `store` with the default configuration, and the `hello`
+/// module and `workflows` stored for the tenant `bench`.
+pub(super) async fn start_engine(
+    options: &Options,
+    store: Arc<dyn Store>,
+    workflows: &[&str],
+) -> anyhow::Result<Engine> {
+    let hello = options.module("hello")?;
+    let runner = Arc::new(SandboxRunner::new(
+        Sandbox::new(SandboxConfig::default())?,
+        store.clone(),
+    ));
+    let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
+    engine
+        .put_module("bench", ModuleRecord::of("hello", &hello, vec![], 0), hello)
+        .await?;
+    for source in workflows {
+        engine.put_workflow("bench", source).await?;
+    }
+    Ok(engine)
+}
+
 /// Starts `n` runs of `workflow`, at most [`IN_FLIGHT`] unfinished at
 /// once, waits until every one has durably succeeded, and returns runs
 /// per second.
-async fn run_many(engine: &Engine, workflow: &str, input: &serde_json::Value, n: usize) -> anyhow::Result<f64> {
+pub(super) async fn run_many(
+    engine: &Engine,
+    workflow: &str,
+    input: &serde_json::Value,
+    n: usize,
+) -> anyhow::Result<f64> {
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut runs = JoinSet::new();
     let started = Instant::now();

@@ -1,17 +1,21 @@
 //! `weft bench`: the figures that matter to a user of one small machine —
 //! sandbox overhead, durable workflows per second, HTTP throughput and
-//! latency, memory per pending run, and recovery time — each printed next
-//! to a baseline measured in the same run, with the ratio and the target.
+//! latency, memory per pending run, recovery time, and the workflow and
+//! HTTP figures again on PostgreSQL — each printed next to a baseline
+//! measured in the same run, with the ratio and the target.
 //!
 //! Every figure comes from the real thing: the example `hello` component
-//! in the real sandbox, a real redb file in the bench directory, and the
-//! real `weft serve` binary on loopback (killed with SIGKILL to measure
-//! recovery). `--quick` runs smaller loads for a first look, with the same
-//! keys in the `--json` summary.
+//! in the real sandbox, a real redb file in the bench directory, a real
+//! PostgreSQL server (given with `--store`, or started by the bench), and
+//! the real `weft serve` binary on loopback (killed with SIGKILL to
+//! measure recovery). `--quick` runs smaller loads for a first look, with
+//! the same keys in the `--json` summary.
 
 mod backlog;
 mod engine;
 mod machine;
+mod pg_server;
+mod postgres;
 mod report;
 mod sandbox;
 mod server;
@@ -36,6 +40,10 @@ pub struct Options {
     pub weft: PathBuf,
     /// The sections to run, in order.
     pub sections: Vec<Section>,
+    /// The PostgreSQL server of the postgres section, as a
+    /// `postgres://` URL (the bench works in databases of its own there);
+    /// `None` starts a throwaway server.
+    pub store: Option<String>,
 }
 
 impl Options {
@@ -70,16 +78,20 @@ pub enum Section {
     Memory,
     /// Time from process start to every interrupted run resumed.
     Recovery,
+    /// Durable workflows per second and HTTP latency on PostgreSQL,
+    /// against bare INSERT transactions and `GET /healthz`.
+    Postgres,
 }
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 6] = [
         Section::Sandbox,
         Section::Engine,
         Section::Service,
         Section::Memory,
         Section::Recovery,
+        Section::Postgres,
     ];
 }
 
@@ -95,6 +107,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             Section::Service => service::measure(options, &mut report).await?,
             Section::Memory => backlog::memory(options, &mut report).await?,
             Section::Recovery => backlog::recovery(options, &mut report).await?,
+            Section::Postgres => postgres::measure(options, &mut report).await?,
         }
     }
     Ok(report)

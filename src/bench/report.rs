@@ -75,6 +75,18 @@ impl Report {
         println!("\n{title}");
     }
 
+    /// Prints a line of a section that is not a figure (what it runs on).
+    pub fn line(&self, text: &str) {
+        println!("  {text}");
+    }
+
+    /// Prints why a section measured nothing, and records the reason under
+    /// `key`; the rest of the bench goes on.
+    pub fn skipped(&mut self, key: &str, reason: &str) {
+        println!("  skipped: {}", reason.replace('\n', "\n    "));
+        self.figures.insert(key.into(), json!(reason));
+    }
+
     /// Prints and records a figure.
     pub fn figure(&mut self, key: &str, label: &str, value: f64, unit: &str) {
         println!("  {label:<56} {:>12} {unit}", number(value));

@@ -34,6 +34,18 @@ impl Server {
     /// Starts `weft serve` on `data`, on a free loopback port, with extra
     /// flags, and waits until it listens.
     pub async fn start(weft: &Path, data: &Path, flags: &[&str]) -> anyhow::Result<Server> {
+        Server::start_with_env(weft, data, flags, &[]).await
+    }
+
+    /// [`Server::start`] with more environment variables: settings that
+    /// the command line would show to anyone on the machine, such as a
+    /// store URL with a password (`WEFT_STORE`).
+    pub async fn start_with_env(
+        weft: &Path,
+        data: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let spawned = Instant::now();
         let mut child = Command::new(weft)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -41,6 +53,9 @@ impl Server {
             .args(flags)
             .env("WEFT_ADMIN_TOKEN", ADMIN)
             .env("WEFT_LOG", "warn")
+            // The bench picks the store: never one named in the user's shell.
+            .env_remove("WEFT_STORE")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -138,16 +138,16 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
 }
 
 /// What a closed loop measured.
-struct Measured {
+pub(super) struct Measured {
     /// Calls per second over the measured period.
-    rate: f64,
+    pub(super) rate: f64,
     /// Every call's latency in the measured period, sorted.
     latencies: Vec<Duration>,
 }
 
 impl Measured {
     /// A latency percentile, in milliseconds.
-    fn percentile(&self, q: f64) -> f64 {
+    pub(super) fn percentile(&self, q: f64) -> f64 {
         percentile(&self.latencies, q).as_secs_f64() * 1e3
     }
 }
@@ -163,7 +163,12 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 /// `clients` callers each making `call` again as soon as it returns: for
 /// `warmup` unrecorded, then for `measured`.
-async fn closed_loop<F, Fut>(clients: usize, warmup: Duration, measured: Duration, call: F) -> anyhow::Result<Measured>
+pub(super) async fn closed_loop<F, Fut>(
+    clients: usize,
+    warmup: Duration,
+    measured: Duration,
+    call: F,
+) -> anyhow::Result<Measured>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::EXIT_OK;
 use crate::bench::{self, Options, Section};
+use crate::store::StoreLocation;
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -37,9 +38,25 @@ pub(crate) struct BenchArgs {
     /// Run only these sections, in this order.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
     only: Vec<Section>,
+
+    /// The PostgreSQL server of the postgres section,
+    /// postgres://user@host:port/database: the bench creates databases of
+    /// its own there (the role needs CREATEDB) and drops them at the end.
+    /// The password comes from the URL, PGPASSWORD or the password file.
+    /// [default: a throwaway server started from the PostgreSQL binaries on
+    /// this machine]
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
+    if let Some(url) = &args.store {
+        let location: StoreLocation = url.parse()?;
+        anyhow::ensure!(
+            matches!(location, StoreLocation::Postgres(_)),
+            "--store takes a postgres:// URL, not {location}: the redb figures are measured under --dir"
+        );
+    }
     for module in ["hello", "misbehave"] {
         let path = args.modules.join(format!("{module}.wasm"));
         anyhow::ensure!(
@@ -59,6 +76,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         } else {
             args.only
         },
+        store: args.store,
     };
     let report = bench::run(&options).await?;
     if let Some(path) = &args.json {
