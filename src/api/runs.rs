@@ -232,11 +232,18 @@ pub async fn start_run(
             max_active: Some(tenant.quotas.max_concurrent_runs),
         })
         .await?;
-    if let Some(Wait(wait)) = query.wait {
+    let ended = match query.wait {
         // Over the wait, the run is answered as it is now.
-        let _ = tokio::time::timeout(wait, state.engine.wait(id)).await;
-    }
-    let run = owned_run(&state, &tenant.id, id).await?;
+        Some(Wait(wait)) => tokio::time::timeout(wait, state.engine.wait(id))
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => None,
+    };
+    let run = match ended {
+        Some(run) if run.tenant == tenant.id => run,
+        _ => owned_run(&state, &tenant.id, id).await?,
+    };
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let started = StartedRun {
         summary: RunSummary::from(&run),

@@ -51,10 +51,11 @@ pub(crate) enum Msg {
         after: After,
         result: Result<(), StoreError>,
     },
-    /// Answered once the run is not active (at once if it is not now).
+    /// Answered once the run is not active (at once if it is not now),
+    /// with its final record when it ended in this process.
     Watch {
         run: RunId,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Option<RunRecord>>,
     },
     Drain {
         reply: oneshot::Sender<()>,
@@ -128,7 +129,7 @@ pub(crate) struct Actor {
     /// nothing runs and every commit is durable.
     draining: Option<oneshot::Sender<()>>,
     /// Callers waiting for a run to end, told when its end is durable.
-    watchers: HashMap<RunId, Vec<oneshot::Sender<()>>>,
+    watchers: HashMap<RunId, Vec<oneshot::Sender<Option<RunRecord>>>>,
     /// When to try dispatching again after the store could not be read.
     stalled_until: Option<Millis>,
 }
@@ -299,7 +300,7 @@ impl Actor {
                 if self.runs.contains_key(&run) || self.parked.contains(&run) {
                     self.watchers.entry(run).or_default().push(reply);
                 } else {
-                    let _ = reply.send(());
+                    let _ = reply.send(None);
                 }
             }
             Msg::Shutdown { .. } | Msg::Drain { .. } => unreachable!("handled by the loop"),
@@ -313,7 +314,8 @@ impl Actor {
 
     fn remove(&mut self, id: RunId) {
         self.parked.remove(&id);
-        if let Some(run) = self.runs.remove(&id)
+        let removed = self.runs.remove(&id);
+        if let Some(run) = &removed
             && let Some(count) = self.active_by_tenant.get_mut(&run.record.tenant)
         {
             *count = count.saturating_sub(1);
@@ -322,8 +324,11 @@ impl Actor {
             }
         }
         self.take_deferred(id);
+        // Removed once its end is durable: the record in memory is the
+        // stored one, so a waiter need not read it back.
+        let ended = removed.map(|run| run.record).filter(|record| record.status.is_final());
         for watcher in self.watchers.remove(&id).unwrap_or_default() {
-            let _ = watcher.send(());
+            let _ = watcher.send(ended.clone());
         }
     }
 

@@ -458,7 +458,9 @@ impl Engine {
         self.inbox
             .send(Msg::Watch { run, reply })
             .map_err(|_| EngineError::Stopped)?;
-        ended.await.map_err(|_| EngineError::Stopped)?;
+        if let Some(record) = ended.await.map_err(|_| EngineError::Stopped)? {
+            return Ok(record);
+        }
         match self.store.run(run).await? {
             Some(record) if record.status.is_final() => Ok(record),
             Some(_) => Err(EngineError::Stopped),

@@ -286,7 +286,7 @@ impl PgStore {
                 apply_rare(&txn, change).await.map_err(classify)?;
             }
         }
-        hot.write(&txn, &statements).await.map_err(classify)?;
+        hot.write(&*txn, &statements).await.map_err(classify)?;
         if let Some(last) = last_run {
             // Run ids the cluster will take from the sequence start past
             // every imported one.

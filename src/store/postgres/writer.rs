@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, Config, Statement, Transaction};
+use tokio_postgres::{Client, Config, GenericClient, Statement, Transaction};
 
 use super::codes::{encode, item, millis, ready_at, run_status, unit_status};
 use super::{classify, connect, take_lock, tls};
@@ -241,12 +241,28 @@ impl Writer {
     async fn apply(&mut self, group: &[&Vec<Change>]) -> Result<(), StoreError> {
         let connection = self.connection.as_mut().expect("connected before applying");
         let statements = &connection.statements;
-        let txn = connection.client.transaction().await.map_err(classify)?;
         let mut hot = Hot::default();
+        let mut rare = Vec::new();
         for change in group.iter().flat_map(|changes| changes.iter()) {
             if !hot.take(change) {
-                apply_rare(&txn, change).await.map_err(classify)?;
+                rare.push(change);
             }
+        }
+        if rare.is_empty() {
+            // The common group, all runs' changes: BEGIN goes out with the
+            // statements, one round trip; COMMIT only once they all
+            // succeeded.
+            let client = &connection.client;
+            let (begun, written) = tokio::join!(client.batch_execute("BEGIN"), hot.write(client, statements));
+            if let Err(e) = begun.and(written) {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(classify(e));
+            }
+            return client.batch_execute("COMMIT").await.map_err(classify);
+        }
+        let txn = connection.client.transaction().await.map_err(classify)?;
+        for change in rare {
+            apply_rare(&txn, change).await.map_err(classify)?;
         }
         hot.write(&txn, statements).await.map_err(classify)?;
         txn.commit().await.map_err(classify)
@@ -326,7 +342,11 @@ impl<'a> Hot<'a> {
     }
 
     /// Sends one statement per table that has rows, pipelined.
-    pub(super) async fn write(self, txn: &Transaction<'_>, st: &Statements) -> Result<(), tokio_postgres::Error> {
+    pub(super) async fn write<C: GenericClient + Sync>(
+        self,
+        txn: &C,
+        st: &Statements,
+    ) -> Result<(), tokio_postgres::Error> {
         let runs = &self.runs.entries;
         let units = &self.units.entries;
         let attempts = &self.attempts.entries;
