@@ -2,13 +2,14 @@
 //! attempt. The real one loads the pinned module and runs it in the
 //! sandbox; tests use a fake that answers from a script.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::digest::Digest;
 use crate::sandbox::KvRead;
-use crate::sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Sandbox};
+use crate::sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Module, Sandbox};
 use crate::store::Store;
 
 /// One attempt to run.
@@ -46,7 +47,13 @@ pub struct SandboxRunner {
     sandbox: Sandbox,
     store: Arc<dyn Store>,
     kv: Arc<StoreKv>,
+    loading: Arc<Loading>,
 }
+
+/// A module being read and compiled, shared by every attempt that needs
+/// it meanwhile: the first attempts of a new module would otherwise each
+/// compile it (64 at once took seconds on two cores).
+type Loading = Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<Result<Arc<Module>, RunnerError>>>>>;
 
 impl SandboxRunner {
     /// A runner over `sandbox` that reads modules and kv from `store`.
@@ -55,6 +62,7 @@ impl SandboxRunner {
             sandbox,
             kv: Arc::new(StoreKv(store.clone())),
             store,
+            loading: Arc::default(),
         }
     }
 }
@@ -74,24 +82,11 @@ impl Runner for SandboxRunner {
         let sandbox = self.sandbox.clone();
         let store = self.store.clone();
         let kv: Arc<dyn KvRead> = self.kv.clone();
+        let loading = self.loading.clone();
         Box::pin(async move {
             let module = match sandbox.cached(&request.module) {
                 Some(module) => module,
-                None => {
-                    let bytes = store
-                        .module(&request.context.tenant, &request.module)
-                        .await
-                        .map_err(|e| RunnerError { message: e.to_string() })?
-                        .ok_or_else(|| RunnerError {
-                            message: format!("module {} is not stored", request.module),
-                        })?;
-                    // Compiling takes milliseconds to seconds: off the executor.
-                    let loader = sandbox.clone();
-                    tokio::task::spawn_blocking(move || loader.load(&bytes))
-                        .await
-                        .map_err(|e| RunnerError { message: e.to_string() })?
-                        .map_err(|e| RunnerError { message: e.to_string() })?
-                }
+                None => load_once(&loading, &sandbox, &*store, &request).await?,
             };
             let attempt = Attempt {
                 input: &request.input,
@@ -105,4 +100,45 @@ impl Runner for SandboxRunner {
                 .map_err(|e| RunnerError { message: e.to_string() })
         })
     }
+}
+
+/// Reads and compiles `request`'s module, once however many attempts ask
+/// for it at the same time.
+async fn load_once(
+    loading: &Loading,
+    sandbox: &Sandbox,
+    store: &dyn Store,
+    request: &AttemptRequest,
+) -> Result<Arc<Module>, RunnerError> {
+    let cell = loading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(request.module)
+        .or_default()
+        .clone();
+    let loaded = cell
+        .get_or_init(|| async {
+            let bytes = store
+                .module(&request.context.tenant, &request.module)
+                .await
+                .map_err(|e| RunnerError { message: e.to_string() })?
+                .ok_or_else(|| RunnerError {
+                    message: format!("module {} is not stored", request.module),
+                })?;
+            // Compiling takes milliseconds to seconds: off the executor.
+            let loader = sandbox.clone();
+            tokio::task::spawn_blocking(move || loader.load(&bytes))
+                .await
+                .map_err(|e| RunnerError { message: e.to_string() })?
+                .map_err(|e| RunnerError { message: e.to_string() })
+        })
+        .await
+        .clone();
+    // Compiled modules live in the sandbox's cache; a failure is tried
+    // afresh by the next attempt.
+    loading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&request.module);
+    loaded
 }
