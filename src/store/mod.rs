@@ -53,7 +53,7 @@ pub struct RunFilter {
 
 /// Durable state: one implementation per backend.
 ///
-/// Contracts every backend keeps (the suite in `tests/store` holds them):
+/// Contracts every backend keeps (`tests/store.rs` holds them):
 /// a batch commits entirely or not at all; `then` runs after the commit,
 /// never before; batches commit in the order they were submitted; reads
 /// see every batch whose continuation has run.
@@ -170,15 +170,16 @@ pub async fn open(location: &StoreLocation, redb_cache: usize) -> Result<Arc<dyn
 /// source of `weft migrate`. Like [`open`], it fails while a server holds
 /// the store.
 pub async fn open_existing(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
-    match location {
+    let store: Arc<dyn Store> = match location {
         StoreLocation::Redb(dir) => {
             if !redb::exists(dir) {
                 return Err(StoreError::Open(format!("{} holds no weft store", dir.display())));
             }
-            Ok(Arc::new(redb::RedbStore::open(&dir.join(redb::STORE_FILE))?))
+            Arc::new(redb::RedbStore::open(&dir.join(redb::STORE_FILE))?)
         }
-        StoreLocation::Postgres(pg) => Ok(Arc::new(postgres::PgStore::open_existing(pg).await?)),
-    }
+        StoreLocation::Postgres(pg) => Arc::new(postgres::PgStore::open_existing(pg).await?),
+    };
+    Ok(Arc::new(cached::CachedStore::new(store)))
 }
 
 /// Decodes the JSON a kv value holds, for display.
