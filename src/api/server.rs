@@ -81,9 +81,13 @@ pub async fn serve(
         stopping,
     });
     tokio::spawn(super::metrics::follow(state.clone(), engine.subscribe()));
+    let now = {
+        let clock = clock.clone();
+        move || clock.now()
+    };
     let retention = tokio::spawn(store::retention::run(
         state.store.clone(),
-        clock.clone(),
+        now,
         config.retention_interval,
     ));
     let (app, _) = router(state.clone());

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Change, Store, StoreError};
-use crate::engine::Clock;
 use crate::model::Millis;
 
 /// Runs deleted per transaction.
@@ -60,11 +59,12 @@ pub async fn sweep(store: &dyn Store, now: Millis) -> Result<Swept, StoreError> 
 }
 
 /// Sweeps every `every`, the first time shortly after start, until the
-/// process ends. A failed sweep is logged and tried again next time.
-pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration) {
+/// process ends, at the time `now` tells. A failed sweep is logged and
+/// tried again next time.
+pub async fn run(store: Arc<dyn Store>, now: impl Fn() -> Millis + Send, every: Duration) {
     tokio::time::sleep(Duration::from_secs(30).min(every)).await;
     loop {
-        match sweep(&*store, clock.now()).await {
+        match sweep(&*store, now()).await {
             Ok(swept) if swept.runs > 0 => tracing::info!(runs = swept.runs, "retention deleted expired runs"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention could not sweep; it tries again later"),
