@@ -30,7 +30,7 @@ use super::engine::{IN_FLIGHT, run_many, start_engine};
 use super::pg_server::PgServer;
 use super::report::{Report, Target};
 use super::server::{Server, UNLIMITED};
-use super::service::closed_loop;
+use super::service::health_and_runs;
 use super::{ONE_STEP, Options};
 use crate::store::{self, StoreLocation, TlsMode};
 
@@ -124,35 +124,7 @@ async fn measure_on(server: &Reached, options: &Options, report: &mut Report) ->
     weft.push(&token, "one", ONE_STEP).await?;
     // Compiled by one run alone, as above, not by 16 at once in the warmup.
     weft.start_run(&token, "one", &json!({}), true).await?;
-    let health = {
-        let weft = weft.clone();
-        let url: Arc<str> = format!("{}/healthz", weft.url).into();
-        closed_loop(CLIENTS, warmup, measured, move || {
-            let (weft, url) = (weft.clone(), url.clone());
-            async move {
-                let response = weft.http.get(&*url).send().await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "/healthz answered {}",
-                    response.status()
-                );
-                Ok(())
-            }
-        })
-        .await?
-    };
-    let runs = {
-        let (weft, token) = (weft.clone(), token.clone());
-        closed_loop(CLIENTS, warmup, measured, move || {
-            let (weft, token) = (weft.clone(), token.clone());
-            async move {
-                let run = weft.start_run(&token, "one", &json!({}), true).await?;
-                anyhow::ensure!(run["status"] == "succeeded", "a run did not succeed: {run}");
-                Ok(())
-            }
-        })
-        .await?
-    };
+    let (health, runs) = health_and_runs(&weft, &token, CLIENTS, warmup, measured).await?;
     if let Ok(weft) = Arc::try_unwrap(weft) {
         weft.kill().await?;
     }

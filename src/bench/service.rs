@@ -39,35 +39,7 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
     server.push(&token, "one", ONE_STEP).await?;
 
     for clients in CLIENTS {
-        let health = {
-            let server = server.clone();
-            let url: Arc<str> = format!("{}/healthz", server.url).into();
-            closed_loop(clients, warmup, measured, move || {
-                let (server, url) = (server.clone(), url.clone());
-                async move {
-                    let response = server.http.get(&*url).send().await?;
-                    anyhow::ensure!(
-                        response.status().is_success(),
-                        "/healthz answered {}",
-                        response.status()
-                    );
-                    Ok(())
-                }
-            })
-            .await?
-        };
-        let runs = {
-            let (server, token) = (server.clone(), token.clone());
-            closed_loop(clients, warmup, measured, move || {
-                let (server, token) = (server.clone(), token.clone());
-                async move {
-                    let run = server.start_run(&token, "one", &json!({}), true).await?;
-                    anyhow::ensure!(run["status"] == "succeeded", "a run did not succeed: {run}");
-                    Ok(())
-                }
-            })
-            .await?
-        };
+        let (health, runs) = health_and_runs(&server, &token, clients, warmup, measured).await?;
         let c = clients;
         report.figure(
             &format!("http_healthz_per_s_c{c}"),
@@ -159,6 +131,47 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `clients` closed loops of `GET /healthz` (the baseline), then of 1-step
+/// runs of `one` started with `?wait`, on `server`.
+pub(super) async fn health_and_runs(
+    server: &Arc<Server>,
+    token: &Arc<str>,
+    clients: usize,
+    warmup: Duration,
+    measured: Duration,
+) -> anyhow::Result<(Measured, Measured)> {
+    let health = {
+        let server = server.clone();
+        let url: Arc<str> = format!("{}/healthz", server.url).into();
+        closed_loop(clients, warmup, measured, move || {
+            let (server, url) = (server.clone(), url.clone());
+            async move {
+                let response = server.http.get(&*url).send().await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "/healthz answered {}",
+                    response.status()
+                );
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let runs = {
+        let (server, token) = (server.clone(), token.clone());
+        closed_loop(clients, warmup, measured, move || {
+            let (server, token) = (server.clone(), token.clone());
+            async move {
+                let run = server.start_run(&token, "one", &json!({}), true).await?;
+                anyhow::ensure!(run["status"] == "succeeded", "a run did not succeed: {run}");
+                Ok(())
+            }
+        })
+        .await?
+    };
+    Ok((health, runs))
 }
 
 /// `clients` callers each making `call` again as soon as it returns: for
