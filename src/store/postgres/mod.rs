@@ -83,17 +83,10 @@ impl PgStore {
         let mut client = connect(&config, &tls)
             .await
             .map_err(|e| StoreError::Open(format!("{location}: {}", describe(&e))))?;
-        if upgrade {
-            migrate(&mut client)
-                .await
-                .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
-        } else {
-            migrations::require_current(&client)
-                .await
-                .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
-        }
-        // A holder that just closed (a CLI command before this one) lets go
-        // within moments: wait a little before calling the store taken.
+        // The store's lock first: a process that does not own the store
+        // must not upgrade its schema under the one that does. A holder that
+        // just closed (a CLI command before this one) lets go within
+        // moments: wait a little before calling the store taken.
         let mut waited = Duration::ZERO;
         loop {
             match take_lock(&client).await {
@@ -105,6 +98,15 @@ impl PgStore {
                 Err(StoreError::Unavailable(why)) => return Err(StoreError::Open(format!("{location}: {why}"))),
                 Err(other) => return Err(other),
             }
+        }
+        if upgrade {
+            migrate(&mut client)
+                .await
+                .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        } else {
+            migrations::require_current(&client)
+                .await
+                .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
         }
 
         let manager = deadpool_postgres::Manager::from_config(
