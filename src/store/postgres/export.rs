@@ -199,9 +199,7 @@ impl PgStore {
         let limit = limit.max(1);
         let sql = format!("SELECT {keys}, {rest} FROM {name} {filter} ORDER BY {keys} LIMIT {limit}");
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        let client = self.reader().await?;
-        let statement = client.prepare_cached(&sql).await.map_err(classify)?;
-        let rows = client.query(&statement, &refs).await.map_err(classify)?;
+        let rows = self.query(&sql, &refs).await?;
         let full = rows.len() == limit;
         let mut page = Page::default();
         for row in &rows {
@@ -298,27 +296,6 @@ impl PgStore {
             .map_err(classify)?;
         }
         txn.commit().await.map_err(classify)
-    }
-
-    pub(super) async fn expired_runs_now(
-        &self,
-        tenant: &str,
-        before: Millis,
-        limit: usize,
-    ) -> Result<Vec<RunId>, StoreError> {
-        let client = self.reader().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT run_id FROM runs WHERE tenant = $1 AND status <> 0 AND updated_at < $2
-                 ORDER BY updated_at LIMIT $3",
-            )
-            .await
-            .map_err(classify)?;
-        let rows = client
-            .query(&statement, &[&tenant, &millis(before), &(limit as i64)])
-            .await
-            .map_err(classify)?;
-        Ok(rows.iter().map(|r| RunId(r.get::<_, i64>(0) as u64)).collect())
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::codes::{decode, digest, run_status, unit_key};
+use super::codes::{decode, digest, millis, run_status, unit_key};
 use super::{PgStore, classify};
 use crate::digest::Digest;
 use crate::model::Millis;
@@ -18,7 +18,9 @@ use crate::tenant::{KeyRecord, TenantRecord};
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl PgStore {
-    async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+    /// Runs `sql` as a statement prepared once per pooled connection; a
+    /// lost connection marks the store unavailable (`/readyz`).
+    pub(super) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
         let client = self.reader().await?;
         let statement = client.prepare_cached(sql).await.map_err(|e| self.failed(e))?;
         client.query(&statement, params).await.map_err(|e| self.failed(e))
@@ -298,7 +300,14 @@ impl Store for PgStore {
     }
 
     async fn expired_runs(&self, tenant: &str, before: Millis, limit: usize) -> Result<Vec<RunId>, StoreError> {
-        self.expired_runs_now(tenant, before, limit).await
+        let rows = self
+            .query(
+                "SELECT run_id FROM runs WHERE tenant = $1 AND status <> 0 AND updated_at < $2
+                 ORDER BY updated_at LIMIT $3",
+                &[&tenant, &millis(before), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| RunId(r.get::<_, i64>(0) as u64)).collect())
     }
 
     async fn export_page(&self, table: Table, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
