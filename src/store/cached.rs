@@ -75,8 +75,9 @@ struct Cache {
 }
 
 impl Cache {
-    /// Forgets every answer `changes` could make stale.
-    fn invalidate(&self, changes: &[Change]) {
+    /// Forgets every answer `changes` could make stale; whether there was
+    /// any.
+    fn invalidate(&self, changes: &[Change]) -> bool {
         let mut bumped = false;
         for change in changes {
             bumped |= match change {
@@ -110,6 +111,7 @@ impl Cache {
         if bumped {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
+        bumped
     }
 
     fn forget_all(&self) {
@@ -164,19 +166,7 @@ impl CachedStore {
 #[async_trait]
 impl Store for CachedStore {
     fn submit(&self, changes: Vec<Change>, then: Continuation) {
-        self.cache.invalidate(&changes);
-        let names_change = changes.iter().any(|c| {
-            matches!(
-                c,
-                Change::PutTenant(_)
-                    | Change::PutKey(_)
-                    | Change::DeleteKey { .. }
-                    | Change::PutWorkflow { .. }
-                    | Change::PutModuleVersion { .. }
-                    | Change::DeleteModule { .. }
-            )
-        });
-        if !names_change {
+        if !self.cache.invalidate(&changes) {
             return self.inner.submit(changes, then);
         }
         let cache = self.cache.clone();
