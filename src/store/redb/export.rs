@@ -112,11 +112,9 @@ impl RedbStore {
         let s0 = cursor_str(&after, 0);
         let s1 = cursor_str(&after, 1);
         let s2 = cursor_str(&after, 2);
-        let bound_str = |s: &Option<String>| s.clone();
         match table {
             Table::Tenants => {
-                let lower = bound_str(&s0);
-                let lower = lower.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                let lower = s0.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
                 scan!(TENANTS, &str, lower, |k, v| (
                     json!(k),
                     vec![decoded(v, "tenant").map(Record::Tenant)]
@@ -485,18 +483,16 @@ impl RedbStore {
 }
 
 /// The tenant of each run, read once per page.
-struct RunTenants<'t> {
+struct RunTenants {
     runs: redb::ReadOnlyTable<u64, &'static [u8]>,
     known: HashMap<u64, String>,
-    _txn: std::marker::PhantomData<&'t ()>,
 }
 
-impl<'t> RunTenants<'t> {
-    fn new(txn: &'t redb::ReadTransaction) -> Result<RunTenants<'t>, StoreError> {
+impl RunTenants {
+    fn new(txn: &redb::ReadTransaction) -> Result<RunTenants, StoreError> {
         Ok(RunTenants {
             runs: txn.open_table(RUNS).map_err(storage)?,
             known: HashMap::new(),
-            _txn: std::marker::PhantomData,
         })
     }
 
