@@ -28,6 +28,71 @@ pub struct Scan {
     pub corrupt: Vec<Corrupt>,
 }
 
+/// Every record of a store, table by table in [`Table::ALL`] order, a page
+/// at a time.
+struct Pages<'a> {
+    store: &'a dyn Store,
+    tables: std::slice::Iter<'static, Table>,
+    table: Option<Table>,
+    after: Option<Cursor>,
+    /// Records of the current table read so far.
+    read: u64,
+}
+
+impl<'a> Pages<'a> {
+    fn new(store: &'a dyn Store) -> Pages<'a> {
+        let mut tables = Table::ALL.iter();
+        let table = tables.next().copied();
+        Pages {
+            store,
+            tables,
+            table,
+            after: None,
+            read: 0,
+        }
+    }
+
+    /// The next page: its table, its records, and how many of the table's
+    /// records have been read with it. `None` after the last table.
+    async fn next(&mut self) -> Result<Option<(Table, Vec<Result<Record, Corrupt>>, u64)>, StoreError> {
+        let Some(table) = self.table else {
+            return Ok(None);
+        };
+        let page = self
+            .store
+            .export_page(table, self.after.take(), page_size(table))
+            .await?;
+        self.read += page.records.len() as u64;
+        let read = self.read;
+        match page.next {
+            Some(next) => self.after = Some(next),
+            None => {
+                self.table = self.tables.next().copied();
+                self.read = 0;
+            }
+        }
+        Ok(Some((table, page.records, read)))
+    }
+}
+
+impl Scan {
+    /// Counts the decoded records of a page, keeps the corrupt ones aside,
+    /// and returns the decoded ones.
+    fn take(&mut self, records: Vec<Result<Record, Corrupt>>) -> Vec<Record> {
+        let mut decoded = Vec::with_capacity(records.len());
+        for record in records {
+            match record {
+                Ok(record) => {
+                    self.tally.add(&record);
+                    decoded.push(record);
+                }
+                Err(corrupt) => self.corrupt.push(corrupt),
+            }
+        }
+        decoded
+    }
+}
+
 /// Reads every record of `store`, table by table, calling `each` with
 /// every record and `progress` after every page (the table and how many
 /// of its records have been read).
@@ -37,27 +102,10 @@ pub async fn scan(
     mut progress: impl FnMut(Table, u64),
 ) -> Result<Scan, StoreError> {
     let mut out = Scan::default();
-    for table in Table::ALL {
-        let mut after: Option<Cursor> = None;
-        let mut read = 0u64;
-        loop {
-            let page = store.export_page(table, after.take(), page_size(table)).await?;
-            for record in page.records {
-                read += 1;
-                match record {
-                    Ok(record) => {
-                        out.tally.add(&record);
-                        each(&record);
-                    }
-                    Err(corrupt) => out.corrupt.push(corrupt),
-                }
-            }
-            progress(table, read);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+    let mut pages = Pages::new(store);
+    while let Some((table, records, read)) = pages.next().await? {
+        out.take(records).iter().for_each(&mut each);
+        progress(table, read);
     }
     Ok(out)
 }
@@ -77,31 +125,13 @@ pub async fn is_empty(store: &dyn Store) -> Result<bool, StoreError> {
 /// scan's corrupt ones.
 pub async fn copy(from: &dyn Store, to: &dyn Store, mut progress: impl FnMut(Table, u64)) -> Result<Scan, StoreError> {
     let mut out = Scan::default();
-    for table in Table::ALL {
-        let mut after: Option<Cursor> = None;
-        let mut copied = 0u64;
-        loop {
-            let page = from.export_page(table, after.take(), page_size(table)).await?;
-            let mut records = Vec::with_capacity(page.records.len());
-            for record in page.records {
-                match record {
-                    Ok(record) => {
-                        out.tally.add(&record);
-                        records.push(record);
-                    }
-                    Err(corrupt) => out.corrupt.push(corrupt),
-                }
-            }
-            copied += records.len() as u64;
-            if !records.is_empty() {
-                to.import(records).await?;
-            }
-            progress(table, copied);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
+    let mut pages = Pages::new(from);
+    while let Some((table, records, read)) = pages.next().await? {
+        let records = out.take(records);
+        if !records.is_empty() {
+            to.import(records).await?;
         }
+        progress(table, read);
     }
     Ok(out)
 }
