@@ -17,7 +17,8 @@
 //! restarts. When the test panics, the tail of each log is printed (the
 //! test harness shows it with the failure), then every node is killed; a
 //! small watchdog process kills them too should the test process die
-//! without unwinding.
+//! without unwinding. The clusters of one test process take turns: the
+//! tests assert on timing, on two cores.
 
 #![allow(dead_code)] // each test uses its own subset
 
@@ -33,7 +34,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
@@ -123,6 +124,9 @@ pub struct Cluster {
     watchdog: Option<(Child, ChildStdin)>,
     dir: tempfile::TempDir,
     pg: Pg,
+    /// Held while the cluster lives: the clusters of one test process run
+    /// one at a time, so that a test's timing is not another's load.
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -144,6 +148,9 @@ impl Cluster {
 
     /// A cluster with no node yet: add them with [`Cluster::add_node`].
     pub fn empty(flags: &[&str]) -> Option<Cluster> {
+        static TURN: Mutex<()> = Mutex::new(());
+        // A test that failed poisons the lock; the next may still run.
+        let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         let pg = Pg::start()?;
         let dir = tempfile::Builder::new()
             .prefix("weft-cluster-")
@@ -157,6 +164,7 @@ impl Cluster {
             watchdog,
             dir,
             pg,
+            _turn: turn,
         })
     }
 
@@ -595,7 +603,7 @@ impl Api {
         self.lock()[i] = url;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<String>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<String>>> {
         self.urls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
