@@ -738,9 +738,15 @@ impl Api {
             .unwrap_or_else(|| panic!("no nodes in {body}"))
     }
 
-    /// One node's row of `GET /v1/admin/nodes`, by node id.
+    /// A node's row of `GET /v1/admin/nodes`, by node id: its newest
+    /// incarnation's (a node that restarted or rejoined is listed once per
+    /// incarnation, the old ones dead or left).
     pub async fn node(&self, node_id: &str) -> Option<Value> {
-        self.nodes().await.into_iter().find(|n| n["node_id"] == node_id)
+        self.nodes()
+            .await
+            .into_iter()
+            .filter(|n| n["node_id"] == node_id)
+            .max_by_key(|n| n["incarnation"].as_u64())
     }
 
     /// Polls until every run of `ids` has ended (asking any serving node);
