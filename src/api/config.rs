@@ -37,6 +37,14 @@ pub struct ServerConfig {
     pub default_quotas: Quotas,
     /// How often finished runs past their tenant's retention are deleted.
     pub retention_interval: Duration,
+    /// On a shared store (PostgreSQL): the node's name, the address shown
+    /// for it (`None`: the address it listens on), heartbeat and timeout.
+    pub node_id: Option<String>,
+    /// The address other people reach this node at.
+    pub advertise: Option<String>,
+    /// How often the node heartbeats, and after how long without one a
+    /// node is declared dead.
+    pub timing: crate::store::cluster::Timing,
 }
 
 impl ServerConfig {
@@ -53,6 +61,9 @@ impl ServerConfig {
             store_cache: crate::store::DEFAULT_CACHE,
             default_quotas: Quotas::default(),
             retention_interval: Duration::from_secs(600),
+            node_id: None,
+            advertise: None,
+            timing: crate::store::cluster::Timing::default(),
         }
     }
 }
@@ -69,6 +80,10 @@ impl ServerConfig {
 /// shutdown_grace = "30s"
 /// store_cache = "16MiB"
 /// retention_interval = "10m"
+/// node_id = "weft-1"
+/// advertise = "weft-1.internal:8080"
+/// heartbeat_interval = "250ms"
+/// node_timeout = "1.5s"
 ///
 /// [default_quotas]
 /// max_concurrent_runs = 100
@@ -99,6 +114,14 @@ pub struct FileConfig {
     pub store_cache: Option<String>,
     /// How often retention sweeps, e.g. "10m".
     pub retention_interval: Option<String>,
+    /// The node's name in a cluster.
+    pub node_id: Option<String>,
+    /// The address shown for the node.
+    pub advertise: Option<String>,
+    /// Between heartbeats, e.g. "250ms".
+    pub heartbeat_interval: Option<String>,
+    /// Silence after which a node is dead, e.g. "1.5s".
+    pub node_timeout: Option<String>,
     /// Default tenant quotas.
     pub default_quotas: Option<Quotas>,
 }
@@ -163,6 +186,27 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
     }
     if let Some(quotas) = file.default_quotas {
         config.default_quotas = quotas;
+    }
+    config.node_id = given.node_id.or(file.node_id);
+    if let Some(id) = &config.node_id
+        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+    {
+        return Err(format!("node_id {id:?}: give 1 to 128 printable characters"));
+    }
+    config.advertise = given.advertise.or(file.advertise);
+    if let Some(every) = given.heartbeat_interval.or(file.heartbeat_interval) {
+        config.timing.heartbeat = parse_duration(&every).map_err(|e| format!("heartbeat_interval {every:?}: {e}"))?;
+    }
+    if let Some(after) = given.node_timeout.or(file.node_timeout) {
+        config.timing.timeout = parse_duration(&after).map_err(|e| format!("node_timeout {after:?}: {e}"))?;
+    }
+    let timing = config.timing;
+    if timing.heartbeat.is_zero() || timing.timeout < timing.heartbeat * 3 {
+        return Err(format!(
+            "node_timeout ({:?}) must be at least three heartbeat intervals ({:?}), or one late heartbeat \
+             would declare a live node dead",
+            timing.timeout, timing.heartbeat
+        ));
     }
     Ok(config)
 }

@@ -57,6 +57,35 @@ pub struct Metrics {
     running: Gauge,
     active_runs: Gauge,
     parked_runs: Gauge,
+    busy: Gauge<f64, std::sync::atomic::AtomicU64>,
+    node: NodeMetrics,
+}
+
+/// A node's share of the cluster's work (zero on a store one server owns).
+#[derive(Default)]
+struct NodeMetrics {
+    claimed: Mirror,
+    claim_queries: Mirror,
+    claim_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    reassigned: Mirror,
+    fenced: Mirror,
+    expiries: Mirror,
+    heartbeat_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+/// A counter that follows a count kept elsewhere.
+#[derive(Default)]
+struct Mirror {
+    counter: Counter,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl Mirror {
+    fn follow(&self, count: &std::sync::atomic::AtomicU64) {
+        let now = count.load(Ordering::Relaxed);
+        let before = self.seen.swap(now, Ordering::Relaxed);
+        self.counter.inc_by(now.saturating_sub(before));
+    }
 }
 
 impl Default for Metrics {
@@ -93,7 +122,52 @@ impl Metrics {
             "Unfinished runs kept only in the store until their turn",
             parked_runs.clone(),
         );
+        let busy = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "busy_ratio",
+            "Attempts running over this node's capacity (for autoscalers)",
+            busy.clone(),
+        );
+        let node = NodeMetrics::default();
+        let counters = [
+            ("node_claimed_runs", "Runs this node claimed", &node.claimed),
+            (
+                "node_claim_queries",
+                "Claim queries this node made",
+                &node.claim_queries,
+            ),
+            (
+                "node_reassigned_runs",
+                "Claimed runs that a dead node had held",
+                &node.reassigned,
+            ),
+            (
+                "node_fenced_commits",
+                "Commits refused because the run had moved to another node",
+                &node.fenced,
+            ),
+            (
+                "node_lease_expiries",
+                "Silent nodes this node declared dead",
+                &node.expiries,
+            ),
+        ];
+        for (name, help, mirror) in counters {
+            registry.register(name, help, mirror.counter.clone());
+        }
+        registry.register(
+            "node_claim_seconds",
+            "Time spent in claim queries (divide by weft_node_claim_queries_total for the mean latency)",
+            node.claim_seconds.clone(),
+        );
+        registry.register(
+            "node_heartbeat_age_seconds",
+            "Time since this node's last successful heartbeat",
+            node.heartbeat_age.clone(),
+        );
         Metrics {
+            busy,
+            node,
             registry,
             runs_started,
             runs_finished,
@@ -176,6 +250,23 @@ pub(super) async fn scrape(State(state): State<Arc<ApiState>>) -> impl IntoRespo
     metrics
         .parked_runs
         .set(stats.parked_runs.load(Ordering::Relaxed) as i64);
+    let capacity = state.config.max_concurrent_attempts.max(1) as f64;
+    metrics
+        .busy
+        .set(stats.running.load(Ordering::Relaxed) as f64 / capacity);
+    let node = &metrics.node;
+    node.claimed.follow(&stats.claimed_runs);
+    node.claim_queries.follow(&stats.claim_queries);
+    node.claim_seconds
+        .set(stats.claim_micros.load(Ordering::Relaxed) as f64 / 1e6);
+    node.reassigned.follow(&stats.reassigned_runs);
+    node.fenced.follow(&stats.fenced_commits);
+    if let Some((_, load)) = state.engine.cluster() {
+        node.expiries.follow(&load.declared_dead);
+        let last = load.heartbeat_at.load(Ordering::Relaxed);
+        let age = state.engine.now().saturating_sub(last) as f64 / 1000.0;
+        node.heartbeat_age.set(if last == 0 { 0.0 } else { age });
+    }
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &metrics.registry) {
         return super::ApiError::internal(e).into_response();

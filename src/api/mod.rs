@@ -31,6 +31,7 @@ pub mod config;
 mod error;
 mod metrics;
 mod modules;
+mod nodes;
 mod openapi;
 mod params;
 mod runs;
@@ -81,6 +82,8 @@ pub struct ApiState {
     /// end and `/readyz` fails. (Requests are answered only once start-up
     /// has finished, so there is no "not yet ready" state to keep.)
     pub stopping: watch::Receiver<bool>,
+    /// When the server started (ms since the epoch).
+    pub started_at: crate::model::Millis,
 }
 
 /// The router and the OpenAPI document describing it.
@@ -115,6 +118,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(admin::enable_tenant))
         .routes(routes!(admin::create_key))
         .routes(routes!(admin::revoke_key))
+        .routes(routes!(nodes::list_nodes))
         .layer(json_limit);
     let open = OpenApiRouter::new()
         .routes(routes!(healthz))

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{ApiState, Metrics, ServerConfig, router};
-use crate::engine::{Engine, EngineConfig, SandboxRunner, TokioClock};
+use crate::engine::{Engine, EngineConfig, NodeConfig, SandboxRunner, TokioClock};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, StoreLocation};
 use crate::tenant::RateLimiter;
@@ -61,6 +61,14 @@ pub async fn serve(
     let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
     let engine_config = EngineConfig {
         max_concurrent: config.max_concurrent_attempts,
+        node: NodeConfig {
+            node_id: config.node_id.clone(),
+            address: config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| listener.local_addr().map_or_else(|_| String::new(), |a| a.to_string())),
+            timing: config.timing,
+        },
         ..EngineConfig::default()
     };
     let clock: Arc<dyn crate::engine::Clock> = Arc::new(TokioClock::system());
@@ -79,6 +87,7 @@ pub async fn serve(
         limiter: RateLimiter::default(),
         metrics,
         stopping,
+        started_at: clock.now(),
     });
     tokio::spawn(super::metrics::follow(state.clone(), engine.subscribe()));
     let now = {

@@ -27,6 +27,7 @@ use super::params::{self, Path};
 use super::runs::{RunPath, owned_run};
 use crate::model::{Event, EventKind, RunId};
 use crate::sandbox::{AttemptLogs, Outcome};
+use crate::store::cluster::Notice;
 
 /// A run's history.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -148,8 +149,16 @@ pub async fn run_events(
     }
     let from = last_event.map_or(0, |last| last.saturating_add(1));
     let updates = state.engine.subscribe();
+    let notices = state.engine.cluster().map(|(cluster, _)| cluster.notices());
     let (sender, receiver) = mpsc::channel(256);
-    tokio::spawn(follow(state.clone(), run.tenant, run.id, from, updates, sender));
+    tokio::spawn(follow(
+        state.clone(),
+        run.tenant,
+        run.id,
+        from,
+        (updates, notices),
+        sender,
+    ));
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver
             .recv()
@@ -160,13 +169,18 @@ pub async fn run_events(
 }
 
 /// Sends `run`'s events from `next` on until the run ends, the client
-/// goes, or the server stops.
+/// goes, or the server stops. Events of runs this node holds come live
+/// from its engine; in a cluster, the database's notices say when a run
+/// another node holds advanced, and its events are read from the store.
 async fn follow(
     state: Arc<ApiState>,
     tenant: String,
     run: RunId,
     mut next: u32,
-    mut updates: broadcast::Receiver<crate::engine::Update>,
+    (mut updates, mut notices): (
+        broadcast::Receiver<crate::engine::Update>,
+        Option<broadcast::Receiver<Notice>>,
+    ),
     sender: mpsc::Sender<SseEvent>,
 ) {
     let mut stopping = state.stopping.clone();
@@ -193,6 +207,7 @@ async fn follow(
             tokio::select! {
                 _ = stopping.changed() => return,
                 () = sender.closed() => return,
+                () = advanced_elsewhere(&mut notices, run, next) => break,
                 update = updates.recv() => match update {
                     Ok(update) if update.run == run => {
                         if update.seq < next {
@@ -216,6 +231,27 @@ async fn follow(
             }
         }
     }
+}
+
+/// Completes when the database says `run` advanced to event `next` or
+/// past it, when notices may have been missed, or after a second (a run
+/// another node holds is looked at again that often anyway); never
+/// without a cluster.
+async fn advanced_elsewhere(notices: &mut Option<broadcast::Receiver<Notice>>, run: RunId, next: u32) {
+    let Some(notices) = notices else {
+        return std::future::pending().await;
+    };
+    let heard = async {
+        loop {
+            match notices.recv().await {
+                Ok(Notice::Advanced(runs)) if runs.iter().any(|&(id, seq)| id == run && seq >= next) => return,
+                Ok(Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), heard).await;
 }
 
 async fn send(sender: &mpsc::Sender<SseEvent>, seq: u32, event: &Event) -> bool {

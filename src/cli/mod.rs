@@ -3,6 +3,7 @@
 
 mod bench;
 mod client;
+mod nodes;
 mod remote;
 mod run;
 mod serve;
@@ -118,6 +119,12 @@ enum Command {
         cargo run --release -- bench --json bench.json\n\n\
         docs/performance.md explains each figure, its baseline and its target.")]
     Bench(bench::BenchArgs),
+    /// Show the nodes serving a store: on PostgreSQL every node of the
+    /// cluster (alive, draining, or dead or gone within the hour) with its
+    /// address, load (running attempts / capacity), claims per second and
+    /// last heartbeat; on the embedded store the one server.
+    #[command(after_help = "Example:\n  WEFT_ADMIN_TOKEN=... weft nodes --url http://weft.internal:8080")]
+    Nodes(nodes::NodesArgs),
 }
 
 /// Reads `@FILE` as the file's text; anything else is the text itself.
@@ -170,6 +177,7 @@ pub fn main() -> ExitCode {
             Command::Retry(args) => remote::retry(args).await,
             Command::Tenant(args) => remote::tenant(args).await,
             Command::Bench(args) => bench::bench(args).await,
+            Command::Nodes(args) => nodes::nodes(args).await,
         }
     });
     match result {

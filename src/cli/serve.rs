@@ -60,9 +60,33 @@ pub(crate) struct ServeArgs {
     retention_interval: Option<String>,
 
     /// How long a shutdown waits for running attempts before abandoning
-    /// them (they run again after a restart) [default: 30s].
+    /// them (they run again after a restart; in a cluster, at once on
+    /// another node) [default: 30s].
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE", value_name = "DURATION")]
     shutdown_grace: Option<String>,
+
+    /// On PostgreSQL, where any number of nodes share one database: this
+    /// node's name, unique in the cluster [default: the host's name and
+    /// the process id]. A node restarted under the same id takes over
+    /// from its predecessor at once.
+    #[arg(long, env = "WEFT_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
+
+    /// The address `weft nodes` shows for this node [default: the address
+    /// it listens on].
+    #[arg(long, env = "WEFT_ADVERTISE", value_name = "HOST:PORT")]
+    advertise: Option<String>,
+
+    /// How often the node heartbeats in the database [default: 250ms].
+    #[arg(long, env = "WEFT_HEARTBEAT_INTERVAL", value_name = "DURATION")]
+    heartbeat_interval: Option<String>,
+
+    /// How long a node may be silent before the others declare it dead
+    /// and take over its runs (a killed node is noticed sooner)
+    /// [default: 1.5s]. Shorter moves work sooner; too short declares
+    /// nodes dead that were only slow.
+    #[arg(long, env = "WEFT_NODE_TIMEOUT", value_name = "DURATION")]
+    node_timeout: Option<String>,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
@@ -80,6 +104,10 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         shutdown_grace: args.shutdown_grace,
         store_cache: args.store_cache,
         retention_interval: args.retention_interval,
+        node_id: args.node_id,
+        advertise: args.advertise,
+        heartbeat_interval: args.heartbeat_interval,
+        node_timeout: args.node_timeout,
         default_quotas: None,
     };
     let config = resolve(given, file).map_err(anyhow::Error::msg)?;

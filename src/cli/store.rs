@@ -61,7 +61,7 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<u8> {
     let from = store::open_existing(&from_location)
         .await
         .with_context(|| format!("cannot open the source {from_location}"))?;
-    let to = store::open(&to_location, store::DEFAULT_CACHE)
+    let to = store::open_exclusive(&to_location, store::DEFAULT_CACHE)
         .await
         .with_context(|| format!("cannot open the target {to_location}"))?;
     if !args.into_non_empty && !is_empty(&*to).await? {

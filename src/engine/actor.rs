@@ -16,12 +16,17 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+mod cluster;
+
+pub(crate) use cluster::Node;
+
 use super::run_state::{ActiveRun, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
 use super::{Clock, EngineConfig, EngineError, EngineStats, Update, Workflows};
 use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitStatus};
 use crate::sandbox::{AttemptContext, AttemptLogs, AttemptReport, Limits, Outcome};
 use crate::spec::Workflow;
+use crate::store::cluster::{Lease, Notice};
 use crate::store::{Change, Store, StoreError};
 
 pub(crate) enum Msg {
@@ -59,6 +64,14 @@ pub(crate) enum Msg {
     },
     Drain {
         reply: oneshot::Sender<()>,
+    },
+    /// What the database told every node.
+    Notice(Notice),
+    /// The runs a claim leased to this node, read back.
+    Adopt {
+        adopted: Result<Vec<(StoredRun, Lease)>, StoreError>,
+        /// How many it asked for.
+        room: usize,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -132,10 +145,19 @@ pub(crate) struct Actor {
     watchers: HashMap<RunId, Vec<oneshot::Sender<Option<RunRecord>>>>,
     /// When to try dispatching again after the store could not be read.
     stalled_until: Option<Millis>,
+    /// This node's membership of a cluster; `None` when it owns the store.
+    node: Option<Node>,
 }
 
 /// How long dispatch waits after a failed read of a parked run.
 const STALL_RETRY_MS: Millis = 500;
+
+/// How often a node in a cluster looks for runs to claim without being
+/// told (notifications can be lost while a connection is down).
+const CLAIM_POLL: Duration = Duration::from_secs(1);
+
+/// How long a stopping scheduler waits for its last commits.
+const LAST_COMMITS: Duration = Duration::from_secs(5);
 
 /// What the scheduler shares with the engine handle.
 pub(crate) struct Shared {
@@ -150,7 +172,7 @@ pub(crate) struct Shared {
 }
 
 impl Actor {
-    pub fn new(shared: Shared, next_id: u64) -> Actor {
+    pub fn new(shared: Shared, next_id: u64, node: Option<Node>) -> Actor {
         Actor {
             shared,
             next_id,
@@ -167,11 +189,17 @@ impl Actor {
             draining: None,
             watchers: HashMap::new(),
             stalled_until: None,
+            node,
         }
     }
 
-    /// Resumes every unfinished run in the store.
+    /// Resumes every unfinished run in the store; in a cluster, claims
+    /// what no live node holds, up to this node's capacity (later claims
+    /// take the rest).
     pub async fn recover(&mut self) -> Result<usize, EngineError> {
+        if self.node.is_some() {
+            return Ok(self.claim_now().await);
+        }
         let now = self.shared.clock.now();
         let active = self.shared.store.active_runs().await?;
         for id in &active {
@@ -186,8 +214,11 @@ impl Actor {
     }
 
     pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Msg>) {
+        let mut poll = tokio::time::interval(CLAIM_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.dispatch().await;
+            self.claim_if_room();
             self.publish_stats();
             if self.tasks.is_empty()
                 && self.commits_in_flight == 0
@@ -210,26 +241,55 @@ impl Actor {
                     None => std::future::pending().await,
                 }
             };
+            let clustered = self.node.is_some();
             tokio::select! {
                 message = inbox.recv() => match message {
                     Some(Msg::Shutdown { reply }) => {
-                        self.stop().await;
+                        self.stop(&mut inbox).await;
                         let _ = reply.send(());
                         return;
                     }
-                    Some(Msg::Drain { reply }) => self.draining = Some(reply),
+                    Some(Msg::Drain { reply }) => self.drain(reply),
                     Some(message) => self.handle(message).await,
                     None => return,
                 },
                 () = wait => self.fire_timers(),
+                _ = poll.tick(), if clustered => self.notice(Notice::Work),
             }
         }
     }
 
-    async fn stop(&mut self) {
+    /// Abandons running attempts; in a cluster, waits (briefly) for the
+    /// commits on their way and hands every run back.
+    async fn stop(&mut self, inbox: &mut mpsc::UnboundedReceiver<Msg>) {
         for (_, task) in self.tasks.drain() {
             task.abort();
             let _ = task.await;
+        }
+        if self.node.is_none() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + LAST_COMMITS;
+        while self.commits_in_flight > 0 {
+            match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                Ok(Some(Msg::Committed { run, after, result })) => self.committed(run, after, result),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.leave().await;
+    }
+
+    fn drain(&mut self, reply: oneshot::Sender<()>) {
+        self.draining = Some(reply);
+        if let Some(node) = &self.node {
+            node.load.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (cluster, me) = (node.cluster.clone(), node.me);
+            tokio::spawn(async move {
+                if let Err(e) = cluster.drain(me).await {
+                    tracing::warn!(error = %e, "cannot mark this node as draining");
+                }
+            });
         }
     }
 
@@ -249,8 +309,13 @@ impl Actor {
                     let _ = reply.send(Err(EngineError::QuotaExceeded(reason)));
                     return;
                 }
-                record.id = RunId(self.next_id);
-                self.next_id += 1;
+                record.id = match self.new_run_id().await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
                 let id = record.id;
                 let tenant = record.tenant.clone();
                 let (run, mut fx) = ActiveRun::start(*record, workflow, now);
@@ -268,6 +333,20 @@ impl Actor {
             },
             Msg::Cancel { run, reply } => {
                 self.unpark(run).await;
+                if !self.runs.contains_key(&run) {
+                    match self.take_over(run).await {
+                        Ok(Some(stored)) if !stored.record.status.is_final() => {
+                            let (active, fx) = ActiveRun::restore(stored, now);
+                            self.insert(active);
+                            self.commit_as(run, fx, None, true);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            return;
+                        }
+                    }
+                }
                 let Some(active) = self.runs.get_mut(&run) else {
                     let _ = reply.send(Err(EngineError::NotRunning(run)));
                     return;
@@ -296,6 +375,8 @@ impl Actor {
                 self.commit(run, fx, None);
             }
             Msg::Committed { run, after, result } => self.committed(run, after, result),
+            Msg::Notice(notice) => self.notice(notice),
+            Msg::Adopt { adopted, room } => self.adopt(adopted, room),
             Msg::Watch { run, reply } => {
                 if self.runs.contains_key(&run) || self.parked.contains(&run) {
                     self.watchers.entry(run).or_default().push(reply);
@@ -324,6 +405,9 @@ impl Actor {
             }
         }
         self.take_deferred(id);
+        if let Some(node) = &mut self.node {
+            node.forget(id);
+        }
         // Removed once its end is durable: the record in memory is the
         // stored one, so a waiter need not read it back.
         let ended = removed.map(|run| run.record).filter(|record| record.status.is_final());
@@ -347,8 +431,11 @@ impl Actor {
                 reason: format!("it {}; only failed or cancelled runs can be retried", record.status),
             });
         }
-        let (run, fx) = ActiveRun::retry(self.read_rest(record).await?, now)
-            .map_err(|reason| EngineError::CannotRetry { run: id, reason })?;
+        let stored = match self.take_over(id).await? {
+            Some(stored) => stored,
+            None => self.read_rest(record).await?,
+        };
+        let (run, fx) = ActiveRun::retry(stored, now).map_err(|reason| EngineError::CannotRetry { run: id, reason })?;
         self.insert(run);
         Ok(fx)
     }
@@ -362,6 +449,7 @@ impl Actor {
 
     fn publish_stats(&self) {
         use std::sync::atomic::Ordering::Relaxed;
+        self.publish_load();
         let stats = &self.shared.stats;
         stats.queued.store(self.queue.len() + self.deferred_len, Relaxed);
         stats.running.store(self.tasks.len(), Relaxed);
@@ -375,10 +463,12 @@ impl Actor {
         if let Some(active) = self.runs.get_mut(&run) {
             active.commits -= 1;
         }
-        if let Err(e) = &result {
+        match &result {
+            Err(StoreError::Fenced(_)) => self.fenced(run),
             // The state in memory ran ahead of the disk; a restart resumes
             // from what is durable.
-            tracing::error!(run = %run, error = %e, "commit failed");
+            Err(e) => tracing::error!(run = %run, error = %e, "commit failed"),
+            Ok(()) => {}
         }
         match after.reply {
             Some(Reply::Started(reply)) => {
@@ -445,18 +535,7 @@ impl Actor {
     /// Reads the rest of a stored run: its definition, units and event
     /// count.
     async fn read_rest(&self, record: RunRecord) -> Result<StoredRun, EngineError> {
-        let store = &*self.shared.store;
-        let (tenant, id) = (record.tenant.as_str(), record.id);
-        Ok(StoredRun {
-            workflow: self
-                .shared
-                .workflows
-                .load(store, tenant, &record.workflow_digest)
-                .await?,
-            units: store.units(tenant, id).await?,
-            next_event: store.next_event_seq(tenant, id).await?,
-            record,
-        })
+        cluster::read_stored(&*self.shared.store, &self.shared.workflows, record).await
     }
 
     /// Reads a parked run back from the store. Its queued units are in the
@@ -488,7 +567,10 @@ impl Actor {
     }
 
     /// [`Actor::commit`], marking the run's first commit in this process.
-    fn commit_as(&mut self, run: RunId, fx: Effects, reply: Option<Reply>, first: bool) {
+    fn commit_as(&mut self, run: RunId, mut fx: Effects, reply: Option<Reply>, first: bool) {
+        if let Some(hold) = self.hold(run) {
+            fx.changes.push(hold);
+        }
         if let Some(active) = self.runs.get_mut(&run) {
             active.commits += 1;
         }

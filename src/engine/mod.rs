@@ -13,7 +13,7 @@ mod run_state;
 mod runner;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,11 +26,12 @@ pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner};
 use crate::digest::Digest;
 use crate::model::{AttemptCaps, Event, Millis, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::spec::{self, SpecConfig, SpecErrors, TaskRef, Workflow};
+use crate::store::cluster::{Cluster, Load, NodeInfo, Notice, Timing};
 use crate::store::{Change, Store, StoreError};
-use actor::{Actor, Msg};
+use actor::{Actor, Msg, Node};
 
 /// How the engine runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Attempts running at once, across all runs.
     pub max_concurrent: usize,
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub hot_runs: usize,
     /// What workflow documents may ask for.
     pub spec: SpecConfig,
+    /// How the engine joins a cluster, when its store is shared.
+    pub node: NodeConfig,
 }
 
 impl Default for EngineConfig {
@@ -49,7 +52,35 @@ impl Default for EngineConfig {
             max_concurrent: 64,
             hot_runs: 10_000,
             spec: SpecConfig::default(),
+            node: NodeConfig::default(),
         }
+    }
+}
+
+/// How an engine on a shared store (PostgreSQL) joins the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The node's name [default: the host's name and the process id].
+    pub node_id: Option<String>,
+    /// Where its API listens, as `weft nodes` shows it.
+    pub address: String,
+    /// Heartbeat interval and timeout.
+    pub timing: Timing,
+}
+
+/// A name for a node nobody named: the host's name and the process id,
+/// and a count for a process's second engine and later.
+fn default_node_id() -> String {
+    static ENGINES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "weft".into());
+    match ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{host}-{}", std::process::id()),
+        n => format!("{host}-{}-{n}", std::process::id()),
     }
 }
 
@@ -159,6 +190,16 @@ pub struct EngineStats {
     pub active_runs: AtomicUsize,
     /// Unfinished runs parked in the store (counted in `active_runs`).
     pub parked_runs: AtomicUsize,
+    /// In a cluster: runs this node claimed.
+    pub claimed_runs: AtomicU64,
+    /// In a cluster: claim queries made, and their total time.
+    pub claim_queries: AtomicU64,
+    /// Microseconds spent in claim queries.
+    pub claim_micros: AtomicU64,
+    /// In a cluster: claimed runs that a dead node had held.
+    pub reassigned_runs: AtomicU64,
+    /// In a cluster: commits refused because the run had moved on.
+    pub fenced_commits: AtomicU64,
 }
 
 /// Compiled workflows by digest, shared by the handle and the scheduler:
@@ -187,6 +228,38 @@ impl Workflows {
     }
 }
 
+/// Joins the cluster of `cluster`'s store as a node, and passes what the
+/// database tells every node on to the scheduler.
+async fn join(
+    cluster: Arc<dyn Cluster>,
+    config: &EngineConfig,
+    inbox: mpsc::UnboundedSender<Msg>,
+) -> Result<Node, EngineError> {
+    let load = Arc::new(Load::default());
+    let info = NodeInfo {
+        node_id: config.node.node_id.clone().unwrap_or_else(default_node_id),
+        address: config.node.address.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        capacity: config.max_concurrent as u32,
+    };
+    let mut notices = cluster.notices();
+    let me = cluster.join(info, config.node.timing, load.clone()).await?;
+    tokio::spawn(async move {
+        loop {
+            let notice = match notices.recv().await {
+                Ok(notice @ (Notice::Work | Notice::Moved { .. } | Notice::Rejoined(_) | Notice::Missed)) => notice,
+                Ok(Notice::Advanced(_) | Notice::Names) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => Notice::Missed,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if inbox.send(Msg::Notice(notice)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Node::new(cluster, me, load))
+}
+
 /// The running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -199,6 +272,8 @@ pub struct Engine {
     /// Held across check-and-start of idempotent starts, so two requests
     /// with the same key cannot both start a run.
     idempotent_starts: Arc<tokio::sync::Mutex<()>>,
+    /// The cluster this engine is a node of, with what it reports.
+    cluster: Option<(Arc<dyn Cluster>, Arc<Load>)>,
 }
 
 impl Engine {
@@ -216,7 +291,15 @@ impl Engine {
             compiled: Arc::default(),
             config: config.spec,
         };
-        let next_id = store.last_run_id().await? + 1;
+        let node = match store.cluster() {
+            Some(cluster) => Some(join(cluster, &config, inbox.clone()).await?),
+            None => None,
+        };
+        let next_id = match node {
+            Some(_) => 0,
+            None => store.last_run_id().await? + 1,
+        };
+        let membership = node.as_ref().map(|node| (node.cluster.clone(), node.load.clone()));
         let stats = Arc::new(EngineStats::default());
         let shared = actor::Shared {
             store: store.clone(),
@@ -228,7 +311,7 @@ impl Engine {
             workflows: workflows.clone(),
             stats: stats.clone(),
         };
-        let mut actor = Actor::new(shared, next_id);
+        let mut actor = Actor::new(shared, next_id, node);
         let resumed = actor.recover().await?;
         tokio::spawn(actor.run(messages));
         Ok((
@@ -240,9 +323,16 @@ impl Engine {
                 workflows,
                 stats,
                 idempotent_starts: Arc::default(),
+                cluster: membership,
             },
             resumed,
         ))
+    }
+
+    /// The cluster this engine is a node of, and the load it reports;
+    /// `None` when it owns its store alone.
+    pub fn cluster(&self) -> Option<&(Arc<dyn Cluster>, Arc<Load>)> {
+        self.cluster.as_ref()
     }
 
     /// The store.
@@ -461,10 +551,38 @@ impl Engine {
         if let Some(record) = ended.await.map_err(|_| EngineError::Stopped)? {
             return Ok(record);
         }
+        if let Some((cluster, _)) = &self.cluster {
+            return self.wait_elsewhere(&**cluster, run).await;
+        }
         match self.store.run(run).await? {
             Some(record) if record.status.is_final() => Ok(record),
             Some(_) => Err(EngineError::Stopped),
             None => Err(EngineError::NotRunning(run)),
+        }
+    }
+
+    /// Waits for a run another node holds to end, told by the database
+    /// when it advances (and looking every second, should a notice be
+    /// lost).
+    async fn wait_elsewhere(&self, cluster: &dyn Cluster, run: RunId) -> Result<RunRecord, EngineError> {
+        let mut notices = cluster.notices();
+        loop {
+            match self.store.run(run).await? {
+                Some(record) if record.status.is_final() => return Ok(record),
+                Some(_) => {}
+                None => return Err(EngineError::NotRunning(run)),
+            }
+            let advanced = async {
+                loop {
+                    match notices.recv().await {
+                        Ok(Notice::Advanced(runs)) if runs.iter().any(|(id, _)| *id == run) => return,
+                        Ok(Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), advanced).await;
         }
     }
 

@@ -10,9 +10,11 @@
 //! invalidation bumps a generation, and a read only fills the cache if
 //! the generation is the one it started under.
 //!
-//! This holds while one process writes a store (which the store's lock
-//! ensures until weft runs as a cluster; the cluster will have to
-//! invalidate across nodes, e.g. with LISTEN/NOTIFY).
+//! Other nodes sharing the store write too: on a store with a
+//! [`Cluster`], every commit that changes such an answer notifies every
+//! node ([`Notice::Names`]), and the cache forgets everything when told,
+//! or when notices may have been missed. Another node's change is then
+//! seen here a few milliseconds after it commits, not at once.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -21,7 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value;
+use tokio::sync::broadcast;
 
+use super::cluster::{Cluster, Notice};
 use super::{Change, Continuation, Cursor, Page, Record, RunFilter, Store, StoreError, Table};
 use crate::digest::Digest;
 use crate::model::{
@@ -132,16 +136,29 @@ pub struct CachedStore {
 impl CachedStore {
     /// A cache in front of `inner`.
     pub fn new(inner: Arc<dyn Store>) -> CachedStore {
-        CachedStore {
-            inner,
-            cache: Arc::new(Cache {
-                generation: AtomicU64::new(0),
-                keys: Answers::new(),
-                tenants: Answers::new(),
-                workflow_names: Answers::new(),
-                module_names: Answers::new(),
-            }),
+        let cache = Arc::new(Cache {
+            generation: AtomicU64::new(0),
+            keys: Answers::new(),
+            tenants: Answers::new(),
+            workflow_names: Answers::new(),
+            module_names: Answers::new(),
+        });
+        if let Some(cluster) = inner.cluster() {
+            let mut notices = cluster.notices();
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                loop {
+                    match notices.recv().await {
+                        Ok(Notice::Names | Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            cache.forget_all()
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
         }
+        CachedStore { inner, cache }
     }
 
     /// The cached answer, or `read`'s, kept unless a change raced it.
@@ -182,6 +199,10 @@ impl Store for CachedStore {
 
     fn is_available(&self) -> bool {
         self.inner.is_available()
+    }
+
+    fn cluster(&self) -> Option<Arc<dyn Cluster>> {
+        self.inner.cluster()
     }
 
     async fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {

@@ -128,4 +128,19 @@ pub enum Change {
         /// The new value.
         value: Option<Vec<u8>>,
     },
+    /// The batch holds `run`'s lease: it commits only while the run is
+    /// leased to `node` at `epoch`, checked in the same transaction, else
+    /// the whole batch fails with `StoreError::Fenced`. A run that is not
+    /// stored yet (a start) is inserted leased to `node` at `epoch`. A
+    /// backend that one process owns (redb) has nothing to check.
+    Hold {
+        /// The run's tenant.
+        tenant: String,
+        /// The run.
+        run: RunId,
+        /// The node (its incarnation) that holds the lease.
+        node: i64,
+        /// The lease's epoch.
+        epoch: u64,
+    },
 }

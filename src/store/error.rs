@@ -25,6 +25,11 @@ pub enum StoreError {
     /// A stored record does not decode.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The batch held a lease that has moved on: the run was claimed by
+    /// another node (this one was paused or cut off for too long, or the
+    /// run was taken over). Nothing of the batch was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// The store has been closed.
     #[error("the store is closed")]
     Closed,
@@ -33,7 +38,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether trying again could work.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Storage(_) | StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Storage(_) | StoreError::Unavailable(_) | StoreError::Fenced(_)
+        )
     }
 }
 

@@ -10,6 +10,7 @@
 mod cached;
 mod change;
 pub mod check;
+pub mod cluster;
 mod error;
 mod location;
 pub mod postgres;
@@ -65,6 +66,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database can be reached now (`/readyz`).
     fn is_available(&self) -> bool;
+
+    /// Coordination with the other nodes sharing this store; `None` where
+    /// one process owns the store (its node owns every run).
+    fn cluster(&self) -> Option<Arc<dyn cluster::Cluster>> {
+        None
+    }
 
     /// The largest run id stored (0 when there is none).
     async fn last_run_id(&self) -> Result<u64, StoreError>;
@@ -163,6 +170,17 @@ pub async fn open(location: &StoreLocation, redb_cache: usize) -> Result<Arc<dyn
         StoreLocation::Postgres(pg) => Arc::new(postgres::PgStore::open(pg).await?),
     };
     Ok(Arc::new(cached::CachedStore::new(store)))
+}
+
+/// [`open`] for a tool that must be alone with the store (`weft
+/// migrate`'s target): on PostgreSQL it fails while any node has it open.
+pub async fn open_exclusive(location: &StoreLocation, redb_cache: usize) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Redb(_) => open(location, redb_cache).await,
+        StoreLocation::Postgres(pg) => Ok(Arc::new(cached::CachedStore::new(Arc::new(
+            postgres::PgStore::open_exclusive(pg).await?,
+        )))),
+    }
 }
 
 /// Opens a store that must exist already, changing nothing to open it (no

@@ -20,11 +20,18 @@ pub struct Migration {
 }
 
 /// Every migration this build knows, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "cluster",
+        sql: include_str!("migrations/0002_cluster.sql"),
+    },
+];
 
 /// Why the schema could not be brought to this build's version.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +52,7 @@ pub enum SchemaError {
     #[error("{0}")]
     NotCurrent(String),
     /// A statement failed.
-    #[error("migrating the schema: {0}")]
+    #[error("migrating the schema: {}", super::describe(.0))]
     Sql(#[from] tokio_postgres::Error),
 }
 

@@ -1,12 +1,19 @@
 //! The PostgreSQL backend: the same guarantees as redb, in a database that
 //! outlives the machine.
 //!
-//! - One writer task (`writer.rs`) owns one connection, which holds the
-//!   store's advisory lock: only the process holding it writes. It commits
-//!   every queued batch in one transaction of a few multi-row statements,
-//!   pipelined, and runs each batch's continuation after `COMMIT` returns.
-//!   When the connection drops it reconnects with backoff and re-applies
-//!   the batch it was committing (every change is an idempotent upsert).
+//! - Every process that opens the store as a node holds the store's
+//!   advisory lock shared; `weft migrate` and `weft check` take it
+//!   exclusively, so they never run beside a node.
+//! - One writer task (`writer.rs`) per process owns one connection. It
+//!   commits every queued batch in one transaction of a few multi-row
+//!   statements, pipelined, fenced by the leases the batches hold
+//!   (`fence.rs`), and runs each batch's continuation after `COMMIT`
+//!   returns. When the connection drops it reconnects with backoff and
+//!   re-applies the batch it was committing (every change is an
+//!   idempotent upsert).
+//! - The cluster (`cluster.rs`): claims and take-overs of runs, the node
+//!   registry with a heartbeat thread per node (`heartbeat.rs`), and the
+//!   database's notifications (`listen.rs`).
 //! - Reads (`reads.rs`) go through a pool of connections, with prepared
 //!   statements cached per connection, and fail at once with
 //!   [`StoreError::Unavailable`] when the database cannot be reached.
@@ -14,26 +21,32 @@
 //! - Every connection goes through one TLS connector (`tls.rs`), built from
 //!   the location's `sslmode` and `sslrootcert` when the store opens.
 
+mod cluster;
 mod codes;
 mod export;
+mod fence;
+mod heartbeat;
+mod listen;
 mod migrations;
 mod reads;
 mod tls;
 mod writer;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_postgres::Client;
 
 pub use migrations::{MIGRATIONS, Migration, SchemaError, migrate};
 
+use super::cluster::Notice;
 use super::location::PgLocation;
 use super::{Change, Continuation, StoreError};
 
-/// The advisory lock whose holder writes ("weftnode" in ASCII).
+/// The advisory lock every node holds shared, and `weft migrate` and
+/// `weft check` exclusively ("weftnode" in ASCII).
 const OWNER_LOCK: i64 = 0x7765_6674_6e6f_6465;
 
 /// How long connecting may take before the store counts as unreachable.
@@ -51,22 +64,37 @@ pub struct PgStore {
     pool: deadpool_postgres::Pool,
     jobs: mpsc::UnboundedSender<writer::Job>,
     available: Arc<AtomicBool>,
+    /// Opened by a tool that must be alone with the store (no cluster).
+    exclusive: bool,
+    config: tokio_postgres::Config,
+    tls: tls::Connector,
+    notices: broadcast::Sender<Notice>,
+    /// Stops the heartbeat thread when taken (dropped).
+    member: Arc<Mutex<Option<oneshot::Sender<()>>>>,
 }
 
 impl PgStore {
-    /// Connects, brings the schema up to date, takes the store's lock and
-    /// starts the writer. Fails when another weft process holds the store.
+    /// Connects as a node, beside any others: brings the schema up to
+    /// date, takes the store's lock shared and starts the writer and the
+    /// listener. Fails while `weft migrate` or `weft check` holds the store.
     pub async fn open(location: &PgLocation) -> Result<PgStore, StoreError> {
-        PgStore::open_with(location, true).await
+        PgStore::open_with(location, true, false).await
     }
 
-    /// [`PgStore::open`] of a store that must exist already at this
-    /// build's schema (`upgrade: false`): for tools that only read it.
+    /// [`PgStore::open`] for a tool that must be alone with the store
+    /// (`weft migrate`'s target): takes the lock exclusively, so it fails
+    /// while any node or tool has the store open.
+    pub async fn open_exclusive(location: &PgLocation) -> Result<PgStore, StoreError> {
+        PgStore::open_with(location, true, true).await
+    }
+
+    /// A store that must exist already at this build's schema, opened
+    /// exclusively and changing nothing to open it: for tools.
     pub async fn open_existing(location: &PgLocation) -> Result<PgStore, StoreError> {
-        PgStore::open_with(location, false).await
+        PgStore::open_with(location, false, true).await
     }
 
-    async fn open_with(location: &PgLocation, upgrade: bool) -> Result<PgStore, StoreError> {
+    async fn open_with(location: &PgLocation, upgrade: bool, exclusive: bool) -> Result<PgStore, StoreError> {
         let location = location
             .clone()
             .with_password_from(|name| std::env::var(name).ok())
@@ -89,7 +117,7 @@ impl PgStore {
         // moments: wait a little before calling the store taken.
         let mut waited = Duration::ZERO;
         loop {
-            match take_lock(&client).await {
+            match take_lock(&client, exclusive).await {
                 Ok(()) => break,
                 Err(StoreError::Open(_)) if waited < LOCK_WAIT => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -127,12 +155,25 @@ impl PgStore {
 
         let available = Arc::new(AtomicBool::new(true));
         let (jobs, queue) = mpsc::unbounded_channel();
-        let writer = writer::Writer::new(config, tls, client, queue, available.clone())
+        let writer = writer::Writer::new(config.clone(), tls.clone(), client, queue, available.clone(), exclusive)
             .await
             .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
         tokio::spawn(writer.run());
+        let (notices, _) = broadcast::channel(4096);
+        if !exclusive {
+            tokio::spawn(listen::run(config.clone(), tls.clone(), notices.clone()));
+        }
         tracing::info!(store = %location, "opened the PostgreSQL store");
-        Ok(PgStore { pool, jobs, available })
+        Ok(PgStore {
+            pool,
+            jobs,
+            available,
+            exclusive,
+            config,
+            tls,
+            notices,
+            member: Arc::default(),
+        })
     }
 
     /// A pooled connection for a read; [`StoreError::Unavailable`] when
@@ -162,13 +203,14 @@ async fn connect(config: &tokio_postgres::Config, tls: &tls::Connector) -> Resul
     Ok(client)
 }
 
-/// Takes the store's lock on `client`'s session, or says who holds it.
-async fn take_lock(client: &Client) -> Result<(), StoreError> {
-    let taken: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
-        .await
-        .map_err(classify)?
-        .get(0);
+/// Takes the store's lock on `client`'s session, shared by nodes or
+/// `exclusive` for a tool, or says who holds it.
+async fn take_lock(client: &Client, exclusive: bool) -> Result<(), StoreError> {
+    let sql = match exclusive {
+        true => "SELECT pg_try_advisory_lock($1)",
+        false => "SELECT pg_try_advisory_lock_shared($1)",
+    };
+    let taken: bool = client.query_one(sql, &[&OWNER_LOCK]).await.map_err(classify)?.get(0);
     if taken {
         return Ok(());
     }
@@ -184,10 +226,14 @@ async fn take_lock(client: &Client) -> Result<(), StoreError> {
         .ok()
         .flatten()
         .map(|row| row.get(0));
-    Err(StoreError::Open(format!(
-        "another weft process holds this store ({}); one server owns a store until weft runs as a cluster",
-        holder.unwrap_or_else(|| "it could not be named".into())
-    )))
+    let holder = holder.unwrap_or_else(|| "it could not be named".into());
+    Err(StoreError::Open(match exclusive {
+        true => format!(
+            "another weft process holds this store ({holder}); stop every node using it (weft migrate and \
+             weft check need the store to themselves)"
+        ),
+        false => format!("weft migrate or weft check holds this store ({holder}); start the node once it is done"),
+    }))
 }
 
 /// A client error with its causes, which its own message leaves out

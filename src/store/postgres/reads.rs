@@ -31,7 +31,7 @@ impl PgStore {
     }
 
     /// Records that the database could not be reached, for `/readyz`.
-    fn failed(&self, e: tokio_postgres::Error) -> StoreError {
+    pub(super) fn failed(&self, e: tokio_postgres::Error) -> StoreError {
         let error = classify(e);
         if matches!(error, StoreError::Unavailable(_)) {
             self.available.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -56,6 +56,10 @@ impl Store for PgStore {
 
     fn is_available(&self) -> bool {
         self.available.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn cluster(&self) -> Option<std::sync::Arc<dyn crate::store::cluster::Cluster>> {
+        (!self.exclusive).then(|| std::sync::Arc::new(self.clone()) as _)
     }
 
     async fn last_run_id(&self) -> Result<u64, StoreError> {

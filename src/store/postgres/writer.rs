@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, GenericClient, Statement, Transaction};
 
 use super::codes::{encode, item, millis, ready_at, run_status, unit_status};
+use super::fence::{self, Holds};
 use super::{classify, connect, take_lock, tls};
 use crate::store::{Change, Continuation, StoreError};
 
@@ -42,10 +43,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often an idle writer checks that its connection (and lock) lives.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-const RUNS: &str = "INSERT INTO runs (tenant, run_id, workflow, status, priority, created_at, updated_at, record)
-    SELECT t, id, w, s, p, c, u, r::json
-    FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::integer[], $6::bigint[], $7::bigint[], $8::text[])
-        AS x(t, id, w, s, p, c, u, r)
+const RUNS: &str = "INSERT INTO runs (tenant, run_id, workflow, status, priority, created_at, updated_at, record,
+        lease_node, lease_epoch)
+    SELECT t, id, w, s, p, c, u, r::json, ln, le
+    FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::integer[], $6::bigint[], $7::bigint[], $8::text[],
+        $9::bigint[], $10::bigint[])
+        AS x(t, id, w, s, p, c, u, r, ln, le)
     ON CONFLICT (tenant, run_id) DO UPDATE SET status = excluded.status, priority = excluded.priority,
         updated_at = excluded.updated_at, record = excluded.record";
 const UNITS: &str = "INSERT INTO units (tenant, run_id, step, item, status, priority, ready_at, record)
@@ -78,6 +81,8 @@ pub(super) struct Statements {
     kv_set: Statement,
     kv_delete: Statement,
     idempotency: Statement,
+    fence: Statement,
+    notify: Statement,
 }
 
 impl Statements {
@@ -90,6 +95,8 @@ impl Statements {
             kv_set: client.prepare(KV_SET).await?,
             kv_delete: client.prepare(KV_DELETE).await?,
             idempotency: client.prepare(IDEMPOTENCY).await?,
+            fence: client.prepare(fence::CHECK).await?,
+            notify: client.prepare("SELECT pg_notify($1, $2)").await?,
         })
     }
 }
@@ -106,6 +113,8 @@ pub(super) struct Writer {
     connection: Option<Connection>,
     queue: mpsc::UnboundedReceiver<Job>,
     available: Arc<AtomicBool>,
+    /// Whether the store's lock is held exclusively (a tool) or shared.
+    exclusive: bool,
 }
 
 impl Writer {
@@ -116,6 +125,7 @@ impl Writer {
         client: Client,
         queue: mpsc::UnboundedReceiver<Job>,
         available: Arc<AtomicBool>,
+        exclusive: bool,
     ) -> Result<Writer, tokio_postgres::Error> {
         let statements = Statements::prepare(&client).await?;
         Ok(Writer {
@@ -124,6 +134,7 @@ impl Writer {
             connection: Some(Connection { client, statements }),
             queue,
             available,
+            exclusive,
         })
     }
 
@@ -155,11 +166,15 @@ impl Writer {
             let result = self.apply(&changes).await;
             drop(changes);
             match result {
-                Ok(()) => {
+                Ok(fenced) => {
                     backoff = MIN_BACKOFF;
                     self.available.store(true, Ordering::Relaxed);
-                    for job in group {
-                        (job.then)(Ok(()));
+                    for (job, fenced) in group.into_iter().zip(fenced) {
+                        (job.then)(if fenced {
+                            Err(StoreError::Fenced("the run's lease has moved to another node".into()))
+                        } else {
+                            Ok(())
+                        });
                     }
                 }
                 Err(StoreError::Unavailable(why)) => {
@@ -209,7 +224,7 @@ impl Writer {
 
     async fn reconnect(&mut self) -> Result<(), StoreError> {
         let client = connect(&self.config, &self.tls).await.map_err(classify)?;
-        take_lock(&client)
+        take_lock(&client, self.exclusive)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let statements = Statements::prepare(&client).await.map_err(classify)?;
@@ -238,34 +253,73 @@ impl Writer {
         }
     }
 
-    async fn apply(&mut self, group: &[&Vec<Change>]) -> Result<(), StoreError> {
+    /// Commits the group's batches but those whose lease moved on; returns,
+    /// per batch, whether it was fenced (left out).
+    async fn apply(&mut self, group: &[&Vec<Change>]) -> Result<Vec<bool>, StoreError> {
         let connection = self.connection.as_mut().expect("connected before applying");
         let statements = &connection.statements;
-        let mut hot = Hot::default();
-        let mut rare = Vec::new();
-        for change in group.iter().flat_map(|changes| changes.iter()) {
-            if !hot.take(change) {
-                rare.push(change);
-            }
-        }
-        if rare.is_empty() {
+        let holds = Holds::of(group);
+        let all_hot = group.iter().flat_map(|changes| changes.iter()).all(Hot::is_hot);
+        if all_hot {
             // The common group, all runs' changes: BEGIN goes out with the
-            // statements, one round trip; COMMIT only once they all
-            // succeeded.
+            // lease check, then the statements in one round trip; COMMIT
+            // only once they all succeeded.
             let client = &connection.client;
-            let (begun, written) = tokio::join!(client.batch_execute("BEGIN"), hot.write(client, statements));
-            if let Err(e) = begun.and(written) {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Err(classify(e));
-            }
-            return client.batch_execute("COMMIT").await.map_err(classify);
+            let written = async {
+                let (begun, fenced) = tokio::join!(client.batch_execute("BEGIN"), async {
+                    match holds.is_empty() {
+                        true => Ok(vec![false; group.len()]),
+                        false => holds.check(client, &statements.fence, group.len()).await,
+                    }
+                });
+                begun?;
+                let fenced = fenced?;
+                let mut hot = Hot::with_leases(holds.leases());
+                for (changes, _) in group.iter().zip(&fenced).filter(|(_, fenced)| !**fenced) {
+                    for change in changes.iter() {
+                        hot.take(change);
+                    }
+                }
+                hot.write(client, statements).await?;
+                Ok::<_, tokio_postgres::Error>(fenced)
+            };
+            return match written.await {
+                Ok(fenced) => {
+                    client.batch_execute("COMMIT").await.map_err(classify)?;
+                    Ok(fenced)
+                }
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(classify(e))
+                }
+            };
         }
         let txn = connection.client.transaction().await.map_err(classify)?;
-        for change in rare {
-            apply_rare(&txn, change).await.map_err(classify)?;
+        let fenced = match holds.is_empty() {
+            true => vec![false; group.len()],
+            false => holds
+                .check(&txn, &statements.fence, group.len())
+                .await
+                .map_err(classify)?,
+        };
+        let mut hot = Hot::with_leases(holds.leases());
+        let mut renamed = false;
+        for (changes, _) in group.iter().zip(&fenced).filter(|(_, fenced)| !**fenced) {
+            for change in changes.iter() {
+                if !hot.take(change) {
+                    renamed |= fence::renames(change);
+                    apply_rare(&txn, change).await.map_err(classify)?;
+                }
+            }
         }
         hot.write(&txn, statements).await.map_err(classify)?;
-        txn.commit().await.map_err(classify)
+        if renamed {
+            txn.execute(&statements.notify, &[&"weft_names", &""])
+                .await
+                .map_err(classify)?;
+        }
+        txn.commit().await.map_err(classify)?;
+        Ok(fenced)
     }
 }
 
@@ -279,6 +333,8 @@ pub(super) struct Hot<'a> {
     events: Keyed<(&'a str, u64, u32), &'a crate::model::Event>,
     kv: Keyed<(&'a str, &'a str), Option<&'a [u8]>>,
     idempotency: Keyed<(&'a str, &'a str), u64>,
+    /// The lease each held run is inserted with, if it is new.
+    leases: HashMap<(&'a str, u64), (i64, u64)>,
 }
 
 /// Values by key, in the order keys were first seen, last value winning.
@@ -309,6 +365,29 @@ impl<K: Hash + Eq + Copy, V> Keyed<K, V> {
 }
 
 impl<'a> Hot<'a> {
+    fn with_leases(leases: HashMap<(&'a str, u64), (i64, u64)>) -> Hot<'a> {
+        Hot {
+            leases,
+            ..Hot::default()
+        }
+    }
+
+    /// Whether `take` takes `change`.
+    fn is_hot(change: &Change) -> bool {
+        !matches!(
+            change,
+            Change::PutModule { .. }
+                | Change::PutModuleVersion { .. }
+                | Change::DeleteModule { .. }
+                | Change::PutWorkflow { .. }
+                | Change::PutTenant(_)
+                | Change::PutKey(_)
+                | Change::DeleteKey { .. }
+                | Change::DeleteRuns { .. }
+                | Change::CollectModuleBytes { .. }
+        )
+    }
+
     /// Takes `change` if it is a hot one.
     pub(super) fn take(&mut self, change: &'a Change) -> bool {
         match change {
@@ -336,6 +415,8 @@ impl<'a> Hot<'a> {
             } => self.events.put((tenant, run.0, *seq), event),
             Change::Kv { tenant, key, value } => self.kv.put((tenant, key), value.as_deref()),
             Change::PutIdempotencyKey { tenant, key, run } => self.idempotency.put((tenant, key), run.0),
+            // Checked before the group is written (`fence`).
+            Change::Hold { .. } => {}
             _ => return false,
         }
         true
@@ -351,8 +432,16 @@ impl<'a> Hot<'a> {
         let units = &self.units.entries;
         let attempts = &self.attempts.entries;
         let events = &self.events.entries;
-        let (kv_set, kv_delete): (Vec<_>, Vec<_>) = self.kv.entries.iter().partition(|(_, v)| v.is_some());
-        let idempotency = &self.idempotency.entries;
+        // Rows another node's writer may touch too, in key order, so two
+        // transactions never wait on each other in a circle.
+        let mut kv = self.kv.entries;
+        kv.sort_unstable_by_key(|(key, _)| *key);
+        let (kv_set, kv_delete): (Vec<_>, Vec<_>) = kv.iter().partition(|(_, v)| v.is_some());
+        let mut idempotency = self.idempotency.entries;
+        idempotency.sort_unstable_by_key(|(key, _)| *key);
+        let idempotency = &idempotency;
+        let leases = &self.leases;
+        let advanced = fence::advanced(events.iter().map(|((_, run, seq), _)| (*run, *seq)));
 
         let runs = async {
             if runs.is_empty() {
@@ -366,9 +455,23 @@ impl<'a> Hot<'a> {
             let created: Vec<i64> = runs.iter().map(|(_, r)| millis(r.created_at)).collect();
             let updated: Vec<i64> = runs.iter().map(|(_, r)| millis(r.updated_at)).collect();
             let record: Vec<String> = runs.iter().map(|(_, r)| encode(r)).collect();
+            let lease: Vec<Option<(i64, u64)>> = runs.iter().map(|(key, _)| leases.get(key).copied()).collect();
+            let lease_node: Vec<Option<i64>> = lease.iter().map(|l| l.map(|(node, _)| node)).collect();
+            let lease_epoch: Vec<i64> = lease.iter().map(|l| l.map_or(0, |(_, epoch)| epoch as i64)).collect();
             txn.execute(
                 &st.runs,
-                &[&tenant, &id, &workflow, &status, &priority, &created, &updated, &record],
+                &[
+                    &tenant,
+                    &id,
+                    &workflow,
+                    &status,
+                    &priority,
+                    &created,
+                    &updated,
+                    &record,
+                    &lease_node,
+                    &lease_epoch,
+                ],
             )
             .await
         };
@@ -435,7 +538,13 @@ impl<'a> Hot<'a> {
             let run: Vec<i64> = idempotency.iter().map(|(_, r)| *r as i64).collect();
             txn.execute(&st.idempotency, &[&tenant, &key, &run]).await
         };
-        futures_util::try_join!(runs, units, attempts, events, kv_set, kv_delete, idempotency)?;
+        let notices = async {
+            for payload in &advanced {
+                txn.execute(&st.notify, &[&"weft_events", payload]).await?;
+            }
+            Ok(0)
+        };
+        futures_util::try_join!(runs, units, attempts, events, kv_set, kv_delete, idempotency, notices)?;
         Ok(())
     }
 }
@@ -550,7 +659,8 @@ pub(super) async fn apply_rare(txn: &Transaction<'_>, change: &Change) -> Result
         | Change::PutAttempt { .. }
         | Change::AppendEvent { .. }
         | Change::Kv { .. }
-        | Change::PutIdempotencyKey { .. } => unreachable!("hot changes are written by Hot"),
+        | Change::PutIdempotencyKey { .. }
+        | Change::Hold { .. } => unreachable!("hot changes are written by Hot"),
     }
     Ok(())
 }

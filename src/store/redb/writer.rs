@@ -206,6 +206,8 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), StoreError> {
                         modules.remove(digest.as_slice()).map_err(storage)?;
                     }
                 }
+                // One process owns a redb store: no lease can move.
+                Change::Hold { .. } => {}
                 Change::Kv { tenant, key, value } => {
                     match value {
                         Some(v) => kv.insert((tenant.as_str(), key.as_str()), v.as_slice()).map(|_| ()),
