@@ -550,7 +550,10 @@ fn listening_line(log: &Path, from: u64) -> Option<String> {
     file.seek(SeekFrom::Start(from)).ok()?;
     let mut text = String::new();
     file.read_to_string(&mut text).ok()?;
-    text.lines()
+    // Only whole lines: the node may be writing this one still.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
         .find_map(|line| line.strip_prefix("weft listening on "))
         .map(|url| url.trim().to_owned())
 }
