@@ -58,6 +58,7 @@ pub async fn list_nodes(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResu
             heartbeat_at: now,
             heartbeat_age_ms: 0,
             claims_per_s: 0.0,
+            claims: 0,
         }],
     }))
 }

@@ -282,15 +282,7 @@ impl Actor {
 
     fn drain(&mut self, reply: oneshot::Sender<()>) {
         self.draining = Some(reply);
-        if let Some(node) = &self.node {
-            node.load.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-            let (cluster, me) = (node.cluster.clone(), node.me);
-            tokio::spawn(async move {
-                if let Err(e) = cluster.drain(me).await {
-                    tracing::warn!(error = %e, "cannot mark this node as draining");
-                }
-            });
-        }
+        self.hand_back_idle();
     }
 
     async fn handle(&mut self, message: Msg) {
@@ -480,6 +472,24 @@ impl Actor {
             None => {}
         }
         if result.is_err() {
+            return;
+        }
+        if self.handed_off(run) {
+            // Started here for any node to claim: only its start is told.
+            let tenant: Arc<str> = self
+                .runs
+                .get(&run)
+                .map_or("".into(), |a| a.record.tenant.as_str().into());
+            for (seq, event) in after.events {
+                let tenant = Arc::clone(&tenant);
+                let _ = self.shared.updates.send(Update {
+                    run,
+                    seq,
+                    tenant,
+                    event,
+                });
+            }
+            self.lose(run);
             return;
         }
         let (priority, tenant) = match self.runs.get(&run) {

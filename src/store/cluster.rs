@@ -73,6 +73,10 @@ pub struct Load {
     pub heartbeat_at: AtomicU64,
     /// Other nodes this node declared dead.
     pub declared_dead: AtomicU64,
+    /// Attempt slots free on the other live nodes, as of the last
+    /// heartbeat: while there are some, a full node leaves new runs, and
+    /// sheds waiting ones, for them to claim.
+    pub free_elsewhere: AtomicU32,
 }
 
 /// A node's state in the registry.
@@ -126,6 +130,8 @@ pub struct NodeRecord {
     pub heartbeat_age_ms: u64,
     /// Runs it claimed per second, over its last ten seconds.
     pub claims_per_s: f64,
+    /// Runs it claimed since it joined.
+    pub claims: u64,
 }
 
 /// A run leased to this node.
@@ -199,6 +205,10 @@ pub trait Cluster: Send + Sync + 'static {
     /// Hands every run `me` holds back (unleased, for others to claim) and
     /// marks the node as left; heartbeats stop.
     async fn leave(&self, me: Incarnation) -> Result<(), StoreError>;
+
+    /// Hands `runs` back, unleased, for other nodes to claim (a draining
+    /// node's runs that have nothing running).
+    async fn release(&self, me: Incarnation, runs: &[(String, RunId)]) -> Result<(), StoreError>;
 
     /// Marks `me` as draining: it claims nothing more.
     async fn drain(&self, me: Incarnation) -> Result<(), StoreError>;

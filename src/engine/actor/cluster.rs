@@ -32,6 +32,9 @@ pub(crate) struct Node {
     claiming: bool,
     /// Runs may be waiting for a node: claim when there is room.
     wanted: bool,
+    /// Runs started here without a lease, for any node to claim: they
+    /// leave this node's memory once their start is durable.
+    handed_off: std::collections::HashSet<RunId>,
 }
 
 impl Node {
@@ -44,6 +47,7 @@ impl Node {
             ids: 0..0,
             claiming: false,
             wanted: true,
+            handed_off: Default::default(),
         }
     }
 
@@ -67,8 +71,11 @@ impl Actor {
         })
     }
 
-    /// The id of a run this node starts, and its lease.
+    /// The id of a run this node starts, and its lease: leased to this
+    /// node at epoch 1, unless this node is full and others have room,
+    /// in which case it is stored unleased for whichever claims it first.
     pub(super) async fn new_run_id(&mut self) -> Result<RunId, EngineError> {
+        let busy = self.tasks.len() + self.queue.len() >= self.shared.config.max_concurrent;
         let Some(node) = &mut self.node else {
             self.next_id += 1;
             return Ok(RunId(self.next_id - 1));
@@ -78,9 +85,73 @@ impl Actor {
         }
         let id = RunId(node.ids.start);
         node.ids.start += 1;
-        // A new run is inserted leased to this node at epoch 1.
-        node.leases.insert(id, 1);
+        if busy && node.load.free_elsewhere.load(Relaxed) > 0 {
+            node.handed_off.insert(id);
+        } else {
+            node.leases.insert(id, 1);
+        }
         Ok(id)
+    }
+
+    /// Whether `run` was started here for another node to claim: once its
+    /// start is durable, it leaves this node.
+    pub(super) fn handed_off(&mut self, run: RunId) -> bool {
+        self.node.as_mut().is_some_and(|node| node.handed_off.remove(&run))
+    }
+
+    /// While this node has units waiting for a slot and other nodes have
+    /// slots free, hands them waiting runs (parked ones first, then runs
+    /// with nothing running), as many as they have room for.
+    pub(super) fn shed(&mut self) {
+        let Some(node) = &self.node else { return };
+        let free = node.load.free_elsewhere.load(Relaxed) as usize;
+        if free == 0 || self.queue.is_empty() || self.draining.is_some() {
+            return;
+        }
+        let limit = free.min(self.queue.len());
+        let mut shed: Vec<RunId> = self.parked.iter().copied().take(limit).collect();
+        let waiting = self.queue.iter().map(|queued| queued.run).filter(|run| {
+            self.runs
+                .get(run)
+                .is_some_and(|active| active.running == 0 && active.commits == 0)
+        });
+        for run in waiting {
+            if shed.len() >= limit {
+                break;
+            }
+            if !shed.contains(&run) {
+                shed.push(run);
+            }
+        }
+        if shed.is_empty() {
+            return;
+        }
+        let tenants: HashMap<RunId, String> = shed
+            .iter()
+            .filter_map(|run| self.runs.get(run).map(|active| (*run, active.record.tenant.clone())))
+            .collect();
+        let (cluster, me) = (node.cluster.clone(), node.me);
+        let store = self.shared.store.clone();
+        for run in &shed {
+            self.lose(*run);
+        }
+        tokio::spawn(async move {
+            let mut runs = Vec::with_capacity(shed.len());
+            for run in shed {
+                let tenant = match tenants.get(&run) {
+                    Some(tenant) => tenant.clone(),
+                    None => match store.run(run).await {
+                        Ok(Some(record)) => record.tenant,
+                        _ => continue,
+                    },
+                };
+                runs.push((tenant, run));
+            }
+            match cluster.release(me, &runs).await {
+                Ok(()) => tracing::info!(runs = runs.len(), "handed waiting runs to nodes with free slots"),
+                Err(e) => tracing::warn!(error = %e, "cannot hand waiting runs over; they stay leased to this node"),
+            }
+        });
     }
 
     /// Starts a claim if runs may be waiting and there is room for them.
@@ -188,7 +259,10 @@ impl Actor {
     pub(super) fn notice(&mut self, notice: Notice) {
         let Some(node) = &mut self.node else { return };
         match notice {
-            Notice::Work | Notice::Missed => node.wanted = true,
+            Notice::Work | Notice::Missed => {
+                node.wanted = true;
+                self.shed();
+            }
             Notice::Moved { run, by } => {
                 if by != node.me && node.leases.contains_key(&run) {
                     tracing::info!(run = %run, "a run was taken over by another node");
@@ -216,6 +290,42 @@ impl Actor {
         self.shared.stats.fenced_commits.fetch_add(1, Relaxed);
         tracing::warn!(run = %run, "a commit was refused: the run moved to another node; letting it go");
         self.lose(run);
+    }
+
+    /// On drain: stops claiming, and hands back at once every run with
+    /// nothing running or on its way to the store, so that other nodes
+    /// carry on with them while this one finishes its attempts.
+    pub(super) fn hand_back_idle(&mut self) {
+        let Some(node) = &self.node else { return };
+        node.load.draining.store(true, Relaxed);
+        let idle: Vec<(String, RunId)> = self
+            .runs
+            .values()
+            .filter(|run| run.running == 0 && run.commits == 0)
+            .map(|run| (run.record.tenant.clone(), run.record.id))
+            .collect();
+        let parked: Vec<RunId> = self.parked.iter().copied().collect();
+        let (cluster, me) = (node.cluster.clone(), node.me);
+        let store = self.shared.store.clone();
+        for run in idle.iter().map(|(_, run)| *run).chain(parked.iter().copied()) {
+            self.lose(run);
+        }
+        tokio::spawn(async move {
+            if let Err(e) = cluster.drain(me).await {
+                tracing::warn!(error = %e, "cannot mark this node as draining");
+            }
+            let mut runs = idle;
+            for run in parked {
+                // A parked run's tenant is in the store only.
+                if let Ok(Some(record)) = store.run(run).await {
+                    runs.push((record.tenant, run));
+                }
+            }
+            match cluster.release(me, &runs).await {
+                Ok(()) => tracing::info!(runs = runs.len(), "draining: handed back the runs with nothing running"),
+                Err(e) => tracing::warn!(error = %e, "cannot hand runs back; they go when this node leaves"),
+            }
+        });
     }
 
     /// Hands back every run this node holds, for others to claim.

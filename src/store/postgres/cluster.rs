@@ -125,6 +125,24 @@ impl Cluster for PgStore {
         result
     }
 
+    async fn release(&self, me: Incarnation, runs: &[(String, RunId)]) -> Result<(), StoreError> {
+        let tenants: Vec<&str> = runs.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let ids: Vec<i64> = runs.iter().map(|(_, run)| run.0 as i64).collect();
+        let mut client = self.reader().await?;
+        let txn = client.transaction().await.map_err(|e| self.failed(e))?;
+        txn.execute(
+            "UPDATE runs SET lease_node = NULL WHERE lease_node = $1
+               AND (tenant, run_id) IN (SELECT * FROM UNNEST($2::text[], $3::bigint[]))",
+            &[&me, &tenants, &ids],
+        )
+        .await
+        .map_err(|e| self.failed(e))?;
+        txn.execute("SELECT pg_notify('weft_work', 'released')", &[])
+            .await
+            .map_err(|e| self.failed(e))?;
+        txn.commit().await.map_err(|e| self.failed(e))
+    }
+
     async fn drain(&self, me: Incarnation) -> Result<(), StoreError> {
         self.query(
             "UPDATE nodes SET state = 1 WHERE incarnation = $1 AND state = 0 RETURNING 1",
@@ -141,7 +159,7 @@ impl Cluster for PgStore {
                     (extract(epoch FROM started_at) * 1000)::bigint,
                     (extract(epoch FROM heartbeat_at) * 1000)::bigint,
                     greatest(extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000, 0)::bigint,
-                    claims_per_s
+                    claims_per_s, claims
                  FROM nodes WHERE state < 2 OR heartbeat_at > clock_timestamp() - interval '1 hour'
                  ORDER BY node_id, incarnation",
                 &[],
@@ -161,6 +179,7 @@ impl Cluster for PgStore {
                 heartbeat_at: row.get::<_, i64>(8).max(0) as u64,
                 heartbeat_age_ms: row.get::<_, i64>(9).max(0) as u64,
                 claims_per_s: f64::from(row.get::<_, f32>(10)),
+                claims: row.get::<_, i64>(11).max(0) as u64,
             })
             .collect())
     }

@@ -114,7 +114,11 @@ impl Member {
                 // while; until then the heartbeats alone keep the node alive.
                 locked = try_lock(&client, me).await.unwrap_or(false);
             }
-            match self.beat(&client, me, &mut claims).await {
+            // A connection that stalls (a partition that drops packets)
+            // must not stall the heartbeat: it reconnects instead.
+            let beat = tokio::time::timeout(self.timing.timeout, self.beat(&client, me, &mut claims));
+            let beat = beat.await.unwrap_or_else(|_| Err(Stalled.into()));
+            match beat {
                 Ok(true) => {
                     self.load.heartbeat_at.store(unix_millis(), Ordering::Relaxed);
                 }
@@ -143,7 +147,11 @@ impl Member {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "a heartbeat failed; reconnecting");
-                    match self.reconnect(me).await {
+                    let reconnected = tokio::time::timeout(self.timing.timeout * 2, self.reconnect(me));
+                    let reconnected = reconnected
+                        .await
+                        .unwrap_or_else(|_| Err(StoreError::Unavailable("reconnecting timed out".into())));
+                    match reconnected {
                         Ok((again, incarnation, holds_lock)) => {
                             client = again;
                             locked = holds_lock;
@@ -158,10 +166,12 @@ impl Member {
                     continue;
                 }
             }
-            if connected_since.elapsed() >= self.timing.timeout
-                && let Err(e) = self.declare_dead(&client, me).await
-            {
-                tracing::warn!(error = %e, "cannot look for dead nodes");
+            if connected_since.elapsed() >= self.timing.timeout {
+                match tokio::time::timeout(self.timing.timeout, self.declare_dead(&client, me)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot look for dead nodes"),
+                    Err(_) => tracing::warn!("looking for dead nodes took longer than the node timeout"),
+                }
             }
             if cleaned.elapsed() >= CLEANUP_EVERY {
                 cleaned = Instant::now();
@@ -254,7 +264,7 @@ impl Member {
         client: &Client,
         me: Incarnation,
         claims: &mut VecDeque<(Instant, u64)>,
-    ) -> Result<bool, tokio_postgres::Error> {
+    ) -> Result<bool, BeatError> {
         let total = self.load.claims.load(Ordering::Relaxed);
         claims.push_back((Instant::now(), total));
         while claims.len() > 2 && claims[0].0.elapsed() > Duration::from_secs(10) {
@@ -267,15 +277,26 @@ impl Member {
         };
         let running = self.load.running.load(Ordering::Relaxed) as i32;
         let draining = self.load.draining.load(Ordering::Relaxed);
-        let updated = client
-            .execute(
-                "UPDATE nodes SET heartbeat_at = clock_timestamp(), running = $2, claims = $3, claims_per_s = $4,
-                    state = CASE WHEN $5 THEN 1 ELSE state END
-                 WHERE incarnation = $1 AND state < 2",
-                &[&me, &running, &(total as i64), &(rate as f32), &draining],
-            )
-            .await?;
-        Ok(updated == 1)
+        let (total, rate) = (total as i64, rate as f32);
+        let beat_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&me, &running, &total, &rate, &draining];
+        let me_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&me];
+        let beat = client.execute(
+            "UPDATE nodes SET heartbeat_at = clock_timestamp(), running = $2, claims = $3, claims_per_s = $4,
+                state = CASE WHEN $5 THEN 1 ELSE state END
+             WHERE incarnation = $1 AND state < 2",
+            &beat_params,
+        );
+        let elsewhere = client.query_one(
+            "SELECT coalesce(sum(greatest(capacity - running, 0)), 0)::bigint FROM nodes
+             WHERE state = 0 AND incarnation <> $1 AND heartbeat_at > clock_timestamp() - interval '2 seconds'",
+            &me_param,
+        );
+        let (updated, elsewhere) = tokio::join!(beat, elsewhere);
+        let free: i64 = elsewhere.map_err(BeatError::Sql)?.get(0);
+        self.load
+            .free_elsewhere
+            .store(free.clamp(0, i64::from(u32::MAX)) as u32, Ordering::Relaxed);
+        Ok(updated.map_err(BeatError::Sql)? == 1)
     }
 
     /// Marks as dead every other node that stopped heartbeating, and wakes
@@ -327,6 +348,24 @@ impl Member {
         }
         let again = self.register(&client).await?;
         Ok((client, again, true))
+    }
+}
+
+/// Why a heartbeat did not get through.
+#[derive(Debug, thiserror::Error)]
+enum BeatError {
+    #[error("{}", describe(.0))]
+    Sql(tokio_postgres::Error),
+    #[error("the database did not answer within the node timeout")]
+    Stalled,
+}
+
+/// A heartbeat that took longer than the node timeout.
+struct Stalled;
+
+impl From<Stalled> for BeatError {
+    fn from(_: Stalled) -> BeatError {
+        BeatError::Stalled
     }
 }
 

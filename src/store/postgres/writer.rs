@@ -42,6 +42,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often an idle writer checks that its connection (and lock) lives.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How long a group commit may take before the connection counts as lost
+/// (a partition that drops packets leaves it open but silent); the group
+/// is then applied again on a new one.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 const RUNS: &str = "INSERT INTO runs (tenant, run_id, workflow, status, priority, created_at, updated_at, record,
         lease_node, lease_epoch)
@@ -163,7 +167,9 @@ impl Writer {
             let group = groups.pop_front().expect("a group is queued");
             // Only the changes cross the awaits: continuations need not be Sync.
             let changes: Vec<&Vec<Change>> = group.iter().map(|job| &job.changes).collect();
-            let result = self.apply(&changes).await;
+            let result = tokio::time::timeout(COMMIT_TIMEOUT, self.apply(&changes))
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("a commit got no answer in time".into())));
             drop(changes);
             match result {
                 Ok(fenced) => {
@@ -442,6 +448,8 @@ impl<'a> Hot<'a> {
         let idempotency = &idempotency;
         let leases = &self.leases;
         let advanced = fence::advanced(events.iter().map(|((_, run, seq), _)| (*run, *seq)));
+        // A run inserted without a lease waits for any node to claim it.
+        let unleased = runs.iter().any(|(key, _)| !leases.contains_key(key));
 
         let runs = async {
             if runs.is_empty() {
@@ -539,6 +547,9 @@ impl<'a> Hot<'a> {
             txn.execute(&st.idempotency, &[&tenant, &key, &run]).await
         };
         let notices = async {
+            if unleased {
+                txn.execute(&st.notify, &[&"weft_work", &"unleased"]).await?;
+            }
             for payload in &advanced {
                 txn.execute(&st.notify, &[&"weft_events", payload]).await?;
             }

@@ -38,4 +38,8 @@ ALTER TABLE units DROP COLUMN lease_node, DROP COLUMN lease_epoch, DROP COLUMN l
 -- that nodes need not agree on each id; the next block starts past every
 -- id stored.
 ALTER SEQUENCE run_ids INCREMENT BY 1000;
-SELECT setval('run_ids', greatest((SELECT max(run_id) FROM runs), (SELECT last_value FROM run_ids), 1));
+-- An empty store's first block starts at 1.
+SELECT CASE WHEN (SELECT max(run_id) FROM runs) IS NULL AND NOT (SELECT is_called FROM run_ids)
+    THEN setval('run_ids', 1, false)
+    ELSE setval('run_ids', greatest((SELECT max(run_id) FROM runs), (SELECT last_value FROM run_ids), 1))
+END;
