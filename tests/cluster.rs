@@ -197,6 +197,70 @@ async fn runs_started_through_every_node_finish_each_step_once() {
     }
 }
 
+/// Nodes never call each other, yet any node serves any run: a live
+/// event stream from a node that does not hold the run (fed by the
+/// database's notifications), and a cancel and a retry through it (it
+/// takes the run over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_streams_cancels_and_retries_a_run_another_node_holds() {
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let api = cluster.api();
+    with_naps(&cluster, 400).await;
+
+    // A stream through node 1 of a run node 0 holds: every event, in order.
+    let streamed = api.start_on(0, "naps", input(0)).await;
+    let url = format!("{}/v1/runs/{}/events", cluster.url(1), streamed.id);
+    let stream = tokio::spawn(
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(api.token().to_string())
+            .header("accept", "text/event-stream")
+            .send(),
+    );
+    let runs = api.wait_final(&[streamed.id], Duration::from_secs(30)).await;
+    let body = tokio::time::timeout(Duration::from_secs(10), async {
+        stream.await.unwrap().unwrap().text().await.unwrap()
+    })
+    .await
+    .expect("the stream ends when the run does");
+    let ids: Vec<u64> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("id:"))
+        .map(|id| id.trim().parse().unwrap())
+        .collect();
+    let history = api.events(streamed.id).await;
+    assert_eq!(ids, (0..history.len() as u64).collect::<Vec<_>>(), "{body}");
+    assert_succeeded_once(&runs[&streamed.id], &history, &output(0, 400));
+
+    // A cancel through node 1 of a run node 0 is running.
+    let cancelled = api.start_on(0, "naps", input(1)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let path = format!("/v1/runs/{}/cancel", cancelled.id);
+    let (status, body) = api
+        .call(1, Some(api.token()), reqwest::Method::POST, &path, cluster::Body::None)
+        .await
+        .unwrap();
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(body["status"], "cancelled", "{body:#}");
+    // Node 0 records nothing more for it.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let run = api.run(cancelled.id).await;
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+
+    // A retry through node 1 finishes it there.
+    let path = format!("/v1/runs/{}/retry", cancelled.id);
+    let (status, body) = api
+        .call(1, Some(api.token()), reqwest::Method::POST, &path, cluster::Body::None)
+        .await
+        .unwrap();
+    assert!(status.is_success(), "{status} {body}");
+    let runs = api.wait_final(&[cancelled.id], Duration::from_secs(30)).await;
+    assert_eq!(runs[&cancelled.id]["status"], "succeeded", "{:#}", runs[&cancelled.id]);
+    assert_eq!(runs[&cancelled.id]["output"], output(1, 400));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_runs_finish_on_the_others() {
     const NAP: u64 = 500;

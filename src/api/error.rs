@@ -274,6 +274,13 @@ impl From<StoreError> for ApiError {
                     format!("the store cannot be reached; try again shortly ({why})"),
                 )
             },
+            StoreError::Fenced(why) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("the run moved to another node meanwhile; try again ({why})"),
+                )
+            },
             e => ApiError::internal(e),
         }
     }
