@@ -32,6 +32,23 @@ const PG_KEYS: [&str; 4] = [
     "pg_http_p99_ms",
 ];
 
+/// The keys of the cluster section that are single figures
+/// (`cluster_wf_per_s` is a list: see [`assert_cluster`]).
+const CLUSTER_KEYS: [&str; 2] = ["failover_s", "node_start_s"];
+
+/// The cluster section's figures: durable workflows/s with 1, 2 and 3
+/// nodes, failover and node start.
+fn assert_cluster(summary: &serde_json::Value) {
+    assert_figures(summary, &CLUSTER_KEYS);
+    let rates = summary["cluster_wf_per_s"]
+        .as_array()
+        .unwrap_or_else(|| panic!("cluster_wf_per_s is not a list:\n{summary:#}"));
+    assert_eq!(rates.len(), 3, "{summary:#}");
+    for rate in rates {
+        assert!(rate.as_f64().is_some_and(|r| r > 0.0), "{summary:#}");
+    }
+}
+
 /// `weft bench --quick` with `args`, its JSON summary in `dir`: the
 /// summary and what the bench printed. Panics when the bench fails.
 fn quick_bench(dir: &Path, args: &[&str]) -> (serde_json::Value, String) {
@@ -84,28 +101,33 @@ fn the_quick_bench_writes_every_promised_figure() {
     ] {
         assert!(stdout.contains(label), "no {label:?} in:\n{stdout}");
     }
-    // Every target is judged: 7 without PostgreSQL, 2 more with it.
+    // Every target is judged: 7 without PostgreSQL, 2 more with it for
+    // the postgres section and 2 for the cluster section.
     let targets = summary["targets"].as_array().unwrap().len();
     if let Some(reason) = summary["pg_skipped"].as_str() {
         assert!(stdout.contains("skipped: "), "{stdout}");
+        assert!(summary["cluster_skipped"].is_string(), "{summary:#}");
         assert_eq!(targets, 7, "{summary:#}");
         skip(&format!("the bench could not start PostgreSQL: {reason}"));
         return;
     }
     assert_figures(&summary, &PG_KEYS);
-    assert_eq!(targets, 9, "{summary:#}");
+    assert_cluster(&summary);
+    assert_eq!(targets, 11, "{summary:#}");
     assert!(stdout.contains("started by the bench in"), "{stdout}");
     assert!(stdout.contains("bare INSERT transactions"), "{stdout}");
 }
 
 #[test]
-fn the_postgres_section_benches_the_server_given_with_store_and_leaves_nothing_there() {
+fn the_postgres_sections_bench_the_server_given_with_store_and_leave_nothing_there() {
     let Some(pg) = pg::Pg::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres", "--store", pg.url()]);
+    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres,cluster", "--store", pg.url()]);
     assert!(summary.get("pg_skipped").is_none(), "{stdout}");
+    assert!(summary.get("cluster_skipped").is_none(), "{stdout}");
     assert_figures(&summary, &PG_KEYS);
-    assert_eq!(summary["targets"].as_array().unwrap().len(), 2, "{summary:#}");
+    assert_cluster(&summary);
+    assert_eq!(summary["targets"].as_array().unwrap().len(), 4, "{summary:#}");
     assert!(stdout.contains(" at postgres"), "{stdout}");
     assert!(!stdout.contains("started by the bench"), "{stdout}");
     // Its databases are dropped, and the one given is left as it was.
@@ -120,14 +142,16 @@ fn the_postgres_section_benches_the_server_given_with_store_and_leaves_nothing_t
 }
 
 #[test]
-fn a_server_that_cannot_be_reached_skips_the_postgres_section_and_the_bench_goes_on() {
+fn a_server_that_cannot_be_reached_skips_the_postgres_sections_and_the_bench_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let unreachable = format!("postgres://weft@127.0.0.1:{}/weft", closed_port());
-    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres", "--store", &unreachable]);
+    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres,cluster", "--store", &unreachable]);
     assert!(stdout.contains("skipped: "), "{stdout}");
-    let reason = summary["pg_skipped"].as_str().unwrap();
-    assert!(reason.contains("cannot be reached"), "{reason}");
-    for key in PG_KEYS {
+    for skipped in ["pg_skipped", "cluster_skipped"] {
+        let reason = summary[skipped].as_str().unwrap();
+        assert!(reason.contains("cannot be reached"), "{reason}");
+    }
+    for key in PG_KEYS.iter().chain(&CLUSTER_KEYS).chain(&["cluster_wf_per_s"]) {
         assert!(summary.get(key).is_none(), "{summary:#}");
     }
 

@@ -1,8 +1,10 @@
 //! `weft bench`: the figures that matter to a user of one small machine —
 //! sandbox overhead, durable workflows per second, HTTP throughput and
-//! latency, memory per pending run, recovery time, and the workflow and
-//! HTTP figures again on PostgreSQL — each printed next to a baseline
-//! measured in the same run, with the ratio and the target.
+//! latency, memory per pending run, recovery time, the workflow and HTTP
+//! figures again on PostgreSQL, and a cluster of nodes on one PostgreSQL
+//! (throughput by node count, failover, a new node's start) — each
+//! printed next to a baseline measured in the same run, with the ratio
+//! and the target.
 //!
 //! Every figure comes from the real thing: the example `hello` component
 //! in the real sandbox, a real redb file in the bench directory, a real
@@ -12,6 +14,7 @@
 //! the same keys in the `--json` summary.
 
 mod backlog;
+mod cluster;
 mod engine;
 mod machine;
 mod pg_server;
@@ -40,7 +43,7 @@ pub struct Options {
     pub weft: PathBuf,
     /// The sections to run, in order.
     pub sections: Vec<Section>,
-    /// The PostgreSQL server of the postgres section, as a
+    /// The PostgreSQL server of the postgres and cluster sections, as a
     /// `postgres://` URL (the bench works in databases of its own there);
     /// `None` starts a throwaway server.
     pub store: Option<String>,
@@ -81,17 +84,21 @@ pub enum Section {
     /// Durable workflows per second and HTTP latency on PostgreSQL,
     /// against bare INSERT transactions and `GET /healthz`.
     Postgres,
+    /// Durable workflows per second with 1, 2 and 3 nodes on one
+    /// PostgreSQL, failover after a SIGKILL, and a new node's first claim.
+    Cluster,
 }
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Sandbox,
         Section::Engine,
         Section::Service,
         Section::Memory,
         Section::Recovery,
         Section::Postgres,
+        Section::Cluster,
     ];
 }
 
@@ -108,6 +115,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             Section::Memory => backlog::memory(options, &mut report).await?,
             Section::Recovery => backlog::recovery(options, &mut report).await?,
             Section::Postgres => postgres::measure(options, &mut report).await?,
+            Section::Cluster => cluster::measure(options, &mut report).await?,
         }
     }
     Ok(report)

@@ -93,6 +93,15 @@ impl Report {
         self.figures.insert(key.into(), json!(round(value)));
     }
 
+    /// Prints and records a figure measured at several levels (e.g. 1, 2
+    /// and 3 nodes), kept as a JSON list in that order.
+    pub fn list(&mut self, key: &str, label: &str, values: &[f64], unit: &str) {
+        let text: Vec<String> = values.iter().map(|&v| number(v)).collect();
+        println!("  {label:<56} {:>12} {unit}", text.join(" / "));
+        let rounded: Vec<f64> = values.iter().map(|&v| round(v)).collect();
+        self.figures.insert(key.into(), json!(rounded));
+    }
+
     /// Prints and records a figure with its target, and whether it is met.
     pub fn target(&mut self, key: &str, label: &str, value: f64, unit: &str, target: Target) {
         let met = target.met(value);
