@@ -9,10 +9,12 @@
 //! node that was paused and wakes therefore cannot write anything for a
 //! run that moved, whatever its batch holds: result, kv writes, events.
 //!
-//! The same transaction tells every node what it did: `NOTIFY
-//! weft_events` with each run it advanced and its newest event, `NOTIFY
-//! weft_names` when it changed a tenant, a key, or what a name means.
-//! PostgreSQL delivers them when, and only if, the transaction commits.
+//! Once the group has committed, the writer tells every node what it did
+//! (`weft_events`: each run it advanced and its newest event;
+//! `weft_names`: it changed a tenant, a key, or what a name means), in a
+//! statement of its own after `COMMIT`: a `NOTIFY` inside the transaction
+//! would hold PostgreSQL's notification lock until the commit is flushed,
+//! and let one node commit at a time.
 
 use std::collections::HashMap;
 

@@ -100,7 +100,9 @@ impl Statements {
             kv_delete: client.prepare(KV_DELETE).await?,
             idempotency: client.prepare(IDEMPOTENCY).await?,
             fence: client.prepare(fence::CHECK).await?,
-            notify: client.prepare("SELECT pg_notify($1, $2)").await?,
+            notify: client
+                .prepare("SELECT pg_notify(c, p) FROM UNNEST($1::text[], $2::text[]) AS x(c, p)")
+                .await?,
         })
     }
 }
@@ -286,12 +288,14 @@ impl Writer {
                         hot.take(change);
                     }
                 }
+                let notices = hot.notices();
                 hot.write(client, statements).await?;
-                Ok::<_, tokio_postgres::Error>(fenced)
+                Ok::<_, tokio_postgres::Error>((fenced, notices))
             };
             return match written.await {
-                Ok(fenced) => {
+                Ok((fenced, notices)) => {
                     client.batch_execute("COMMIT").await.map_err(classify)?;
+                    notify(client, &statements.notify, notices).await;
                     Ok(fenced)
                 }
                 Err(e) => {
@@ -318,14 +322,29 @@ impl Writer {
                 }
             }
         }
-        hot.write(&txn, statements).await.map_err(classify)?;
+        let mut notices = hot.notices();
         if renamed {
-            txn.execute(&statements.notify, &[&"weft_names", &""])
-                .await
-                .map_err(classify)?;
+            notices.push(("weft_names", String::new()));
         }
+        hot.write(&txn, statements).await.map_err(classify)?;
         txn.commit().await.map_err(classify)?;
+        notify(&connection.client, &statements.notify, notices).await;
         Ok(fenced)
+    }
+}
+
+/// Tells every node what a group that committed did. Sent after `COMMIT`,
+/// in a transaction of its own: PostgreSQL holds one lock for every
+/// transaction that notifies until it has committed, so a `NOTIFY` inside
+/// the group would let one node commit at a time. A notice lost here (the
+/// connection dropped in between) is made up for by the nodes' polling.
+async fn notify(client: &Client, statement: &Statement, notices: Vec<(&'static str, String)>) {
+    if notices.is_empty() {
+        return;
+    }
+    let (channels, payloads): (Vec<&str>, Vec<String>) = notices.into_iter().unzip();
+    if let Err(e) = client.execute(statement, &[&channels, &payloads]).await {
+        tracing::debug!(error = %e, "cannot notify the other nodes; they will poll");
     }
 }
 
@@ -428,6 +447,21 @@ impl<'a> Hot<'a> {
         true
     }
 
+    /// What the other nodes are told once the group commits: the runs it
+    /// advanced, and whether it stored a run unleased (for any node to
+    /// claim).
+    fn notices(&self) -> Vec<(&'static str, String)> {
+        let mut notices: Vec<(&'static str, String)> =
+            fence::advanced(self.events.entries.iter().map(|((_, run, seq), _)| (*run, *seq)))
+                .into_iter()
+                .map(|payload| ("weft_events", payload))
+                .collect();
+        if self.runs.entries.iter().any(|(key, _)| !self.leases.contains_key(key)) {
+            notices.push(("weft_work", "unleased".into()));
+        }
+        notices
+    }
+
     /// Sends one statement per table that has rows, pipelined.
     pub(super) async fn write<C: GenericClient + Sync>(
         self,
@@ -447,9 +481,6 @@ impl<'a> Hot<'a> {
         idempotency.sort_unstable_by_key(|(key, _)| *key);
         let idempotency = &idempotency;
         let leases = &self.leases;
-        let advanced = fence::advanced(events.iter().map(|((_, run, seq), _)| (*run, *seq)));
-        // A run inserted without a lease waits for any node to claim it.
-        let unleased = runs.iter().any(|(key, _)| !leases.contains_key(key));
 
         let runs = async {
             if runs.is_empty() {
@@ -546,16 +577,7 @@ impl<'a> Hot<'a> {
             let run: Vec<i64> = idempotency.iter().map(|(_, r)| *r as i64).collect();
             txn.execute(&st.idempotency, &[&tenant, &key, &run]).await
         };
-        let notices = async {
-            if unleased {
-                txn.execute(&st.notify, &[&"weft_work", &"unleased"]).await?;
-            }
-            for payload in &advanced {
-                txn.execute(&st.notify, &[&"weft_events", payload]).await?;
-            }
-            Ok(0)
-        };
-        futures_util::try_join!(runs, units, attempts, events, kv_set, kv_delete, idempotency, notices)?;
+        futures_util::try_join!(runs, units, attempts, events, kv_set, kv_delete, idempotency)?;
         Ok(())
     }
 }
