@@ -95,34 +95,32 @@ impl Cluster for PgStore {
     }
 
     async fn leave(&self, me: Incarnation) -> Result<(), StoreError> {
-        let result = async {
-            let mut client = self.reader().await?;
-            let txn = client.transaction().await.map_err(|e| self.failed(e))?;
-            let released = txn
-                .execute(
-                    "UPDATE runs SET lease_node = NULL WHERE lease_node = $1 AND status = 0",
-                    &[&me],
-                )
-                .await
-                .map_err(|e| self.failed(e))?;
-            txn.execute(
-                "UPDATE nodes SET state = 3, running = 0, heartbeat_at = clock_timestamp() WHERE incarnation = $1",
+        // Heartbeats stop first, so that the thread does not take the
+        // row's new state for having been declared dead and join again. A
+        // node that cannot say it left is declared dead by the others,
+        // which frees its runs too.
+        self.member.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut client = self.reader().await?;
+        let txn = client.transaction().await.map_err(|e| self.failed(e))?;
+        let released = txn
+            .execute(
+                "UPDATE runs SET lease_node = NULL WHERE lease_node = $1 AND status = 0",
                 &[&me],
             )
             .await
             .map_err(|e| self.failed(e))?;
-            txn.execute("SELECT pg_notify('weft_work', 'left')", &[])
-                .await
-                .map_err(|e| self.failed(e))?;
-            txn.commit().await.map_err(|e| self.failed(e))?;
-            tracing::info!(incarnation = me, runs = released, "left the cluster; its runs are free");
-            Ok(())
-        }
-        .await;
-        // Heartbeats stop either way: a node that could not say it left is
-        // declared dead by the others, which frees its runs too.
-        self.member.lock().unwrap_or_else(|e| e.into_inner()).take();
-        result
+        txn.execute(
+            "UPDATE nodes SET state = 3, running = 0, heartbeat_at = clock_timestamp() WHERE incarnation = $1",
+            &[&me],
+        )
+        .await
+        .map_err(|e| self.failed(e))?;
+        txn.execute("SELECT pg_notify('weft_work', 'left')", &[])
+            .await
+            .map_err(|e| self.failed(e))?;
+        txn.commit().await.map_err(|e| self.failed(e))?;
+        tracing::info!(incarnation = me, runs = released, "left the cluster; its runs are free");
+        Ok(())
     }
 
     async fn release(&self, me: Incarnation, runs: &[(String, RunId)]) -> Result<(), StoreError> {

@@ -122,6 +122,10 @@ impl Member {
                 Ok(true) => {
                     self.load.heartbeat_at.store(unix_millis(), Ordering::Relaxed);
                 }
+                Ok(false) if !matches!(stopped.try_recv(), Err(oneshot::error::TryRecvError::Empty)) => {
+                    // It left meanwhile (its row says so): nothing to beat for.
+                    return;
+                }
                 Ok(false) => {
                     // Declared dead while paused or cut off: every run it
                     // held is someone else's. Join again, anew.

@@ -101,7 +101,10 @@ impl Statements {
             idempotency: client.prepare(IDEMPOTENCY).await?,
             fence: client.prepare(fence::CHECK).await?,
             notify: client
-                .prepare("SELECT pg_notify(c, p) FROM UNNEST($1::text[], $2::text[]) AS x(c, p)")
+                .prepare(
+                    "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
+                     SELECT pg_notify(c, p) FROM quick, UNNEST($1::text[], $2::text[]) AS x(c, p)",
+                )
                 .await?,
         })
     }
@@ -269,40 +272,47 @@ impl Writer {
         let holds = Holds::of(group);
         let all_hot = group.iter().flat_map(|changes| changes.iter()).all(Hot::is_hot);
         if all_hot {
-            // The common group, all runs' changes: BEGIN goes out with the
-            // lease check, then the statements in one round trip; COMMIT
-            // only once they all succeeded.
+            // The common group, all runs' changes, optimistically: BEGIN,
+            // the lease check and the statements go out in one round trip,
+            // and COMMIT (with the notices after it) in a second, once
+            // they all succeeded and no batch was fenced. A fenced batch
+            // is rare: the group is rolled back and written again without
+            // it, below.
             let client = &connection.client;
-            let written = async {
-                let (begun, fenced) = tokio::join!(client.batch_execute("BEGIN"), async {
+            let mut hot = Hot::with_leases(holds.leases());
+            for changes in group {
+                for change in changes.iter() {
+                    hot.take(change);
+                }
+            }
+            let notices = hot.notices();
+            let (begun, fenced, written) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                async {
                     match holds.is_empty() {
                         true => Ok(vec![false; group.len()]),
                         false => holds.check(client, &statements.fence, group.len()).await,
                     }
-                });
-                begun?;
-                let fenced = fenced?;
-                let mut hot = Hot::with_leases(holds.leases());
-                for (changes, _) in group.iter().zip(&fenced).filter(|(_, fenced)| !**fenced) {
-                    for change in changes.iter() {
-                        hot.take(change);
-                    }
+                },
+                hot.write(client, statements)
+            );
+            match begun.and(written).and(fenced) {
+                Ok(fenced) if !fenced.contains(&true) => {
+                    let (committed, ()) = tokio::join!(
+                        client.batch_execute("COMMIT"),
+                        notify(client, &statements.notify, notices)
+                    );
+                    committed.map_err(classify)?;
+                    return Ok(fenced);
                 }
-                let notices = hot.notices();
-                hot.write(client, statements).await?;
-                Ok::<_, tokio_postgres::Error>((fenced, notices))
-            };
-            return match written.await {
-                Ok((fenced, notices)) => {
-                    client.batch_execute("COMMIT").await.map_err(classify)?;
-                    notify(client, &statements.notify, notices).await;
-                    Ok(fenced)
+                Ok(_fenced) => {
+                    client.batch_execute("ROLLBACK").await.map_err(classify)?;
                 }
                 Err(e) => {
                     let _ = client.batch_execute("ROLLBACK").await;
-                    Err(classify(e))
+                    return Err(classify(e));
                 }
-            };
+            }
         }
         let txn = connection.client.transaction().await.map_err(classify)?;
         let fenced = match holds.is_empty() {
@@ -334,10 +344,12 @@ impl Writer {
 }
 
 /// Tells every node what a group that committed did. Sent after `COMMIT`,
-/// in a transaction of its own: PostgreSQL holds one lock for every
-/// transaction that notifies until it has committed, so a `NOTIFY` inside
-/// the group would let one node commit at a time. A notice lost here (the
-/// connection dropped in between) is made up for by the nodes' polling.
+/// in a transaction of its own that does not wait for its commit to be
+/// flushed (notifications are not durable anyway): PostgreSQL holds one
+/// lock for every transaction that notifies until it has committed, so a
+/// `NOTIFY` inside the group, or a flushed one after it, would let one
+/// node commit at a time. A notice lost here (the connection dropped in
+/// between) is made up for by the nodes' polling.
 async fn notify(client: &Client, statement: &Statement, notices: Vec<(&'static str, String)>) {
     if notices.is_empty() {
         return;
