@@ -9,12 +9,8 @@
 //! node that was paused and wakes therefore cannot write anything for a
 //! run that moved, whatever its batch holds: result, kv writes, events.
 //!
-//! Once the group has committed, the writer tells every node what it did
-//! (`weft_events`: each run it advanced and its newest event;
-//! `weft_names`: it changed a tenant, a key, or what a name means), in a
-//! statement of its own after `COMMIT`: a `NOTIFY` inside the transaction
-//! would hold PostgreSQL's notification lock until the commit is flushed,
-//! and let one node commit at a time.
+//! What a committed group did is told to every node afterwards, by
+//! `notify.rs`, never inside the group's transaction.
 
 use std::collections::HashMap;
 
@@ -30,7 +26,7 @@ pub(super) const CHECK: &str = "SELECT tenant, run_id, lease_node, lease_epoch F
 
 /// The largest payload of one notification (PostgreSQL's limit is 8000
 /// bytes).
-const MAX_PAYLOAD: usize = 7900;
+pub(super) const MAX_PAYLOAD: usize = 7900;
 
 /// The leases the batches of a group hold.
 #[derive(Default)]
@@ -102,33 +98,6 @@ impl<'a> Holds<'a> {
     }
 }
 
-/// The `weft_events` payloads for a group: `run:seq` for each run it
-/// advanced, with its newest event, comma-separated, in notifications of
-/// at most [`MAX_PAYLOAD`] bytes.
-pub(super) fn advanced<'a>(events: impl Iterator<Item = (u64, u32)> + 'a) -> Vec<String> {
-    let mut newest: HashMap<u64, u32> = HashMap::new();
-    for (run, seq) in events {
-        let at = newest.entry(run).or_insert(seq);
-        *at = (*at).max(seq);
-    }
-    let mut payloads = Vec::new();
-    let mut payload = String::new();
-    for (run, seq) in newest {
-        let entry = format!("{run}:{seq}");
-        if !payload.is_empty() && payload.len() + entry.len() + 1 > MAX_PAYLOAD {
-            payloads.push(std::mem::take(&mut payload));
-        }
-        if !payload.is_empty() {
-            payload.push(',');
-        }
-        payload.push_str(&entry);
-    }
-    if !payload.is_empty() {
-        payloads.push(payload);
-    }
-    payloads
-}
-
 /// Whether `change` alters an answer other nodes may have cached.
 pub(super) fn renames(change: &Change) -> bool {
     matches!(
@@ -140,23 +109,4 @@ pub(super) fn renames(change: &Change) -> bool {
             | Change::PutModuleVersion { .. }
             | Change::DeleteModule { .. }
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn advanced_keeps_each_runs_newest_event_and_splits_long_payloads() {
-        let payloads = advanced([(1, 3), (1, 5), (2, 0), (1, 4)].into_iter());
-        assert_eq!(payloads.len(), 1);
-        let mut entries: Vec<&str> = payloads[0].split(',').collect();
-        entries.sort();
-        assert_eq!(entries, ["1:5", "2:0"]);
-
-        let many = advanced((0..2000u64).map(|run| (run + 1_000_000, 7)));
-        assert!(many.len() > 1);
-        assert!(many.iter().all(|p| p.len() <= MAX_PAYLOAD));
-        assert_eq!(many.iter().map(|p| p.split(',').count()).sum::<usize>(), 2000);
-    }
 }

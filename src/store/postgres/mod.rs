@@ -28,6 +28,7 @@ mod fence;
 mod heartbeat;
 mod listen;
 mod migrations;
+mod notify;
 mod reads;
 mod tls;
 mod writer;
@@ -155,9 +156,21 @@ impl PgStore {
 
         let available = Arc::new(AtomicBool::new(true));
         let (jobs, queue) = mpsc::unbounded_channel();
-        let writer = writer::Writer::new(config.clone(), tls.clone(), client, queue, available.clone(), exclusive)
-            .await
-            .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        let (notices_to_send, notices_given) = mpsc::unbounded_channel();
+        let writer = writer::Writer::new(
+            config.clone(),
+            tls.clone(),
+            client,
+            queue,
+            available.clone(),
+            exclusive,
+            notices_to_send,
+        )
+        .await
+        .map_err(|e| StoreError::Open(format!("{location}: {e}")))?;
+        if !exclusive {
+            tokio::spawn(notify::run(pool.clone(), notices_given));
+        }
         tokio::spawn(writer.run());
         let (notices, _) = broadcast::channel(4096);
         if !exclusive {

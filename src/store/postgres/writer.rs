@@ -26,6 +26,7 @@ use tokio_postgres::{Client, Config, GenericClient, Statement, Transaction};
 
 use super::codes::{encode, item, millis, ready_at, run_status, unit_status};
 use super::fence::{self, Holds};
+use super::notify::Notices;
 use super::{classify, connect, take_lock, tls};
 use crate::store::{Change, Continuation, StoreError};
 
@@ -86,7 +87,6 @@ pub(super) struct Statements {
     kv_delete: Statement,
     idempotency: Statement,
     fence: Statement,
-    notify: Statement,
 }
 
 impl Statements {
@@ -100,12 +100,6 @@ impl Statements {
             kv_delete: client.prepare(KV_DELETE).await?,
             idempotency: client.prepare(IDEMPOTENCY).await?,
             fence: client.prepare(fence::CHECK).await?,
-            notify: client
-                .prepare(
-                    "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
-                     SELECT pg_notify(c, p) FROM quick, UNNEST($1::text[], $2::text[]) AS x(c, p)",
-                )
-                .await?,
         })
     }
 }
@@ -124,6 +118,8 @@ pub(super) struct Writer {
     available: Arc<AtomicBool>,
     /// Whether the store's lock is held exclusively (a tool) or shared.
     exclusive: bool,
+    /// What committed groups did, for `notify.rs` to tell other nodes.
+    notices: mpsc::UnboundedSender<Notices>,
 }
 
 impl Writer {
@@ -135,6 +131,7 @@ impl Writer {
         queue: mpsc::UnboundedReceiver<Job>,
         available: Arc<AtomicBool>,
         exclusive: bool,
+        notices: mpsc::UnboundedSender<Notices>,
     ) -> Result<Writer, tokio_postgres::Error> {
         let statements = Statements::prepare(&client).await?;
         Ok(Writer {
@@ -144,6 +141,7 @@ impl Writer {
             queue,
             available,
             exclusive,
+            notices,
         })
     }
 
@@ -298,11 +296,8 @@ impl Writer {
             );
             match begun.and(written).and(fenced) {
                 Ok(fenced) if !fenced.contains(&true) => {
-                    let (committed, ()) = tokio::join!(
-                        client.batch_execute("COMMIT"),
-                        notify(client, &statements.notify, notices)
-                    );
-                    committed.map_err(classify)?;
+                    client.batch_execute("COMMIT").await.map_err(classify)?;
+                    let _ = self.notices.send(notices);
                     return Ok(fenced);
                 }
                 Ok(_fenced) => {
@@ -333,30 +328,13 @@ impl Writer {
             }
         }
         let mut notices = hot.notices();
-        if renamed {
-            notices.push(("weft_names", String::new()));
-        }
+        notices.names = renamed;
         hot.write(&txn, statements).await.map_err(classify)?;
         txn.commit().await.map_err(classify)?;
-        notify(&connection.client, &statements.notify, notices).await;
+        if !notices.is_empty() {
+            let _ = self.notices.send(notices);
+        }
         Ok(fenced)
-    }
-}
-
-/// Tells every node what a group that committed did. Sent after `COMMIT`,
-/// in a transaction of its own that does not wait for its commit to be
-/// flushed (notifications are not durable anyway): PostgreSQL holds one
-/// lock for every transaction that notifies until it has committed, so a
-/// `NOTIFY` inside the group, or a flushed one after it, would let one
-/// node commit at a time. A notice lost here (the connection dropped in
-/// between) is made up for by the nodes' polling.
-async fn notify(client: &Client, statement: &Statement, notices: Vec<(&'static str, String)>) {
-    if notices.is_empty() {
-        return;
-    }
-    let (channels, payloads): (Vec<&str>, Vec<String>) = notices.into_iter().unzip();
-    if let Err(e) = client.execute(statement, &[&channels, &payloads]).await {
-        tracing::debug!(error = %e, "cannot notify the other nodes; they will poll");
     }
 }
 
@@ -462,16 +440,17 @@ impl<'a> Hot<'a> {
     /// What the other nodes are told once the group commits: the runs it
     /// advanced, and whether it stored a run unleased (for any node to
     /// claim).
-    fn notices(&self) -> Vec<(&'static str, String)> {
-        let mut notices: Vec<(&'static str, String)> =
-            fence::advanced(self.events.entries.iter().map(|((_, run, seq), _)| (*run, *seq)))
-                .into_iter()
-                .map(|payload| ("weft_events", payload))
-                .collect();
-        if self.runs.entries.iter().any(|(key, _)| !self.leases.contains_key(key)) {
-            notices.push(("weft_work", "unleased".into()));
+    fn notices(&self) -> Notices {
+        Notices {
+            advanced: self
+                .events
+                .entries
+                .iter()
+                .map(|((_, run, seq), _)| (*run, *seq))
+                .collect(),
+            work: self.runs.entries.iter().any(|(key, _)| !self.leases.contains_key(key)),
+            names: false,
         }
-        notices
     }
 
     /// Sends one statement per table that has rows, pipelined.
