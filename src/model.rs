@@ -199,13 +199,22 @@ pub struct RunRecord {
     pub caps: Option<AttemptCaps>,
 }
 
-/// Upper bounds on an attempt's limits, whatever its step asks for.
+/// Upper bounds on an attempt's limits, whatever its step asks for, and
+/// on how many of its tenant's attempts run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptCaps {
     /// Fuel.
     pub fuel: u64,
     /// Linear memory, in bytes.
     pub memory: u64,
+    /// The tenant's attempts running at once, on one node (0: no cap but
+    /// the node's slots).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub concurrent_attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One stored version of a tenant's module.

@@ -23,6 +23,10 @@ pub struct Quotas {
     /// Runs that may be unfinished at once.
     #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub max_concurrent_runs: u32,
+    /// Attempts that may run at once on one node; 0 for no cap but the
+    /// node's slots (less those it keeps for other tenants).
+    #[schema(value_type = u64, maximum = 4294967295_u64)]
+    pub max_concurrent_attempts: u32,
     /// The most fuel one attempt may burn.
     pub max_fuel: u64,
     /// The most linear memory one attempt may use, in bytes.
@@ -45,6 +49,7 @@ impl Default for Quotas {
     fn default() -> Self {
         Quotas {
             max_concurrent_runs: 100,
+            max_concurrent_attempts: 0,
             max_fuel: 10_000_000_000,
             max_memory: 256 << 20,
             max_module_size: 32 << 20,

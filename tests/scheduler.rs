@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use weft::engine::{AttemptRequest, Clock, Engine, EngineConfig, RunFuture, Runner, StartRun, TokioClock};
-use weft::model::{EventKind, ModuleRecord, RunId, RunStatus, UnitStatus};
+use weft::model::{AttemptCaps, EventKind, ModuleRecord, RunId, RunStatus, UnitStatus};
 use weft::sandbox::{AttemptLogs, AttemptReport, Outcome};
 use weft::store::{self, StoreLocation};
 
@@ -84,6 +84,11 @@ impl Runner for Shared {
                 .get(&(step, attempt))
                 .cloned()
                 .unwrap_or(Script::Ok(json!("done")));
+            // Slot time, which the scheduler charges to the tenant.
+            let took = match &script {
+                Script::Slow(time) => *time,
+                _ => Duration::ZERO,
+            };
             let outcome = match script {
                 Script::Ok(value) => Outcome::Ok {
                     output: value.to_string(),
@@ -111,7 +116,7 @@ impl Runner for Shared {
             Ok(AttemptReport {
                 outcome,
                 fuel_used: 1,
-                duration: Duration::ZERO,
+                duration: took,
                 logs: AttemptLogs::default(),
                 kv_writes: vec![],
             })
@@ -531,4 +536,118 @@ steps:
     let record = s.engine.wait(run).await.unwrap();
     assert_eq!(record.status, RunStatus::Succeeded);
     assert_eq!(record.output.unwrap(), json!({"b": {"a_failed": true, "code": "meh"}}));
+}
+
+/// The tenant `u` with the workflow `light` (one step, `light`), on an
+/// engine set up for the tenant `t`.
+async fn add_light_tenant(engine: &Engine) {
+    engine
+        .put_module(
+            "u",
+            ModuleRecord::of("task", b"not really wasm", vec![], 0),
+            b"not really wasm".to_vec(),
+        )
+        .await
+        .unwrap();
+    engine
+        .put_workflow("u", "name: light\nsteps:\n  - {id: light, task: task}\n")
+        .await
+        .unwrap();
+}
+
+const FLOOD: &str = "
+name: flood
+steps:
+  - {id: a, task: task}
+";
+
+/// Starts `n` runs of `flood` for the tenant `t`, whose attempts end
+/// only when the fake's gate lets them, and waits until `running` of
+/// them have started.
+async fn flood(s: &Setup, n: usize, running: usize) {
+    s.fake.script("a", 1, Script::Gated);
+    for _ in 0..n {
+        start(&s.engine, "flood", 0).await;
+    }
+    while s.fake.started().len() < running {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Starts a run of `light` for the tenant `u` and waits for its end
+/// (in real time: on the paused clock, a timeout would fire at once
+/// while the store commits).
+async fn light_run(engine: &Engine) {
+    let request = StartRun {
+        tenant: "u".into(),
+        workflow: "light".into(),
+        input: json!({}),
+        ..StartRun::default()
+    };
+    let run = engine.start_run(request).await.unwrap().0;
+    tokio::time::timeout(Duration::from_secs(10), engine.wait(run))
+        .await
+        .expect("the light run never started")
+        .unwrap();
+}
+
+/// The steps of the attempts started, in order.
+fn started_steps(fake: &FakeRunner) -> Vec<String> {
+    fake.started().into_iter().map(|(step, ..)| step).collect()
+}
+
+#[tokio::test]
+async fn a_tenant_arriving_behind_a_flood_gets_the_next_free_slot() {
+    let s = setup(FLOOD, 4).await;
+    add_light_tenant(&s.engine).await;
+    flood(&s, 20, 4).await;
+    let light = light_run(&s.engine);
+    // One of the flood's attempts ends once the light run is queued.
+    let free_one = async {
+        while s.engine.stats().queued.load(std::sync::atomic::Ordering::Relaxed) < 17 {
+            tokio::task::yield_now().await;
+        }
+        s.fake.gate.notify_one();
+    };
+    tokio::join!(light, free_one);
+    // First come, first served, it would have waited for 16 more.
+    assert_eq!(started_steps(&s.fake)[..5], ["a", "a", "a", "a", "light"]);
+}
+
+#[tokio::test]
+async fn a_tenant_arriving_behind_a_flood_finds_a_reserved_slot() {
+    // Of 16 slots, 1 is kept from any single tenant.
+    let s = setup(FLOOD, 16).await;
+    add_light_tenant(&s.engine).await;
+    flood(&s, 40, 15).await;
+    light_run(&s.engine).await;
+    let steps = started_steps(&s.fake);
+    assert_eq!(steps.len(), 16, "{steps:?}");
+    assert_eq!(steps[15], "light");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_runs_no_more_attempts_at_once_than_its_quota() {
+    let workflow = "
+name: fan
+steps:
+  - {id: each, task: task, for_each: '[1, 2, 3, 4, 5, 6, 7, 8]'}
+";
+    let s = setup(workflow, 64).await;
+    s.fake.script("each", 1, Script::Slow(Duration::from_millis(100)));
+    let request = StartRun {
+        tenant: "t".into(),
+        workflow: "fan".into(),
+        input: json!({}),
+        caps: Some(AttemptCaps {
+            fuel: u64::MAX,
+            memory: u64::MAX,
+            concurrent_attempts: 2,
+        }),
+        ..StartRun::default()
+    };
+    let run = s.engine.start_run(request).await.unwrap().0;
+    let record = s.engine.wait(run).await.unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded);
+    assert_eq!(s.fake.max_in_flight(), 2);
 }

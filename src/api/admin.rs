@@ -38,6 +38,11 @@ pub struct QuotasPatch {
     #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
     #[serde(default, deserialize_with = "body::optional_integer")]
     max_concurrent_runs: Option<u32>,
+    /// Attempts that may run at once on one node; 0 for no cap but the
+    /// node's slots.
+    #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_concurrent_attempts: Option<u32>,
     /// The most fuel one attempt may burn.
     #[schema(required = false)]
     #[serde(default, deserialize_with = "body::optional_integer")]
@@ -78,6 +83,7 @@ impl QuotasPatch {
         }
         Ok(Quotas {
             max_concurrent_runs: self.max_concurrent_runs.unwrap_or(defaults.max_concurrent_runs),
+            max_concurrent_attempts: self.max_concurrent_attempts.unwrap_or(defaults.max_concurrent_attempts),
             max_fuel: self.max_fuel.unwrap_or(defaults.max_fuel),
             max_memory: self.max_memory.unwrap_or(defaults.max_memory),
             max_module_size: self.max_module_size.unwrap_or(defaults.max_module_size),

@@ -87,6 +87,7 @@ impl ServerConfig {
 ///
 /// [default_quotas]
 /// max_concurrent_runs = 100
+/// max_concurrent_attempts = 0
 /// max_fuel = 10000000000
 /// max_memory = 268435456
 /// max_module_size = 33554432

@@ -228,6 +228,7 @@ pub async fn start_run(
             caps: Some(AttemptCaps {
                 fuel: tenant.quotas.max_fuel,
                 memory: tenant.quotas.max_memory,
+                concurrent_attempts: tenant.quotas.max_concurrent_attempts,
             }),
             max_active: Some(tenant.quotas.max_concurrent_runs),
         })

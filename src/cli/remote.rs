@@ -150,6 +150,10 @@ pub(crate) enum TenantCommand {
         /// Runs unfinished at once.
         #[arg(long)]
         max_concurrent_runs: Option<u32>,
+        /// Attempts running at once on one node (0: no cap but the node's
+        /// slots) [default: 0].
+        #[arg(long)]
+        max_concurrent_attempts: Option<u32>,
         /// Fuel per attempt.
         #[arg(long)]
         max_fuel: Option<u64>,
@@ -584,6 +588,7 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
         TenantCommand::Create {
             name,
             max_concurrent_runs,
+            max_concurrent_attempts,
             max_fuel,
             max_memory,
             max_module_size,
@@ -603,6 +608,7 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
                 }
             };
             set("max_concurrent_runs", max_concurrent_runs.map(Value::from));
+            set("max_concurrent_attempts", max_concurrent_attempts.map(Value::from));
             set("max_fuel", max_fuel.map(Value::from));
             set("max_memory", size("max-memory", max_memory)?.map(Value::from));
             set(

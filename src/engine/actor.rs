@@ -8,7 +8,7 @@
 //! back. A dependent therefore never starts before its need's result (and
 //! kv writes) are on disk, while commits of many runs still share an fsync.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ mod cluster;
 
 pub(crate) use cluster::Node;
 
+use super::queue::{FairQueue, Queued};
 use super::run_state::{ActiveRun, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
 use super::{Clock, EngineConfig, EngineError, EngineStats, Update, Workflows};
@@ -94,27 +95,6 @@ pub(crate) enum Reply {
     Done(oneshot::Sender<Result<(), EngineError>>),
 }
 
-#[derive(PartialEq, Eq)]
-struct Queued {
-    priority: i32,
-    seq: u64,
-    run: RunId,
-    key: UnitKey,
-}
-
-impl Ord for Queued {
-    /// Higher priority first, then older first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
-    }
-}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 pub(crate) struct Actor {
     shared: Shared,
     next_id: u64,
@@ -124,7 +104,7 @@ pub(crate) struct Actor {
     /// Unfinished runs kept only in the store and the queue (see
     /// `EngineConfig::hot_runs`); loaded when a unit of theirs comes up.
     parked: HashSet<RunId>,
-    queue: BinaryHeap<Queued>,
+    queue: FairQueue,
     /// Units held back by their run's or step's concurrency cap, by run:
     /// only an attempt of the same run finishing can free their slot.
     deferred: HashMap<RunId, Vec<Queued>>,
@@ -173,12 +153,13 @@ pub(crate) struct Shared {
 
 impl Actor {
     pub fn new(shared: Shared, next_id: u64, node: Option<Node>) -> Actor {
+        let queue = FairQueue::new(shared.config.max_concurrent, shared.config.reserve());
         Actor {
             shared,
             next_id,
             runs: HashMap::new(),
             parked: HashSet::new(),
-            queue: BinaryHeap::new(),
+            queue,
             deferred: HashMap::new(),
             deferred_len: 0,
             timers: BinaryHeap::new(),
@@ -348,6 +329,7 @@ impl Actor {
                 for task in running {
                     if let Some(handle) = self.tasks.remove(&task) {
                         handle.abort();
+                        self.queue.finished(task.0, task.1, Duration::ZERO);
                     }
                 }
                 self.commit(run, fx, Some(Reply::Done(reply)));
@@ -358,11 +340,14 @@ impl Actor {
                 started_at,
                 result,
             } => {
-                self.tasks.remove(&(run, key));
+                let ran = self.tasks.remove(&(run, key)).is_some();
                 let freed = self.take_deferred(run);
                 self.queue.extend(freed);
-                let Some(active) = self.runs.get_mut(&run) else { return };
                 let report = result.unwrap_or_else(|e| host_failure(&e));
+                if ran {
+                    self.queue.finished(run, key, report.duration);
+                }
+                let Some(active) = self.runs.get_mut(&run) else { return };
                 let fx = active.attempt_finished(key, report, started_at, now, rand::random::<f64>());
                 self.commit(run, fx, None);
             }
@@ -492,9 +477,13 @@ impl Actor {
             self.lose(run);
             return;
         }
-        let (priority, tenant) = match self.runs.get(&run) {
-            Some(active) => (active.record.priority, Arc::from(active.record.tenant.as_str())),
-            None => (0, Arc::from("")),
+        let (priority, tenant, limit) = match self.runs.get(&run) {
+            Some(active) => (
+                active.record.priority,
+                Arc::from(active.record.tenant.as_str()),
+                active.record.caps.map_or(0, |caps| caps.concurrent_attempts),
+            ),
+            None => (0, Arc::from(""), 0),
         };
         for key in after.ready {
             self.seq += 1;
@@ -503,6 +492,8 @@ impl Actor {
                 seq: self.seq,
                 run,
                 key,
+                tenant: Arc::clone(&tenant),
+                limit,
             });
         }
         for (due, key) in after.timers {
@@ -672,6 +663,7 @@ impl Actor {
                 },
             };
             active.attempt_started(key);
+            self.queue.started(&queued);
             let runner = self.shared.runner.clone();
             let inbox = self.shared.inbox.clone();
             let run = queued.run;

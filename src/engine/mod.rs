@@ -9,6 +9,7 @@
 
 mod actor;
 mod clock;
+mod queue;
 mod run_state;
 mod runner;
 
@@ -33,8 +34,14 @@ use actor::{Actor, Msg, Node};
 /// How the engine runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
-    /// Attempts running at once, across all runs.
+    /// Attempts running at once, across all runs and tenants.
     pub max_concurrent: usize,
+    /// Slots no single tenant may take, so that work of another tenant
+    /// arriving while one floods the node starts at once rather than
+    /// waiting for a slot to free. At most a sixteenth of
+    /// `max_concurrent` is reserved (none below 16 slots), so a small
+    /// node does not hold back its only tenant.
+    pub reserved_slots: usize,
     /// Runs whose state is kept in memory while they wait. A run started
     /// or resumed beyond this many, with nothing running yet, is parked:
     /// only its queue entries stay in memory, and its state is read back
@@ -46,10 +53,19 @@ pub struct EngineConfig {
     pub node: NodeConfig,
 }
 
+impl EngineConfig {
+    /// The slots reserved: `reserved_slots`, up to a sixteenth of the
+    /// slots.
+    fn reserve(&self) -> usize {
+        self.reserved_slots.min(self.max_concurrent / 16)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_concurrent: 64,
+            reserved_slots: 4,
             hot_runs: 10_000,
             spec: SpecConfig::default(),
             node: NodeConfig::default(),

@@ -10,6 +10,8 @@
 //! - a memory cap through a `ResourceLimiter` (`memory_limit`);
 //! - a wall-clock deadline, checked on every epoch tick for running code
 //!   and by a timer around blocking host calls (`timeout`);
+//! - a turn on the CPU: guest code runs only while the attempt holds a
+//!   token of the CPU gate (`cpu.rs`), handed out fairly among tenants;
 //! - WASI 0.2 with no files, environment, arguments or network, and
 //!   stdout/stderr captured under one byte cap.
 //!
@@ -18,6 +20,7 @@
 //! succeeded.
 
 mod capture;
+mod cpu;
 mod error;
 mod host;
 mod kv;
@@ -50,6 +53,7 @@ pub use outcome::Outcome;
 
 use crate::digest::Digest;
 use capture::LogSink;
+use cpu::CpuGate;
 use host::{GuestLimiter, HostState};
 use kv::KvBuffer;
 
@@ -61,9 +65,18 @@ pub struct SandboxConfig {
     pub max_concurrent: u32,
     /// The most memory any attempt may be given (bytes).
     pub max_memory: u64,
-    /// How often running guests are checked against their deadline (and
-    /// yield to other work). Timeouts are this precise.
+    /// How often running guests are checked against their deadline and
+    /// yield to other work: timeouts are this precise, and an attempt
+    /// waits about this long for a core held by another tenant's.
     pub epoch_tick: Duration,
+    /// Attempts whose guest code may run at the same moment, each on a
+    /// thread of the async runtime; the rest wait their tenant's turn
+    /// (see `cpu.rs`). By default one less than the machine's cores (at
+    /// least one), which keeps a core for the scheduler, the store's
+    /// writer and HTTP (and a database on the same machine): with every
+    /// core running guests, a light run under a flood took twice as long
+    /// on two cores (see docs/architecture.md, Fairness).
+    pub cpus: usize,
     /// Caps on kv use per attempt.
     pub kv: KvLimits,
 }
@@ -73,7 +86,8 @@ impl Default for SandboxConfig {
         SandboxConfig {
             max_concurrent: 64,
             max_memory: 1 << 30,
-            epoch_tick: Duration::from_millis(10),
+            epoch_tick: Duration::from_millis(1),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
             kv: KvLimits::default(),
         }
     }
@@ -121,6 +135,7 @@ struct Inner {
     linker: Linker<HostState>,
     modules: Mutex<HashMap<Digest, Arc<Module>>>,
     slots: tokio::sync::Semaphore,
+    cpu: Arc<CpuGate>,
     config: SandboxConfig,
     _ticker: Ticker,
 }
@@ -132,12 +147,18 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         host::link(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
+        let cpu = Arc::new(CpuGate::new(config.cpus, {
+            let engine = engine.clone();
+            // Every running guest's deadline is the next epoch.
+            move || engine.increment_epoch()
+        }));
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 modules: Mutex::new(HashMap::new()),
                 slots: tokio::sync::Semaphore::new(config.max_concurrent as usize),
+                cpu,
                 config,
                 _ticker: ticker,
             }),
@@ -200,12 +221,13 @@ impl Sandbox {
 
         let started = Instant::now();
         // The epoch check catches guests that compute past the deadline;
-        // the timer catches guests blocked in a host call (e.g. a sleep).
-        let call = tokio::time::timeout(limits.timeout, async {
+        // the timer catches guests blocked in a host call (e.g. a sleep),
+        // or waiting for a core.
+        let guest = async {
             let task = module.pre.instantiate_async(&mut store).await?;
             task.call_run(&mut store, attempt.input).await
-        })
-        .await;
+        };
+        let call = tokio::time::timeout(limits.timeout, self.inner.cpu.run(&attempt.context.tenant, guest)).await;
         let duration = started.elapsed();
 
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));

@@ -252,3 +252,34 @@ crate::on_both_backends! {
         );
     }
 }
+
+crate::on_both_backends! {
+    async fn a_tenant_runs_no_more_attempts_at_once_than_its_quota(store: TestStore) {
+        let server = Server::on(&store, &[]);
+        let key = server.tenant("serial", json!({"max_concurrent_attempts": 1})).await;
+        let (_, tenants) = server.call(Some(ADMIN), Method::GET, "/v1/admin/tenants", Body::None).await;
+        assert_eq!(tenants["tenants"][0]["quotas"]["max_concurrent_attempts"], 1, "{tenants}");
+        server.upload(&key, &["misbehave"]).await;
+        server
+            .push(
+                &key,
+                "naps",
+                "name: naps\nsteps:\n  - id: nap\n    task: misbehave\n    for_each: '[1, 2, 3]'\n    \
+                 input: {mode: sleep, ms: 300}\n",
+            )
+            .await;
+        let run = server.start_run(&key, "naps", json!({})).await;
+        let run = server.wait(&key, run).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let mut starts: Vec<u64> = run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|step| step["attempts"].as_array().unwrap())
+            .map(|attempt| attempt["started_at"].as_u64().unwrap())
+            .collect();
+        starts.sort();
+        assert_eq!(starts.len(), 3, "{run}");
+        assert!(starts[2] - starts[0] >= 550, "the naps overlapped: started at {starts:?}");
+    }
+}

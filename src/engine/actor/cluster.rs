@@ -110,7 +110,7 @@ impl Actor {
         }
         let limit = free.min(self.queue.len());
         let mut shed: Vec<RunId> = self.parked.iter().copied().take(limit).collect();
-        let waiting = self.queue.iter().map(|queued| queued.run).filter(|run| {
+        let waiting = self.queue.runs().filter(|run| {
             self.runs
                 .get(run)
                 .is_some_and(|active| active.running == 0 && active.commits == 0)
@@ -250,6 +250,7 @@ impl Actor {
         for task in running {
             if let Some(handle) = self.tasks.remove(&task) {
                 handle.abort();
+                self.queue.finished(task.0, task.1, std::time::Duration::ZERO);
             }
         }
         self.remove(run);
