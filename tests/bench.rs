@@ -13,7 +13,7 @@ use std::process::Command;
 use pg::outside::skip;
 
 /// The keys the JSON summary must have.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "sandbox_overhead_ratio",
     "durable_wf_per_s",
     "redb_commits_per_s",
@@ -22,14 +22,16 @@ const KEYS: [&str; 8] = [
     "http_p99_ms",
     "rss_per_pending_run_bytes",
     "resume_10k_s",
+    "fairness_ratio",
 ];
 
-/// The keys of the postgres section.
-const PG_KEYS: [&str; 4] = [
+/// The keys measured on PostgreSQL.
+const PG_KEYS: [&str; 5] = [
     "pg_durable_wf_per_s",
     "pg_insert_tx_per_s",
     "pg_http_p50_ms",
     "pg_http_p99_ms",
+    "pg_fairness_ratio",
 ];
 
 /// `weft bench --quick` with `args`, its JSON summary in `dir`: the
@@ -84,28 +86,30 @@ fn the_quick_bench_writes_every_promised_figure() {
     ] {
         assert!(stdout.contains(label), "no {label:?} in:\n{stdout}");
     }
-    // Every target is judged: 7 without PostgreSQL, 2 more with it.
+    // Every target is judged: 8 without PostgreSQL, 3 more with it.
     let targets = summary["targets"].as_array().unwrap().len();
     if let Some(reason) = summary["pg_skipped"].as_str() {
         assert!(stdout.contains("skipped: "), "{stdout}");
-        assert_eq!(targets, 7, "{summary:#}");
+        assert_eq!(targets, 8, "{summary:#}");
         skip(&format!("the bench could not start PostgreSQL: {reason}"));
         return;
     }
     assert_figures(&summary, &PG_KEYS);
-    assert_eq!(targets, 9, "{summary:#}");
+    assert_eq!(targets, 11, "{summary:#}");
     assert!(stdout.contains("started by the bench in"), "{stdout}");
     assert!(stdout.contains("bare INSERT transactions"), "{stdout}");
 }
 
 #[test]
-fn the_postgres_section_benches_the_server_given_with_store_and_leaves_nothing_there() {
+fn the_postgres_sections_bench_the_server_given_with_store_and_leave_nothing_there() {
     let Some(pg) = pg::Pg::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres", "--store", pg.url()]);
+    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres,fairness", "--store", pg.url()]);
     assert!(summary.get("pg_skipped").is_none(), "{stdout}");
+    assert!(summary.get("pg_fairness_skipped").is_none(), "{stdout}");
     assert_figures(&summary, &PG_KEYS);
-    assert_eq!(summary["targets"].as_array().unwrap().len(), 2, "{summary:#}");
+    // 2 in the postgres section, and the fairness ratio on each store.
+    assert_eq!(summary["targets"].as_array().unwrap().len(), 4, "{summary:#}");
     assert!(stdout.contains(" at postgres"), "{stdout}");
     assert!(!stdout.contains("started by the bench"), "{stdout}");
     // Its databases are dropped, and the one given is left as it was.

@@ -1,8 +1,9 @@
 //! `weft bench`: the figures that matter to a user of one small machine —
 //! sandbox overhead, durable workflows per second, HTTP throughput and
-//! latency, memory per pending run, recovery time, and the workflow and
-//! HTTP figures again on PostgreSQL — each printed next to a baseline
-//! measured in the same run, with the ratio and the target.
+//! latency, memory per pending run, recovery time, a light tenant's
+//! latency while another floods the node (on both stores), and the
+//! workflow and HTTP figures again on PostgreSQL — each printed next to a
+//! baseline measured in the same run, with the ratio and the target.
 //!
 //! Every figure comes from the real thing: the example `hello` component
 //! in the real sandbox, a real redb file in the bench directory, a real
@@ -13,6 +14,7 @@
 
 mod backlog;
 mod engine;
+mod fairness;
 mod machine;
 mod pg_server;
 mod postgres;
@@ -40,7 +42,7 @@ pub struct Options {
     pub weft: PathBuf,
     /// The sections to run, in order.
     pub sections: Vec<Section>,
-    /// The PostgreSQL server of the postgres section, as a
+    /// The PostgreSQL server of the postgres and fairness sections, as a
     /// `postgres://` URL (the bench works in databases of its own there);
     /// `None` starts a throwaway server.
     pub store: Option<String>,
@@ -62,7 +64,8 @@ impl Options {
     }
 }
 
-/// The 1-step workflow the engine, service and backlog sections run.
+/// The 1-step workflow the engine, service, backlog and fairness sections
+/// run.
 const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {name: bench}}\n";
 
 /// A part of the suite.
@@ -78,6 +81,9 @@ pub enum Section {
     Memory,
     /// Time from process start to every interrupted run resumed.
     Recovery,
+    /// A light tenant's 1-step run while another tenant floods the node,
+    /// against the same run idle, on redb and on PostgreSQL.
+    Fairness,
     /// Durable workflows per second and HTTP latency on PostgreSQL,
     /// against bare INSERT transactions and `GET /healthz`.
     Postgres,
@@ -85,12 +91,13 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Sandbox,
         Section::Engine,
         Section::Service,
         Section::Memory,
         Section::Recovery,
+        Section::Fairness,
         Section::Postgres,
     ];
 }
@@ -107,6 +114,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             Section::Service => service::measure(options, &mut report).await?,
             Section::Memory => backlog::memory(options, &mut report).await?,
             Section::Recovery => backlog::recovery(options, &mut report).await?,
+            Section::Fairness => fairness::measure(options, &mut report).await?,
             Section::Postgres => postgres::measure(options, &mut report).await?,
         }
     }

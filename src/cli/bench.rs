@@ -39,7 +39,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
     only: Vec<Section>,
 
-    /// The PostgreSQL server of the postgres section,
+    /// The PostgreSQL server of the postgres and fairness sections,
     /// postgres://user@host:port/database: the bench creates databases of
     /// its own there (the role needs CREATEDB) and drops them at the end.
     /// The password comes from the URL, PGPASSWORD or the password file.
