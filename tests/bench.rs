@@ -13,7 +13,7 @@ use std::process::Command;
 use pg::outside::skip;
 
 /// The keys the JSON summary must have.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "sandbox_overhead_ratio",
     "durable_wf_per_s",
     "redb_commits_per_s",
@@ -22,14 +22,16 @@ const KEYS: [&str; 8] = [
     "http_p99_ms",
     "rss_per_pending_run_bytes",
     "resume_10k_s",
+    "fairness_ratio",
 ];
 
-/// The keys of the postgres section.
-const PG_KEYS: [&str; 4] = [
+/// The keys measured on PostgreSQL.
+const PG_KEYS: [&str; 5] = [
     "pg_durable_wf_per_s",
     "pg_insert_tx_per_s",
     "pg_http_p50_ms",
     "pg_http_p99_ms",
+    "pg_fairness_ratio",
 ];
 
 /// The keys of the cluster section that are single figures
@@ -101,19 +103,20 @@ fn the_quick_bench_writes_every_promised_figure() {
     ] {
         assert!(stdout.contains(label), "no {label:?} in:\n{stdout}");
     }
-    // Every target is judged: 7 without PostgreSQL, 2 more with it for
-    // the postgres section and 2 for the cluster section.
+    // Every target is judged: 8 without PostgreSQL, and with it 2 more
+    // for the postgres section, 1 for the fairness section's PostgreSQL
+    // half and 2 for the cluster section.
     let targets = summary["targets"].as_array().unwrap().len();
     if let Some(reason) = summary["pg_skipped"].as_str() {
         assert!(stdout.contains("skipped: "), "{stdout}");
         assert!(summary["cluster_skipped"].is_string(), "{summary:#}");
-        assert_eq!(targets, 7, "{summary:#}");
+        assert_eq!(targets, 8, "{summary:#}");
         skip(&format!("the bench could not start PostgreSQL: {reason}"));
         return;
     }
     assert_figures(&summary, &PG_KEYS);
     assert_cluster(&summary);
-    assert_eq!(targets, 11, "{summary:#}");
+    assert_eq!(targets, 13, "{summary:#}");
     assert!(stdout.contains("started by the bench in"), "{stdout}");
     assert!(stdout.contains("bare INSERT transactions"), "{stdout}");
 }
@@ -122,12 +125,16 @@ fn the_quick_bench_writes_every_promised_figure() {
 fn the_postgres_sections_bench_the_server_given_with_store_and_leave_nothing_there() {
     let Some(pg) = pg::Pg::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (summary, stdout) = quick_bench(dir.path(), &["--only", "postgres,cluster", "--store", pg.url()]);
+    let only = ["--only", "postgres,fairness,cluster", "--store", pg.url()];
+    let (summary, stdout) = quick_bench(dir.path(), &only);
     assert!(summary.get("pg_skipped").is_none(), "{stdout}");
+    assert!(summary.get("pg_fairness_skipped").is_none(), "{stdout}");
     assert!(summary.get("cluster_skipped").is_none(), "{stdout}");
     assert_figures(&summary, &PG_KEYS);
     assert_cluster(&summary);
-    assert_eq!(summary["targets"].as_array().unwrap().len(), 4, "{summary:#}");
+    // 2 in the postgres section, the fairness ratio on each store, and 2
+    // in the cluster section.
+    assert_eq!(summary["targets"].as_array().unwrap().len(), 6, "{summary:#}");
     assert!(stdout.contains(" at postgres"), "{stdout}");
     assert!(!stdout.contains("started by the bench"), "{stdout}");
     // Its databases are dropped, and the one given is left as it was.

@@ -1,10 +1,11 @@
 //! `weft bench`: the figures that matter to a user of one small machine —
 //! sandbox overhead, durable workflows per second, HTTP throughput and
-//! latency, memory per pending run, recovery time, the workflow and HTTP
-//! figures again on PostgreSQL, and a cluster of nodes on one PostgreSQL
-//! (throughput by node count, failover, a new node's start) — each
-//! printed next to a baseline measured in the same run, with the ratio
-//! and the target.
+//! latency, memory per pending run, recovery time, a light tenant's
+//! latency while another floods the node (on both stores), the workflow
+//! and HTTP figures again on PostgreSQL, and a cluster of nodes on one
+//! PostgreSQL (throughput by node count, failover, a new node's start) —
+//! each printed next to a baseline measured in the same run, with the
+//! ratio and the target.
 //!
 //! Every figure comes from the real thing: the example `hello` component
 //! in the real sandbox, a real redb file in the bench directory, a real
@@ -16,6 +17,7 @@
 mod backlog;
 mod cluster;
 mod engine;
+mod fairness;
 mod machine;
 mod pg_server;
 mod postgres;
@@ -43,7 +45,7 @@ pub struct Options {
     pub weft: PathBuf,
     /// The sections to run, in order.
     pub sections: Vec<Section>,
-    /// The PostgreSQL server of the postgres and cluster sections, as a
+    /// The PostgreSQL server of the postgres, fairness and cluster sections, as a
     /// `postgres://` URL (the bench works in databases of its own there);
     /// `None` starts a throwaway server.
     pub store: Option<String>,
@@ -65,7 +67,8 @@ impl Options {
     }
 }
 
-/// The 1-step workflow the engine, service and backlog sections run.
+/// The 1-step workflow the engine, service, backlog and fairness sections
+/// run.
 const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {name: bench}}\n";
 
 /// A part of the suite.
@@ -81,6 +84,9 @@ pub enum Section {
     Memory,
     /// Time from process start to every interrupted run resumed.
     Recovery,
+    /// A light tenant's 1-step run while another tenant floods the node,
+    /// against the same run idle, on redb and on PostgreSQL.
+    Fairness,
     /// Durable workflows per second and HTTP latency on PostgreSQL,
     /// against bare INSERT transactions and `GET /healthz`.
     Postgres,
@@ -97,6 +103,7 @@ impl Section {
         Section::Service,
         Section::Memory,
         Section::Recovery,
+        Section::Fairness,
         Section::Postgres,
         Section::Cluster,
     ];
@@ -114,6 +121,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             Section::Service => service::measure(options, &mut report).await?,
             Section::Memory => backlog::memory(options, &mut report).await?,
             Section::Recovery => backlog::recovery(options, &mut report).await?,
+            Section::Fairness => fairness::measure(options, &mut report).await?,
             Section::Postgres => postgres::measure(options, &mut report).await?,
             Section::Cluster => cluster::measure(options, &mut report).await?,
         }

@@ -1,6 +1,6 @@
-//! A throwaway PostgreSQL server for the postgres section, when no
-//! `--store` names one: a fresh cluster in a temporary directory, on a
-//! free port on 127.0.0.1, as PostgreSQL ships it but for where it
+//! A throwaway PostgreSQL server for the postgres and fairness sections,
+//! when no `--store` names one: a fresh cluster in a temporary directory,
+//! on a free port on 127.0.0.1, as PostgreSQL ships it but for where it
 //! listens (`fsync` and `synchronous_commit` on, stated anyway).
 //!
 //! The binaries are the newest under `/usr/lib/postgresql/*/bin` (the

@@ -54,7 +54,7 @@ pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<(
         "postgres: the PostgreSQL store, 1-step `hello` runs in process ({IN_FLIGHT} in flight) and over HTTP \
          ({CLIENTS} clients)"
     ));
-    let server = match Reached::reach(options).await {
+    let server = match Reached::reach(options, &["engine", "http"]).await {
         Ok(server) => server,
         Err(reason) => {
             report.skipped(SKIPPED, &reason);
@@ -80,7 +80,8 @@ async fn measure_on(server: &Reached, options: &Options, report: &mut Report) ->
         (Duration::from_secs(1), Duration::from_secs(8))
     };
 
-    let (baseline, connections) = insert_transactions_per_second(&server.config(&server.engine_db), inserts).await?;
+    let (baseline, connections) =
+        insert_transactions_per_second(&server.config(&server.database("engine")), inserts).await?;
     report.figure(
         "pg_insert_tx_per_s",
         &format!("bare INSERT transactions/s ({IN_FLIGHT} in flight, {connections} conns)"),
@@ -88,7 +89,7 @@ async fn measure_on(server: &Reached, options: &Options, report: &mut Report) ->
         "/s",
     );
 
-    let location: StoreLocation = server.url(&server.engine_db).parse()?;
+    let location: StoreLocation = server.url(&server.database("engine")).parse()?;
     let store = store::open(&location, store::DEFAULT_CACHE).await?;
     let engine = start_engine(options, store, &[ONE_STEP]).await?;
     // One run alone compiles the component: attempts that start before a
@@ -116,7 +117,7 @@ async fn measure_on(server: &Reached, options: &Options, report: &mut Report) ->
     // The URL goes in the environment, not on the command line, where
     // anyone on the machine would see a password in it.
     let data = options.scratch()?;
-    let http_url = server.url(&server.http_db);
+    let http_url = server.url(&server.database("http"));
     let weft = Server::start_with_env(&options.weft, data.path(), &[], &[("WEFT_STORE", &http_url)]).await?;
     let weft = Arc::new(weft);
     let token: Arc<str> = weft.tenant("bench", UNLIMITED).await?.into();
@@ -170,7 +171,7 @@ async fn measure_on(server: &Reached, options: &Options, report: &mut Report) ->
 }
 
 /// A server the bench can use, with its databases created.
-struct Reached {
+pub(super) struct Reached {
     /// The URL as given with `--store`, or the started server's.
     url: String,
     /// What the bench's own connections use (the password filled in).
@@ -183,16 +184,16 @@ struct Reached {
     version_num: i32,
     /// `fsync`, `synchronous_commit` and the like, for the printout.
     settings: String,
-    /// The database of the in-process figures and of the baseline.
-    engine_db: String,
-    /// The database of `weft serve`.
-    http_db: String,
+    /// Names the bench's databases on it: `weft_bench_<tag>_<purpose>`.
+    tag: String,
+    /// The databases created, dropped on close.
+    databases: Vec<String>,
 }
 
 impl Reached {
-    /// The `--store` server, else a throwaway one; `Err` says why there
-    /// is none.
-    async fn reach(options: &Options) -> Result<Reached, String> {
+    /// The `--store` server, else a throwaway one, with a database
+    /// created for each of `purposes`; `Err` says why there is none.
+    pub(super) async fn reach(options: &Options, purposes: &[&str]) -> Result<Reached, String> {
         let (url, started) = match &options.store {
             Some(url) => (url.clone(), None),
             None => {
@@ -232,8 +233,7 @@ impl Reached {
             )
             .await
             .map_err(|e| format!("{location} does not answer: {e}"))?;
-        let tag = hex::encode(rand::random::<[u8; 4]>());
-        let reached = Reached {
+        let mut reached = Reached {
             url,
             config,
             admin,
@@ -247,10 +247,11 @@ impl Reached {
                 .to_string(),
             version_num: about.get(1),
             settings: about.get(2),
-            engine_db: format!("weft_bench_{tag}_engine"),
-            http_db: format!("weft_bench_{tag}_http"),
+            tag: hex::encode(rand::random::<[u8; 4]>()),
+            databases: Vec::new(),
         };
-        for database in [reached.engine_db.clone(), reached.http_db.clone()] {
+        for purpose in purposes {
+            let database = reached.database(purpose);
             if let Err(e) = reached
                 .admin
                 .batch_execute(&format!("CREATE DATABASE {database}"))
@@ -263,12 +264,18 @@ impl Reached {
                 reached.close().await;
                 return Err(reason);
             }
+            reached.databases.push(database);
         }
         Ok(reached)
     }
 
+    /// The name of the bench's database for `purpose`.
+    pub(super) fn database(&self, purpose: &str) -> String {
+        format!("weft_bench_{}_{purpose}", self.tag)
+    }
+
     /// What the figures are measured on.
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let whose = match &self.started {
             Some(server) => format!("started by the bench in {}, on 127.0.0.1", server.dir().display()),
             None => match self.url.parse::<StoreLocation>() {
@@ -281,7 +288,7 @@ impl Reached {
 
     /// The bench's URL for `database`: the given one's, password and
     /// parameters included, naming that database instead.
-    fn url(&self, database: &str) -> String {
+    pub(super) fn url(&self, database: &str) -> String {
         with_database(&self.url, database)
     }
 
@@ -293,14 +300,14 @@ impl Reached {
     }
 
     /// Drops the bench's databases and stops a throwaway server.
-    async fn close(self) {
+    pub(super) async fn close(self) {
         // Connections a killed server left behind would block a plain DROP.
         let force = if self.version_num >= 130_000 {
             " WITH (FORCE)"
         } else {
             ""
         };
-        for database in [&self.engine_db, &self.http_db] {
+        for database in &self.databases {
             let sql = format!("DROP DATABASE IF EXISTS {database}{force}");
             let mut tries = 0;
             while let Err(e) = self.admin.batch_execute(&sql).await {

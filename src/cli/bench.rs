@@ -39,7 +39,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
     only: Vec<Section>,
 
-    /// The PostgreSQL server of the postgres and cluster sections,
+    /// The PostgreSQL server of the postgres, fairness and cluster sections,
     /// postgres://user@host:port/database: the bench creates databases of
     /// its own there (the role needs CREATEDB) and drops them at the end.
     /// The password comes from the URL, PGPASSWORD or the password file.
