@@ -97,7 +97,7 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Section::Sandbox,
         Section::Engine,
         Section::Service,
