@@ -93,11 +93,7 @@ on_both_backends! {
 /// modules and workflows.
 async fn engine(test_store: &TestStore) -> (Engine, Sandbox) {
     let store = test_store.open().await;
-    let sandbox = Sandbox::new(SandboxConfig {
-        cpus: std::env::var("CPUS").map_or(2, |v| v.parse().unwrap()),
-        ..SandboxConfig::default()
-    })
-    .unwrap();
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
     let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default())
         .await
