@@ -41,14 +41,15 @@ const CLAIM: &str = "WITH live AS (SELECT array_agg(incarnation) AS nodes FROM n
 #[async_trait]
 impl Cluster for PgStore {
     async fn join(&self, info: NodeInfo, timing: Timing, load: Arc<Load>) -> Result<Incarnation, StoreError> {
-        let (stop, joined) = heartbeat::spawn(
-            self.config.clone(),
-            self.tls.clone(),
+        let (stop, joined) = heartbeat::Member {
+            config: self.config.clone(),
+            tls: self.tls.clone(),
             info,
             timing,
             load,
-            self.notices.clone(),
-        );
+            notices: self.notices.clone(),
+        }
+        .spawn();
         let me = joined
             .await
             .map_err(|_| StoreError::Open("the heartbeat thread stopped".into()))??;

@@ -35,52 +35,40 @@ pub(super) const NODE_LOCK_CLASS: i32 = 0x7765_6674;
 /// How often dead nodes' rows without runs are removed.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 
-/// Starts the membership thread; answers with the node's incarnation once
-/// it is registered. Dropping the returned sender stops the thread (and
-/// with it the heartbeats and the lock).
-pub(super) fn spawn(
-    config: Config,
-    tls: tls::Connector,
-    info: NodeInfo,
-    timing: Timing,
-    load: Arc<Load>,
-    notices: broadcast::Sender<Notice>,
-) -> (oneshot::Sender<()>, oneshot::Receiver<Result<Incarnation, StoreError>>) {
-    let (stop, stopped) = oneshot::channel();
-    let (joined, answer) = oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("weft-heartbeat".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = joined.send(Err(StoreError::Open(format!("cannot start the heartbeat: {e}"))));
-                    return;
-                }
-            };
-            let member = Member {
-                config,
-                tls,
-                info,
-                timing,
-                load,
-                notices,
-            };
-            runtime.block_on(member.run(joined, stopped));
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the heartbeat thread");
-    }
-    (stop, answer)
+/// A node's membership, as its heartbeat thread keeps it.
+pub(super) struct Member {
+    pub(super) config: Config,
+    pub(super) tls: tls::Connector,
+    pub(super) info: NodeInfo,
+    pub(super) timing: Timing,
+    pub(super) load: Arc<Load>,
+    pub(super) notices: broadcast::Sender<Notice>,
 }
 
-struct Member {
-    config: Config,
-    tls: tls::Connector,
-    info: NodeInfo,
-    timing: Timing,
-    load: Arc<Load>,
-    notices: broadcast::Sender<Notice>,
+impl Member {
+    /// Starts the membership thread; answers with the node's incarnation
+    /// once it is registered. Dropping the returned sender stops the
+    /// thread (and with it the heartbeats and the lock).
+    pub(super) fn spawn(self) -> (oneshot::Sender<()>, oneshot::Receiver<Result<Incarnation, StoreError>>) {
+        let (stop, stopped) = oneshot::channel();
+        let (joined, answer) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("weft-heartbeat".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = joined.send(Err(StoreError::Open(format!("cannot start the heartbeat: {e}"))));
+                        return;
+                    }
+                };
+                runtime.block_on(self.run(joined, stopped));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the heartbeat thread");
+        }
+        (stop, answer)
+    }
 }
 
 impl Member {
