@@ -464,8 +464,20 @@ async fn a_partitioned_node_loses_its_runs_and_records_nothing_when_healed() {
     let started = start_naps(&api, 12).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
 
+    // Cut at the worst moment: the node has sent a transaction's statements
+    // (its runs' rows are locked) and the COMMIT is held. Claims skip
+    // locked rows, so its runs move only once the database gives up on
+    // that transaction.
+    cluster.partition(cut, Cut::StallAtCommit);
+    let armed = Instant::now();
+    while !cluster.proxy(cut).is_stalled() {
+        assert!(
+            armed.elapsed() < Duration::from_secs(10),
+            "the cut-off node sent no COMMIT within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let cut_at = now_ms();
-    cluster.partition(cut, Cut::Stall);
     let victims: Vec<u64> = started
         .iter()
         .filter(|(s, _)| s.node == cut)

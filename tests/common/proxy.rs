@@ -13,6 +13,9 @@
 //! - [`Cut::Reset`]: every open connection is shut down (FIN both ways) and
 //!   new ones are closed as soon as they are accepted, until restored: the
 //!   database going away, which the node notices at once.
+//! - [`Cut::StallAtCommit`]: forwards until a client sends `COMMIT`, then
+//!   stalls as [`Cut::Stall`] does, holding that `COMMIT`: the partition
+//!   at its worst moment, with a transaction open and its rows locked.
 //!
 //! Plain threads, not tasks: the proxy must keep forwarding while a test's
 //! runtime thread is blocked, and it is dropped from synchronous code.
@@ -32,6 +35,8 @@ pub enum Cut {
     Stall,
     /// Close every connection and refuse new ones (a dead peer).
     Reset,
+    /// Forward until a client sends `COMMIT`, then stall, holding it.
+    StallAtCommit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +141,12 @@ impl Proxy {
         self.shared.lock().link != Link::Up
     }
 
+    /// Whether the link stalls now (a [`Cut::StallAtCommit`] has met its
+    /// `COMMIT`, or a [`Cut::Stall`]).
+    pub fn is_stalled(&self) -> bool {
+        self.shared.lock().link == Link::Cut(Cut::Stall)
+    }
+
     /// Connections open now (stalled ones included).
     pub fn open_connections(&self) -> usize {
         self.shared.lock().open.len()
@@ -178,12 +189,22 @@ impl Shared {
                 return false;
             }
             match state.link {
-                Link::Up => return true,
+                Link::Up | Link::Cut(Cut::StallAtCommit) => return true,
                 Link::Cut(Cut::Reset) => return false,
                 Link::Cut(Cut::Stall) => {
                     state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
                 }
             }
+        }
+    }
+
+    /// Turns an armed [`Cut::StallAtCommit`] into a stall.
+    fn stall_if_armed(&self) {
+        let mut state = self.lock();
+        if state.link == Link::Cut(Cut::StallAtCommit) {
+            state.link = Link::Cut(Cut::Stall);
+            drop(state);
+            self.changed.notify_all();
         }
     }
 
@@ -266,9 +287,9 @@ fn connection(shared: &Arc<Shared>, id: u64, client: TcpStream) {
         let shared = Arc::clone(shared);
         std::thread::Builder::new()
             .name(format!("proxy conn {id} back"))
-            .spawn(move || pump(&shared, upstream_back, client_back))
+            .spawn(move || pump(&shared, upstream_back, client_back, false))
     };
-    pump(shared, client, upstream);
+    pump(shared, client, upstream, true);
     if let Ok(back) = back {
         let _ = back.join();
     }
@@ -276,8 +297,9 @@ fn connection(shared: &Arc<Shared>, id: u64, client: TcpStream) {
 }
 
 /// Copies `from` to `to` while the link is up, holding whatever it read
-/// while the link is stalled; on EOF passes the half-close on.
-fn pump(shared: &Shared, mut from: TcpStream, mut to: TcpStream) {
+/// while the link is stalled; on EOF passes the half-close on. `to_server`:
+/// this is the client's direction, where an armed cut looks for `COMMIT`.
+fn pump(shared: &Shared, mut from: TcpStream, mut to: TcpStream, to_server: bool) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         if !shared.wait_up() {
@@ -288,6 +310,9 @@ fn pump(shared: &Shared, mut from: TcpStream, mut to: TcpStream) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if to_server && buf[..n].windows(6).any(|w| w == b"COMMIT") {
+            shared.stall_if_armed();
+        }
         // Bytes read just as the link was cut are held, not delivered.
         if !shared.wait_up() || to.write_all(&buf[..n]).is_err() {
             close(&from, Some(&to));

@@ -38,9 +38,43 @@ const CLAIM: &str = "WITH live AS (SELECT array_agg(incarnation) AS nodes FROM n
     FROM picked p WHERE r.tenant = p.tenant AND r.run_id = p.run_id
     RETURNING r.tenant, r.run_id, r.lease_epoch, p.lease_node";
 
+// The statements below that change leases are single statements, each its
+// own transaction: a node cut off between two statements of a transaction
+// would leave the rows it had locked locked, and claims skip locked rows.
+
+/// Leases run $3 of tenant $2 to $1 at the next epoch, whoever held it,
+/// and tells the holder ($4 is the notice).
+const TAKE_OVER: &str = "WITH moved AS (
+        UPDATE runs SET lease_node = $1, lease_epoch = lease_epoch + 1
+        WHERE tenant = $2 AND run_id = $3 RETURNING lease_epoch
+    )
+    SELECT moved.lease_epoch FROM moved CROSS JOIN pg_notify('weft_runs', $4::text)";
+
+/// Frees the unfinished runs node $1 holds and marks it as left; how many
+/// runs it freed.
+const LEAVE: &str = "WITH released AS (
+        UPDATE runs SET lease_node = NULL WHERE lease_node = $1 AND status = 0 RETURNING 1
+    ),
+    gone AS (
+        UPDATE nodes SET state = 3, running = 0, heartbeat_at = clock_timestamp() WHERE incarnation = $1 RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM gone) FROM pg_notify('weft_work', 'left')";
+
+/// Frees the runs (tenants $2, ids $3) that node $1 holds.
+const RELEASE: &str = "WITH released AS (
+        UPDATE runs SET lease_node = NULL WHERE lease_node = $1
+          AND (tenant, run_id) IN (SELECT * FROM UNNEST($2::text[], $3::bigint[]))
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM released) FROM pg_notify('weft_work', 'released')";
+
 #[async_trait]
 impl Cluster for PgStore {
     async fn join(&self, info: NodeInfo, timing: Timing, load: Arc<Load>) -> Result<Incarnation, StoreError> {
+        self.idle_limit.store(
+            timing.timeout.as_millis().max(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let (stop, joined) = heartbeat::Member {
             config: self.config.clone(),
             tls: self.tls.clone(),
@@ -77,21 +111,15 @@ impl Cluster for PgStore {
     }
 
     async fn take_over(&self, me: Incarnation, tenant: &str, run: RunId) -> Result<u64, StoreError> {
-        let mut client = self.reader().await?;
-        let txn = client.transaction().await.map_err(|e| self.failed(e))?;
-        let row = txn
-            .query_opt(
-                "UPDATE runs SET lease_node = $1, lease_epoch = lease_epoch + 1
-                 WHERE tenant = $2 AND run_id = $3 RETURNING lease_epoch",
-                &[&me, &tenant, &(run.0 as i64)],
+        let row = self
+            .query(
+                TAKE_OVER,
+                &[&me, &tenant, &(run.0 as i64), &format!("moved {run} {me}")],
             )
-            .await
-            .map_err(|e| self.failed(e))?
+            .await?;
+        let row = row
+            .first()
             .ok_or_else(|| StoreError::Storage(format!("no run {run} to take over")))?;
-        txn.execute("SELECT pg_notify('weft_runs', $1)", &[&format!("moved {run} {me}")])
-            .await
-            .map_err(|e| self.failed(e))?;
-        txn.commit().await.map_err(|e| self.failed(e))?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
@@ -101,25 +129,8 @@ impl Cluster for PgStore {
         // node that cannot say it left is declared dead by the others,
         // which frees its runs too.
         self.member.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut client = self.reader().await?;
-        let txn = client.transaction().await.map_err(|e| self.failed(e))?;
-        let released = txn
-            .execute(
-                "UPDATE runs SET lease_node = NULL WHERE lease_node = $1 AND status = 0",
-                &[&me],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        txn.execute(
-            "UPDATE nodes SET state = 3, running = 0, heartbeat_at = clock_timestamp() WHERE incarnation = $1",
-            &[&me],
-        )
-        .await
-        .map_err(|e| self.failed(e))?;
-        txn.execute("SELECT pg_notify('weft_work', 'left')", &[])
-            .await
-            .map_err(|e| self.failed(e))?;
-        txn.commit().await.map_err(|e| self.failed(e))?;
+        let rows = self.query(LEAVE, &[&me]).await?;
+        let released = rows.first().map_or(0, |row| row.get::<_, i64>(0));
         tracing::info!(incarnation = me, runs = released, "left the cluster; its runs are free");
         Ok(())
     }
@@ -127,19 +138,8 @@ impl Cluster for PgStore {
     async fn release(&self, me: Incarnation, runs: &[(String, RunId)]) -> Result<(), StoreError> {
         let tenants: Vec<&str> = runs.iter().map(|(tenant, _)| tenant.as_str()).collect();
         let ids: Vec<i64> = runs.iter().map(|(_, run)| run.0 as i64).collect();
-        let mut client = self.reader().await?;
-        let txn = client.transaction().await.map_err(|e| self.failed(e))?;
-        txn.execute(
-            "UPDATE runs SET lease_node = NULL WHERE lease_node = $1
-               AND (tenant, run_id) IN (SELECT * FROM UNNEST($2::text[], $3::bigint[]))",
-            &[&me, &tenants, &ids],
-        )
-        .await
-        .map_err(|e| self.failed(e))?;
-        txn.execute("SELECT pg_notify('weft_work', 'released')", &[])
-            .await
-            .map_err(|e| self.failed(e))?;
-        txn.commit().await.map_err(|e| self.failed(e))
+        self.query(RELEASE, &[&me, &tenants, &ids]).await?;
+        Ok(())
     }
 
     async fn drain(&self, me: Incarnation) -> Result<(), StoreError> {

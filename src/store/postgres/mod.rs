@@ -33,7 +33,7 @@ mod reads;
 mod tls;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +72,9 @@ pub struct PgStore {
     notices: broadcast::Sender<Notice>,
     /// Stops the heartbeat thread when taken (dropped).
     member: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    /// The writer's limit on a transaction left idle, in milliseconds:
+    /// the node timeout once this process joins the cluster.
+    idle_limit: Arc<AtomicU64>,
 }
 
 impl PgStore {
@@ -171,6 +174,7 @@ impl PgStore {
         if !exclusive {
             tokio::spawn(notify::run(pool.clone(), notices_given));
         }
+        let idle_limit = writer.idle_limit();
         tokio::spawn(writer.run());
         let (notices, _) = broadcast::channel(4096);
         if !exclusive {
@@ -186,6 +190,7 @@ impl PgStore {
             tls,
             notices,
             member: Arc::default(),
+            idle_limit,
         })
     }
 

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -108,6 +108,9 @@ impl Statements {
 struct Connection {
     client: Client,
     statements: Statements,
+    /// The `idle_in_transaction_session_timeout` set on this session, in
+    /// milliseconds (0: the server's own).
+    idle_limit: u64,
 }
 
 pub(super) struct Writer {
@@ -120,6 +123,13 @@ pub(super) struct Writer {
     exclusive: bool,
     /// What committed groups did, for `notify.rs` to tell other nodes.
     notices: mpsc::UnboundedSender<Notices>,
+    /// How long, in milliseconds, the database may keep one of this
+    /// writer's transactions open while it hears nothing from it (0: no
+    /// limit). A node sets it to its node timeout when it joins: a
+    /// transaction left open by a node cut off mid-commit would otherwise
+    /// keep its runs' rows locked, and claims skip locked rows, so the
+    /// runs would wait for the server to notice the dead TCP connection.
+    idle_limit: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -137,12 +147,23 @@ impl Writer {
         Ok(Writer {
             config,
             tls,
-            connection: Some(Connection { client, statements }),
+            connection: Some(Connection {
+                client,
+                statements,
+                idle_limit: 0,
+            }),
             queue,
             available,
             exclusive,
             notices,
+            idle_limit: Arc::default(),
         })
+    }
+
+    /// Where to set the limit on a transaction left idle, in
+    /// milliseconds (see the field).
+    pub(super) fn idle_limit(&self) -> Arc<AtomicU64> {
+        self.idle_limit.clone()
     }
 
     pub(super) async fn run(mut self) {
@@ -237,7 +258,11 @@ impl Writer {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let statements = Statements::prepare(&client).await.map_err(classify)?;
-        self.connection = Some(Connection { client, statements });
+        self.connection = Some(Connection {
+            client,
+            statements,
+            idle_limit: 0,
+        });
         self.available.store(true, Ordering::Relaxed);
         tracing::info!("reconnected to the PostgreSQL store");
         Ok(())
@@ -266,6 +291,12 @@ impl Writer {
     /// per batch, whether it was fenced (left out).
     async fn apply(&mut self, group: &[&Vec<Change>]) -> Result<Vec<bool>, StoreError> {
         let connection = self.connection.as_mut().expect("connected before applying");
+        let idle_limit = self.idle_limit.load(Ordering::Relaxed);
+        if connection.idle_limit != idle_limit {
+            let sql = format!("SET idle_in_transaction_session_timeout = {idle_limit}");
+            connection.client.batch_execute(&sql).await.map_err(classify)?;
+            connection.idle_limit = idle_limit;
+        }
         let statements = &connection.statements;
         let holds = Holds::of(group);
         let all_hot = group.iter().flat_map(|changes| changes.iter()).all(Hot::is_hot);
