@@ -311,6 +311,9 @@ pub struct AttemptRecord {
     pub duration_us: u64,
     /// What it logged.
     pub logs: AttemptLogs,
+    /// Its outbound HTTP requests, refused ones included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<crate::sandbox::http::HttpCall>,
 }
 
 /// One entry of a run's history, appended and never changed.

@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 use crate::model::Millis;
 
 /// What one tenant may use. Every field has a server-wide default.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
     /// Runs that may be unfinished at once.
@@ -43,6 +43,18 @@ pub struct Quotas {
     /// history and idempotency keys) before it is deleted.
     #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub retention_days: u32,
+    /// Where the tenant's tasks may send HTTP requests: URL patterns
+    /// (`https://api.example.com`, `https://*.example.org:8443/v1`) and
+    /// private addresses or ranges (`10.0.0.0/8`) they may resolve to. A
+    /// step's `http.allow` must lie inside it. Empty (the default): nowhere.
+    pub http_allow: Vec<String>,
+    /// The most HTTP requests one attempt may make.
+    #[schema(value_type = u64, maximum = 4294967295_u64)]
+    pub max_http_requests: u32,
+    /// The most request body bytes one attempt may send.
+    pub max_http_sent: u64,
+    /// The most response body bytes one attempt may receive.
+    pub max_http_received: u64,
 }
 
 impl Default for Quotas {
@@ -56,6 +68,10 @@ impl Default for Quotas {
             max_modules: 200,
             start_rate: 100.0,
             retention_days: 30,
+            http_allow: Vec::new(),
+            max_http_requests: 100,
+            max_http_sent: 10 << 20,
+            max_http_received: 32 << 20,
         }
     }
 }

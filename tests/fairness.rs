@@ -151,6 +151,9 @@ async fn calibrate(sandbox: &Sandbox) -> u64 {
             limits: Limits::default(),
             context: common::context(1),
             kv: Arc::new(MemoryKv::new()),
+            http: Default::default(),
+            secrets: Default::default(),
+            redact: Default::default(),
         };
         let report = sandbox.run(&module, attempt).await.unwrap();
         assert!(report.outcome.is_ok(), "{:?}", report.outcome);

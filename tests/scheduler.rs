@@ -119,6 +119,7 @@ impl Runner for Shared {
                 duration: took,
                 logs: AttemptLogs::default(),
                 kv_writes: vec![],
+                http: vec![],
             })
         })
     }

@@ -67,6 +67,23 @@ pub struct QuotasPatch {
     #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
     #[serde(default, deserialize_with = "body::optional_integer")]
     retention_days: Option<u32>,
+    /// Where the tenant's tasks may send HTTP requests: URL patterns and
+    /// private addresses or ranges. Empty: nowhere.
+    #[schema(required = false, value_type = Option<Vec<AllowEntry>>)]
+    #[serde(default)]
+    http_allow: Option<Vec<String>>,
+    /// The most HTTP requests one attempt may make.
+    #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_http_requests: Option<u32>,
+    /// The most request body bytes one attempt may send.
+    #[schema(required = false)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_http_sent: Option<u64>,
+    /// The most response body bytes one attempt may receive.
+    #[schema(required = false)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    max_http_received: Option<u64>,
 }
 
 impl QuotasPatch {
@@ -81,6 +98,19 @@ impl QuotasPatch {
                 "quotas: start_rate must be a number of runs per second, 0 or more",
             ));
         }
+        for (i, entry) in self.http_allow.iter().flatten().enumerate() {
+            if !allow_entry().is_match(entry) {
+                let why = match crate::sandbox::http::AllowList::parse(&[entry]) {
+                    Err(problems) => problems[0].1.clone(),
+                    Ok(_) => format!("{entry:?} is not in the form the API takes (no IPv6, no trailing dot)"),
+                };
+                return Err(ApiError::invalid(
+                    ErrorCode::InvalidQuotas,
+                    &format!("quotas.http_allow[{i}]"),
+                    format!("quotas: http_allow[{i}]: {why}"),
+                ));
+            }
+        }
         Ok(Quotas {
             max_concurrent_runs: self.max_concurrent_runs.unwrap_or(defaults.max_concurrent_runs),
             max_concurrent_attempts: self.max_concurrent_attempts.unwrap_or(defaults.max_concurrent_attempts),
@@ -90,8 +120,34 @@ impl QuotasPatch {
             max_modules: self.max_modules.unwrap_or(defaults.max_modules),
             start_rate: self.start_rate.unwrap_or(defaults.start_rate),
             retention_days: self.retention_days.unwrap_or(defaults.retention_days),
+            http_allow: self.http_allow.unwrap_or(defaults.http_allow),
+            max_http_requests: self.max_http_requests.unwrap_or(defaults.max_http_requests),
+            max_http_sent: self.max_http_sent.unwrap_or(defaults.max_http_sent),
+            max_http_received: self.max_http_received.unwrap_or(defaults.max_http_received),
         })
     }
+}
+
+/// One entry of `http_allow`: a URL pattern
+/// (`scheme://host[:port][/path-prefix]`, the host may start with `*.`)
+/// or an IPv4 address or range.
+pub struct AllowEntry;
+
+impl utoipa::PartialSchema for AllowEntry {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(crate::sandbox::http::quota_entry_pattern()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AllowEntry {}
+
+fn allow_entry() -> &'static regex::Regex {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    PATTERN
+        .get_or_init(|| regex::Regex::new(&crate::sandbox::http::quota_entry_pattern()).expect("the pattern compiles"))
 }
 
 /// The tenant a path names.
@@ -159,7 +215,7 @@ pub async fn create_tenant(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<TenantWithKey>)> {
     let request: CreateTenant = body::json(&headers, bytes)?;
     check_name("tenant", "name", &request.name)?;
-    let quotas = request.quotas.over(state.config.default_quotas)?;
+    let quotas = request.quotas.over(state.config.default_quotas.clone())?;
     if state.store.tenant(&request.name).await?.is_some() {
         return Err(ApiError::new(
             ErrorCode::TenantExists,

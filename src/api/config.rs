@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// How often the node heartbeats, and after how long without one a
     /// node is declared dead.
     pub timing: crate::store::cluster::Timing,
+    /// Whether tasks may reach loopback, link-local and private addresses
+    /// that their step's `http.allow` names explicitly.
+    pub allow_private_http: bool,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl ServerConfig {
             node_id: None,
             advertise: None,
             timing: crate::store::cluster::Timing::default(),
+            allow_private_http: false,
         }
     }
 }
@@ -84,6 +88,7 @@ impl ServerConfig {
 /// advertise = "weft-1.internal:8080"
 /// heartbeat_interval = "250ms"
 /// node_timeout = "1.5s"
+/// allow_private_http = false
 ///
 /// [default_quotas]
 /// max_concurrent_runs = 100
@@ -123,6 +128,8 @@ pub struct FileConfig {
     pub heartbeat_interval: Option<String>,
     /// Silence after which a node is dead, e.g. "1.5s".
     pub node_timeout: Option<String>,
+    /// Whether tasks may reach private addresses their steps name.
+    pub allow_private_http: Option<bool>,
     /// Default tenant quotas.
     pub default_quotas: Option<Quotas>,
 }
@@ -201,6 +208,7 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
     if let Some(after) = given.node_timeout.or(file.node_timeout) {
         config.timing.timeout = parse_duration(&after).map_err(|e| format!("node_timeout {after:?}: {e}"))?;
     }
+    config.allow_private_http = given.allow_private_http.or(file.allow_private_http).unwrap_or_default();
     let timing = config.timing;
     if timing.heartbeat.is_zero() || timing.timeout < timing.heartbeat * 3 {
         return Err(format!(

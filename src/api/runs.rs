@@ -20,6 +20,7 @@ use super::{ApiState, location};
 use crate::engine::StartRun;
 use crate::model::{AttemptCaps, Failure, RunId, RunRecord, RunStatus, UnitStatus};
 use crate::sandbox::Outcome;
+use crate::sandbox::http::HttpCall;
 use crate::store::RunFilter;
 
 /// The body of a start.
@@ -165,6 +166,10 @@ pub struct AttemptView {
     started_at: u64,
     /// How long it ran, in microseconds.
     duration_us: u64,
+    /// Its outbound HTTP requests, refused ones included (absent when it
+    /// made none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    http: Vec<HttpCall>,
 }
 
 /// Start a run of a workflow's newest definition.
@@ -355,6 +360,7 @@ pub async fn get_run(
                     fuel_used: a.fuel_used,
                     started_at: a.started_at,
                     duration_us: a.duration_us,
+                    http: a.http.clone(),
                 })
                 .collect(),
         })

@@ -55,6 +55,7 @@ pub async fn serve(
         .map_err(|e| fail("cannot open the store", &e))?;
     let sandbox = Sandbox::new(SandboxConfig {
         max_concurrent: config.max_concurrent_attempts as u32,
+        allow_private_http: config.allow_private_http,
         ..SandboxConfig::default()
     })
     .map_err(|e| fail("cannot start the sandbox", &e))?;

@@ -74,6 +74,13 @@ fn spec_config(quotas: &Quotas) -> SpecConfig {
     config.max_limits.memory = config.max_limits.memory.min(quotas.max_memory);
     config.default_limits.fuel = config.default_limits.fuel.min(quotas.max_fuel);
     config.default_limits.memory = config.default_limits.memory.min(quotas.max_memory);
+    let http = &mut config.http;
+    // Parsed when the quotas were set; a list that no longer parses allows
+    // nothing.
+    http.allow = Some(crate::sandbox::http::AllowList::parse(&quotas.http_allow).unwrap_or_default());
+    http.max.requests = http.max.requests.min(quotas.max_http_requests);
+    http.max.sent = http.max.sent.min(quotas.max_http_sent);
+    http.max.received = http.max.received.min(quotas.max_http_received);
     config
 }
 

@@ -207,6 +207,9 @@ async fn calibrate(sandbox: &Sandbox, misbehave: &[u8]) -> anyhow::Result<u64> {
                         item_index: None,
                     },
                     kv: Arc::new(MemoryKv::new()),
+                    http: Default::default(),
+                    secrets: Default::default(),
+                    redact: Default::default(),
                 },
             )
             .await?;

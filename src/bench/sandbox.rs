@@ -88,6 +88,9 @@ fn time_all(bytes: &[u8], rounds: usize, per_round: u32) -> anyhow::Result<(Dura
                 item_index: None,
             },
             kv: kv.clone(),
+            http: Default::default(),
+            secrets: Default::default(),
+            redact: Default::default(),
         };
         let report = runtime.block_on(sandbox.run(&module, attempt))?;
         anyhow::ensure!(report.outcome.is_ok(), "hello did not succeed: {:?}", report.outcome);

@@ -53,6 +53,12 @@ pub(crate) struct RunArgs {
     /// Print the finished run as JSON on stdout.
     #[arg(long)]
     json: bool,
+
+    /// Let tasks reach loopback and private addresses that their step's
+    /// `http.allow` names (a local stand-in service, say); refused
+    /// otherwise, as `weft serve` does.
+    #[arg(long)]
+    allow_private_http: bool,
 }
 
 /// A store that holds weft's state already: `--data DIR` or `--store`.
@@ -119,7 +125,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let store = store::open(&location, store::DEFAULT_CACHE)
         .await
         .with_context(|| format!("cannot open the store at {location}"))?;
-    let (engine, sandbox, _) = start_engine(store).await?;
+    let (engine, sandbox, _) = start_engine(store, args.allow_private_http).await?;
 
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
@@ -178,7 +184,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let location = args.store.location()?;
-    let (engine, _, resumed) = start_engine(open_existing(&location).await?).await?;
+    let (engine, _, resumed) = start_engine(open_existing(&location).await?, false).await?;
     let updates = engine.subscribe();
     eprintln!("resumed {} unfinished run(s) from {location}", resumed.len());
     let finished = follow(&engine, updates, &resumed).await?;
@@ -237,9 +243,15 @@ async fn open_existing(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store
     Ok(store::open_existing(location).await?)
 }
 
-async fn start_engine(store: Arc<dyn Store>) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
+async fn start_engine(
+    store: Arc<dyn Store>,
+    allow_private_http: bool,
+) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
     let unfinished = store.active_runs().await?;
-    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let sandbox = Sandbox::new(SandboxConfig {
+        allow_private_http,
+        ..SandboxConfig::default()
+    })?;
     let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
     let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
     Ok((engine, sandbox, unfinished))

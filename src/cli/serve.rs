@@ -87,6 +87,14 @@ pub(crate) struct ServeArgs {
     /// nodes dead that were only slow.
     #[arg(long, env = "WEFT_NODE_TIMEOUT", value_name = "DURATION")]
     node_timeout: Option<String>,
+
+    /// Let tasks reach loopback, link-local and private addresses (an
+    /// internal service, a local stand-in) when their step's `http.allow`
+    /// names that address or a range holding it. Off by default: such
+    /// addresses are refused whatever a step says, so that no task can
+    /// reach the cloud metadata service or this machine's own ports.
+    #[arg(long, env = "WEFT_ALLOW_PRIVATE_HTTP")]
+    allow_private_http: bool,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
@@ -108,6 +116,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         advertise: args.advertise,
         heartbeat_interval: args.heartbeat_interval,
         node_timeout: args.node_timeout,
+        allow_private_http: args.allow_private_http.then_some(true),
         default_quotas: None,
     };
     let config = resolve(given, file).map_err(anyhow::Error::msg)?;

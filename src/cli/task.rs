@@ -125,6 +125,9 @@ async fn run_once(args: RunArgs) -> anyhow::Result<u8> {
                 limits,
                 context,
                 kv,
+                http: Default::default(),
+                secrets: Default::default(),
+                redact: Default::default(),
             },
         )
         .await?;

@@ -661,6 +661,8 @@ impl Actor {
                     attempt: active.unit(key).attempts + 1,
                     item_index: key.item,
                 },
+                http: step.http.clone(),
+                secrets: step.secrets.clone(),
             };
             active.attempt_started(key);
             self.queue.started(&queued);
@@ -703,5 +705,6 @@ fn host_failure(error: &RunnerError) -> AttemptReport {
         duration: Duration::ZERO,
         logs: AttemptLogs::default(),
         kv_writes: Vec::new(),
+        http: Vec::new(),
     }
 }

@@ -305,7 +305,7 @@ impl Engine {
         let (updates, _) = broadcast::channel(16_384);
         let workflows = Workflows {
             compiled: Arc::default(),
-            config: config.spec,
+            config: config.spec.clone(),
         };
         let node = match store.cluster() {
             Some(cluster) => Some(join(cluster, &config, inbox.clone()).await?),

@@ -468,6 +468,7 @@ impl ActiveRun {
                 started_at,
                 duration_us,
                 logs: report.logs,
+                http: report.http,
             }),
         });
         self.event(

@@ -8,8 +8,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::digest::Digest;
-use crate::sandbox::KvRead;
-use crate::sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Module, Sandbox};
+use crate::sandbox::http::{HttpPolicy, InjectedHeaders};
+use crate::sandbox::redact::Redactor;
+use crate::sandbox::{Attempt, AttemptContext, AttemptLogs, AttemptReport, KvRead, Limits, Module, Outcome, Sandbox};
+use crate::spec::{Piece, StepHttp};
 use crate::store::Store;
 
 /// One attempt to run.
@@ -23,6 +25,18 @@ pub struct AttemptRequest {
     pub limits: Limits,
     /// Who and where.
     pub context: AttemptContext,
+    /// Where it may send HTTP requests, with the step's header templates.
+    pub http: Arc<StepHttp>,
+    /// The secrets its task may read.
+    pub secrets: Vec<String>,
+}
+
+/// Where the runner gets the values of a tenant's secrets.
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync + 'static {
+    /// The values of `names` for `tenant`, or what is wrong (a name that
+    /// is not set is an error naming it).
+    async fn reveal(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, String>;
 }
 
 /// Why an attempt could not be run at all (not the task's doing).
@@ -48,6 +62,7 @@ pub struct SandboxRunner {
     store: Arc<dyn Store>,
     kv: Arc<StoreKv>,
     loading: Arc<Loading>,
+    secrets: Option<Arc<dyn SecretSource>>,
 }
 
 /// A module being read and compiled, shared by every attempt that needs
@@ -63,7 +78,15 @@ impl SandboxRunner {
             kv: Arc::new(StoreKv(store.clone())),
             store,
             loading: Arc::default(),
+            secrets: None,
         }
+    }
+
+    /// Gives attempts the secrets their steps use from `secrets`; without
+    /// it, a step that uses one fails `secret_missing`.
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretSource>) -> SandboxRunner {
+        self.secrets = Some(secrets);
+        self
     }
 }
 
@@ -83,22 +106,99 @@ impl Runner for SandboxRunner {
         let store = self.store.clone();
         let kv: Arc<dyn KvRead> = self.kv.clone();
         let loading = self.loading.clone();
+        let secrets = self.secrets.clone();
         Box::pin(async move {
             let module = match sandbox.cached(&request.module) {
                 Some(module) => module,
                 None => load_once(&loading, &sandbox, &*store, &request).await?,
+            };
+            let (policy, readable, redact) = match prepare(secrets.as_deref(), &request).await {
+                Ok(prepared) => prepared,
+                Err(refusal) => return Ok(refusal),
             };
             let attempt = Attempt {
                 input: &request.input,
                 limits: request.limits,
                 context: request.context,
                 kv,
+                http: policy,
+                secrets: Arc::new(readable),
+                redact,
             };
             sandbox
                 .run(&module, attempt)
                 .await
                 .map_err(|e| RunnerError { message: e.to_string() })
         })
+    }
+}
+
+/// The attempt's HTTP policy with its headers' secrets filled in, the
+/// secrets its task may read, and what to redact; or, when a secret cannot
+/// be had, the attempt's report: failed, `secret_missing`, not retried.
+async fn prepare(
+    source: Option<&dyn SecretSource>,
+    request: &AttemptRequest,
+) -> Result<(HttpPolicy, HashMap<String, String>, Redactor), AttemptReport> {
+    let mut names: Vec<String> = request.http.secrets().map(str::to_string).collect();
+    names.extend(request.secrets.iter().cloned());
+    names.sort();
+    names.dedup();
+    let values = match (names.is_empty(), source) {
+        (true, _) => HashMap::new(),
+        (false, None) => return Err(secret_missing("this server keeps no secrets".into())),
+        (false, Some(source)) => source
+            .reveal(&request.context.tenant, &names)
+            .await
+            .map_err(secret_missing)?,
+    };
+    let mut headers = Vec::with_capacity(request.http.headers.len());
+    for rule in &request.http.headers {
+        let mut text = String::new();
+        for piece in &rule.value {
+            match piece {
+                Piece::Text(part) => text.push_str(part),
+                Piece::Secret(name) => text.push_str(values.get(name).map_or("", String::as_str)),
+            }
+        }
+        let mut value = http::HeaderValue::from_str(&text).map_err(|_| {
+            secret_missing(format!(
+                "the {} header cannot hold the value of its secret (a secret in a header must be visible ASCII)",
+                rule.name
+            ))
+        })?;
+        value.set_sensitive(true);
+        headers.push(InjectedHeaders {
+            on: rule.on.clone(),
+            headers: vec![(rule.name.clone(), value)],
+        });
+    }
+    let policy = HttpPolicy {
+        allow: request.http.allow.clone(),
+        headers,
+        limits: request.http.limits,
+    };
+    let redact = Redactor::new(values.values().map(String::as_str));
+    let readable = request
+        .secrets
+        .iter()
+        .filter_map(|name| values.get(name).map(|value| (name.clone(), value.clone())))
+        .collect();
+    Ok((policy, readable, redact))
+}
+
+fn secret_missing(message: String) -> AttemptReport {
+    AttemptReport {
+        outcome: Outcome::GuestError {
+            code: "secret_missing".into(),
+            message,
+            retryable: false,
+        },
+        fuel_used: 0,
+        duration: std::time::Duration::ZERO,
+        logs: AttemptLogs::default(),
+        kv_writes: Vec::new(),
+        http: Vec::new(),
     }
 }
 

@@ -1,13 +1,16 @@
 //! The host side of the task world: the one `bindgen!` over `wit/`, the
-//! per-attempt store state, and the `log`, `context` and `kv` imports.
+//! per-attempt store state, and the `log`, `context` and `kv` imports
+//! (`wasi:http` is `http/`).
 
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::capture::{Level, LogSink};
+use super::http::HttpHooks;
 use super::kv::{KvBuffer, KvRefusal};
 
 wasmtime::component::bindgen!({
@@ -17,7 +20,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use self::weft::task::{context, kv, log, types};
+use self::weft::task::{context, kv, log, secrets, types};
 
 /// The identity of an attempt, as the task sees it through `context`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,11 +43,15 @@ pub struct AttemptContext {
 /// and dropped with it.
 pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) http_hooks: HttpHooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: GuestLimiter,
     pub(crate) context: Arc<AttemptContext>,
     pub(crate) logs: LogSink,
     pub(crate) kv: KvBuffer,
+    /// The secrets the step lists, by name.
+    pub(crate) secrets: Arc<std::collections::HashMap<String, String>>,
 }
 
 impl WasiView for HostState {
@@ -56,9 +63,21 @@ impl WasiView for HostState {
     }
 }
 
-/// Links WASI 0.2 and the weft interfaces: everything a task may import.
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// Links WASI 0.2, `wasi:http` and the weft interfaces: everything a task
+/// may import.
 pub(crate) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     Task::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
 }
 
@@ -127,6 +146,12 @@ impl context::Host for HostState {
             attempt: context.attempt,
             item_index: context.item_index,
         }
+    }
+}
+
+impl secrets::Host for HostState {
+    fn get(&mut self, name: String) -> Option<String> {
+        self.secrets.get(&name).cloned()
     }
 }
 

@@ -12,8 +12,10 @@
 //!   and by a timer around blocking host calls (`timeout`);
 //! - a turn on the CPU: guest code runs only while the attempt holds a
 //!   token of the CPU gate (`cpu.rs`), handed out fairly among tenants;
-//! - WASI 0.2 with no files, environment, arguments or network, and
-//!   stdout/stderr captured under one byte cap.
+//! - WASI 0.2 with no files, environment, arguments or sockets, and
+//!   stdout/stderr captured under one byte cap;
+//! - `wasi:http` outgoing requests refused unless the step's allow-list
+//!   and caps let them through (`http/`).
 //!
 //! The result is an [`AttemptReport`]: the classified [`Outcome`], fuel
 //! used, wall time, the logs, and the kv writes to commit if the attempt
@@ -23,10 +25,12 @@ mod capture;
 mod cpu;
 mod error;
 mod host;
+pub mod http;
 mod kv;
 mod limits;
 mod module;
 mod outcome;
+pub mod redact;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +59,7 @@ use crate::digest::Digest;
 use capture::LogSink;
 use cpu::CpuGate;
 use host::{GuestLimiter, HostState};
+use http::{HttpCall, HttpHooks, HttpPolicy};
 use kv::KvBuffer;
 
 /// How a [`Sandbox`] is set up: the ceilings every attempt lives under.
@@ -79,6 +84,9 @@ pub struct SandboxConfig {
     pub cpus: usize,
     /// Caps on kv use per attempt.
     pub kv: KvLimits,
+    /// Whether tasks may reach loopback, link-local and private addresses
+    /// that their step's allow-list names (never otherwise).
+    pub allow_private_http: bool,
 }
 
 impl Default for SandboxConfig {
@@ -89,6 +97,7 @@ impl Default for SandboxConfig {
             epoch_tick: Duration::from_millis(1),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
             kv: KvLimits::default(),
+            allow_private_http: false,
         }
     }
 }
@@ -103,6 +112,13 @@ pub struct Attempt<'a> {
     pub context: AttemptContext,
     /// Committed kv state for the task to read.
     pub kv: Arc<dyn KvRead>,
+    /// Where it may send HTTP requests, and how much (nothing by default).
+    pub http: HttpPolicy,
+    /// The secrets its task may read through the `secrets` import.
+    pub secrets: Arc<HashMap<String, String>>,
+    /// Hides the values of every secret the attempt was given (those above
+    /// and those in its HTTP headers) in its report.
+    pub redact: redact::Redactor,
 }
 
 /// How an attempt went.
@@ -121,6 +137,9 @@ pub struct AttemptReport {
     /// kv writes to commit with the result: empty unless the outcome is
     /// `ok`, since a failed attempt leaves no trace.
     pub kv_writes: Vec<KvWrite>,
+    /// Its outbound HTTP requests, refused ones included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpCall>,
 }
 
 /// Runs task attempts in isolation. Cheap to clone; clones share the
@@ -208,7 +227,7 @@ impl Sandbox {
             .map_err(|_| SandboxError::Host("the sandbox is shutting down".into()))?;
 
         let logs = LogSink::new(limits.max_log);
-        let mut store = self.new_store(&attempt, &logs)?;
+        let (mut store, journal) = self.new_store(attempt.http.clone(), &attempt, &logs)?;
         let deadline = Instant::now() + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -250,16 +269,24 @@ impl Sandbox {
         } else {
             Vec::new()
         };
-        Ok(AttemptReport {
+        let mut report = AttemptReport {
             outcome,
             fuel_used,
             duration,
             logs: logs.take(),
             kv_writes,
-        })
+            http: journal.calls(),
+        };
+        attempt.redact.report(&mut report);
+        Ok(report)
     }
 
-    fn new_store(&self, attempt: &Attempt<'_>, logs: &LogSink) -> Result<Store<HostState>, SandboxError> {
+    fn new_store(
+        &self,
+        http: HttpPolicy,
+        attempt: &Attempt<'_>,
+        logs: &LogSink,
+    ) -> Result<(Store<HostState>, http::Journal), SandboxError> {
         let limits = attempt.limits;
         // Nothing is granted: no preopens, env, args or network; stdin is empty.
         let wasi = WasiCtxBuilder::new()
@@ -273,20 +300,24 @@ impl Sandbox {
             .memory_size(limits.memory as usize)
             .table_elements(TABLE_ELEMENTS)
             .build();
+        let (http_hooks, journal) = HttpHooks::new(http, self.inner.config.allow_private_http, logs.clone());
         let state = HostState {
             wasi,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks,
             table: ResourceTable::new(),
             limiter: GuestLimiter::new(store_limits),
             context: Arc::new(attempt.context.clone()),
             logs: logs.clone(),
             kv: KvBuffer::new(attempt.kv.clone(), attempt.context.tenant.clone(), self.inner.config.kv),
+            secrets: attempt.secrets.clone(),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         store
             .set_fuel(limits.fuel)
             .map_err(|e| SandboxError::Host(format!("cannot set fuel: {e:#}")))?;
-        Ok(store)
+        Ok((store, journal))
     }
 }
 

@@ -6,6 +6,8 @@
 //! Nothing here is interpreted; `validate` turns a [`Document`] into a
 //! checked [`Workflow`](super::Workflow).
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -98,6 +100,15 @@ pub struct StepDoc {
     /// Resource limits of one attempt.
     #[serde(default)]
     pub limits: Option<LimitsDoc>,
+    /// Where the task may send HTTP requests (each field over the
+    /// workflow's `defaults.http`). Nothing is allowed by default.
+    #[serde(default)]
+    pub http: Option<HttpDoc>,
+    /// Secrets the task may read through the `secrets` import. Prefer
+    /// `http.headers`, which keeps the value out of the task.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub secrets: Vec<Spanned<String>>,
 }
 
 /// The workflow's `defaults`: what a step uses for the settings it does not
@@ -115,6 +126,58 @@ pub struct StepSettings {
     /// Resource limits of one attempt.
     #[serde(default)]
     pub limits: Option<LimitsDoc>,
+    /// Outbound HTTP.
+    #[serde(default)]
+    pub http: Option<HttpDoc>,
+}
+
+/// Outbound HTTP of a step: where it may go, what the host adds to its
+/// requests, and how much it may use. A step cannot go beyond what its
+/// tenant may reach.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDoc {
+    /// URL patterns it may request, `scheme://host[:port][/path-prefix]`
+    /// (the host may start with `*.` for any one label), and private
+    /// addresses or ranges (`10.0.0.0/8`) those URLs may resolve to.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow: Option<Spanned<Vec<String>>>,
+    /// Headers the host sets on requests matching a URL pattern, e.g.
+    /// `{"https://api.example.com": {"Authorization": "Bearer ${{ secrets.key }}"}}`.
+    /// Values may use `${{ secrets.NAME }}` and nothing else.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, BTreeMap<String, String>>>")]
+    pub headers: Option<Spanned<BTreeMap<String, BTreeMap<String, String>>>>,
+    /// Caps on the attempt's requests together.
+    #[serde(default)]
+    pub limits: Option<HttpLimitsDoc>,
+}
+
+/// Caps on one attempt's outbound HTTP, within the tenant's.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsDoc {
+    /// Requests, refused ones included.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub requests: Option<Spanned<u32>>,
+    /// Request body bytes, e.g. `1MiB`.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub sent: Option<Spanned<Value>>,
+    /// Response body bytes, e.g. `10MiB`.
+    #[serde(default)]
+    #[schemars(with = "Option<Value>")]
+    pub received: Option<Spanned<Value>>,
+    /// To resolve and connect, e.g. `5s`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub connect_timeout: Option<Spanned<String>>,
+    /// To the response's head, and between body chunks, e.g. `10s`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub request_timeout: Option<Spanned<String>>,
 }
 
 /// How failed attempts are retried. An attempt is retried when its outcome

@@ -14,6 +14,7 @@
 mod document;
 mod error;
 pub mod expr;
+mod http;
 mod plan;
 mod validate;
 
@@ -22,12 +23,13 @@ use std::time::Duration;
 pub use document::Document;
 pub use error::{SpecError, SpecErrors};
 pub use expr::{EvalError, Expr, Scope, Template};
+pub use http::{HeaderRule, HttpCaps, Piece, StepHttp, is_secret_name};
 pub use plan::{IfNeedsSkipped, Jitter, OnFailure, RetryPolicy, Step, TaskRef, Workflow};
 
 use crate::sandbox::Limits;
 
 /// What the server allows documents to ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecConfig {
     /// Limits of steps that do not set their own.
     pub default_limits: Limits,
@@ -37,6 +39,8 @@ pub struct SpecConfig {
     pub max_steps: usize,
     /// The largest document, in bytes.
     pub max_document_bytes: usize,
+    /// What steps' outbound HTTP may ask for.
+    pub http: HttpCaps,
 }
 
 impl Default for SpecConfig {
@@ -52,6 +56,7 @@ impl Default for SpecConfig {
             },
             max_steps: 1_000,
             max_document_bytes: 1 << 20,
+            http: HttpCaps::default(),
         }
     }
 }

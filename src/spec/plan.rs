@@ -61,6 +61,10 @@ pub struct Step {
     pub retry: RetryPolicy,
     /// What each attempt may use.
     pub limits: Limits,
+    /// Where its attempts may send HTTP requests.
+    pub http: std::sync::Arc<super::StepHttp>,
+    /// Secrets its task may read through the `secrets` import.
+    pub secrets: Vec<String>,
 }
 
 impl Step {

@@ -9,7 +9,9 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::SpecConfig;
-use super::document::{Document, IfNeedsSkipped, LimitsDoc, OnFailure, RetryDoc, StepDoc, is_name, is_step_id};
+use super::document::{
+    Document, HttpDoc, IfNeedsSkipped, LimitsDoc, OnFailure, RetryDoc, StepDoc, is_name, is_step_id,
+};
 use super::error::SpecError;
 use super::expr::{Expr, Template};
 use super::plan::{RetryPolicy, Step, TaskRef, Workflow};
@@ -18,10 +20,10 @@ use crate::sandbox::{Limits, parse_duration, parse_size};
 
 /// Collects errors as they are found.
 #[derive(Default)]
-struct Problems(Vec<SpecError>);
+pub(super) struct Problems(Vec<SpecError>);
 
 impl Problems {
-    fn at<T>(&mut self, path: impl Into<String>, spanned: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn at<T>(&mut self, path: impl Into<String>, spanned: &Spanned<T>, message: impl Into<String>) {
         let location = &spanned.referenced;
         let known = location.line() > 0;
         self.0.push(SpecError {
@@ -32,7 +34,7 @@ impl Problems {
         });
     }
 
-    fn unplaced(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn unplaced(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(SpecError {
             path: path.into(),
             line: None,
@@ -73,7 +75,7 @@ pub(crate) fn compile(doc: Document, config: &SpecConfig) -> Result<Workflow, Ve
     let d = &doc.defaults;
     let server = Settings::server(config);
     let defaults = Settings::read(
-        (d.retry.as_ref(), d.timeout.as_ref(), d.limits.as_ref()),
+        (d.retry.as_ref(), d.timeout.as_ref(), d.limits.as_ref(), d.http.as_ref()),
         "defaults",
         &server,
         config,
@@ -266,7 +268,12 @@ fn compile_step(
     });
 
     let settings = Settings::read(
-        (step.retry.as_ref(), step.timeout.as_ref(), step.limits.as_ref()),
+        (
+            step.retry.as_ref(),
+            step.timeout.as_ref(),
+            step.limits.as_ref(),
+            step.http.as_ref(),
+        ),
         &at,
         defaults,
         config,
@@ -286,6 +293,8 @@ fn compile_step(
         if_needs_skipped: step.if_needs_skipped.unwrap_or(IfNeedsSkipped::Skip),
         retry: settings.retry,
         limits: settings.limits,
+        http: settings.http,
+        secrets: super::http::compile_secrets(&step.secrets, &format!("{at}.secrets"), problems),
     }
 }
 
@@ -470,10 +479,19 @@ fn topological_order(steps: &[Step]) -> Result<Vec<usize>, Vec<usize>> {
     }
 }
 
-/// Retry and limits after inheritance.
+/// The settings a step or the defaults give: retry, timeout, limits, HTTP.
+type Given<'a> = (
+    Option<&'a RetryDoc>,
+    Option<&'a Spanned<String>>,
+    Option<&'a LimitsDoc>,
+    Option<&'a HttpDoc>,
+);
+
+/// Retry, limits and HTTP after inheritance.
 struct Settings {
     retry: RetryPolicy,
     limits: Limits,
+    http: std::sync::Arc<super::StepHttp>,
 }
 
 impl Settings {
@@ -481,12 +499,16 @@ impl Settings {
         Settings {
             retry: RetryPolicy::default(),
             limits: config.default_limits,
+            http: std::sync::Arc::new(super::StepHttp {
+                limits: config.http.max,
+                ..Default::default()
+            }),
         }
     }
 
     /// The given retry, timeout and limits over `base`, each checked.
     fn read(
-        (retry, timeout, doc_limits): (Option<&RetryDoc>, Option<&Spanned<String>>, Option<&LimitsDoc>),
+        (retry, timeout, doc_limits, http): Given<'_>,
         at: &str,
         base: &Settings,
         config: &SpecConfig,
@@ -513,7 +535,8 @@ impl Settings {
             Some(retry) => read_retry(retry, &format!("{at}.retry"), &base.retry, problems),
             None => base.retry.clone(),
         };
-        Settings { retry, limits }
+        let http = super::http::compile(http, &format!("{at}.http"), &base.http, &config.http, problems);
+        Settings { retry, limits, http }
     }
 }
 
@@ -538,15 +561,7 @@ fn read_limits(doc: &LimitsDoc, at: &str, limits: &mut Limits, config: &SpecConf
         ),
     ] {
         let Some(spanned) = doc_value else { continue };
-        let parsed = match &spanned.value {
-            Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} is not a whole number of bytes")),
-            Value::String(s) => parse_size(s),
-            other => Err(format!(
-                "a size is a string like \"64MiB\" or a number of bytes, not {}",
-                super::expr::describe(other)
-            )),
-        };
-        match parsed {
+        match size(&spanned.value) {
             Ok(bytes) if bytes == 0 || bytes > max => {
                 let max = bytesize::ByteSize::b(max).display().iec();
                 problems.at(
@@ -605,7 +620,19 @@ fn read_retry(doc: &RetryDoc, at: &str, base: &RetryPolicy, problems: &mut Probl
 /// The most attempts a step may have.
 const MAX_ATTEMPTS: u32 = 100;
 
-fn duration(text: &Spanned<String>, path: &str, problems: &mut Problems) -> Option<Duration> {
+/// A size as documents write it: `"64MiB"` or a number of bytes.
+pub(super) fn size(value: &Value) -> Result<u64, String> {
+    match value {
+        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} is not a whole number of bytes")),
+        Value::String(s) => parse_size(s),
+        other => Err(format!(
+            "a size is a string like \"64MiB\" or a number of bytes, not {}",
+            super::expr::describe(other)
+        )),
+    }
+}
+
+pub(super) fn duration(text: &Spanned<String>, path: &str, problems: &mut Problems) -> Option<Duration> {
     match parse_duration(&text.value) {
         Ok(d) => Some(d),
         Err(message) => {

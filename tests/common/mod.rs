@@ -103,6 +103,9 @@ pub async fn run_in(name: &str, input: &str, limits: Limits, kv: Arc<MemoryKv>, 
                 limits,
                 context: context(attempt),
                 kv,
+                http: Default::default(),
+                secrets: Default::default(),
+                redact: Default::default(),
             },
         )
         .await

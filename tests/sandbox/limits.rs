@@ -79,6 +79,9 @@ async fn memory_above_the_server_maximum_is_refused() {
         limits,
         context: context(1),
         kv,
+        http: Default::default(),
+        secrets: Default::default(),
+        redact: Default::default(),
     };
     let error = sandbox().run(&module, attempt).await.unwrap_err();
     assert!(
