@@ -23,12 +23,15 @@
 //! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm`
 //! file in `target/wasm32-wasip2/release/` is the component to upload. See
 //! `README.md` for the whole picture: logging ([`log`]), the attempt's
-//! identity ([`context()`]) and tenant-scoped state ([`kv`]).
+//! identity ([`context()`]), tenant-scoped state ([`kv`]), outbound HTTP
+//! ([`http`]) and secrets ([`secrets`]).
 
 mod context;
 mod error;
+pub mod http;
 pub mod kv;
 pub mod log;
+pub mod secrets;
 
 pub use context::{Context, context};
 pub use error::TaskError;

@@ -2,7 +2,7 @@
 //! this process, on the embedded store in a directory (a temporary one by
 //! default) or on any store `--store` names, showing each step as it goes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -59,6 +59,14 @@ pub(crate) struct RunArgs {
     /// otherwise, as `weft serve` does.
     #[arg(long)]
     allow_private_http: bool,
+
+    /// A secret for the steps that use it (`${{ secrets.NAME }}` in
+    /// `http.headers`, or `secrets: [NAME]`): NAME=VAR takes its value from
+    /// the environment variable VAR, so it is not on the command line
+    /// (repeatable). `weft serve` keeps secrets encrypted in its store
+    /// instead (`weft secret set`).
+    #[arg(long = "secret", value_name = "NAME=VAR")]
+    secrets: Vec<String>,
 }
 
 /// A store that holds weft's state already: `--data DIR` or `--store`.
@@ -125,7 +133,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let store = store::open(&location, store::DEFAULT_CACHE)
         .await
         .with_context(|| format!("cannot open the store at {location}"))?;
-    let (engine, sandbox, _) = start_engine(store, args.allow_private_http).await?;
+    let secrets = EnvSecrets::from_args(&args.secrets)?;
+    let (engine, sandbox, _) = start_engine(store, args.allow_private_http, Some(secrets)).await?;
 
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
@@ -184,7 +193,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let location = args.store.location()?;
-    let (engine, _, resumed) = start_engine(open_existing(&location).await?, false).await?;
+    let (engine, _, resumed) = start_engine(open_existing(&location).await?, false, None).await?;
     let updates = engine.subscribe();
     eprintln!("resumed {} unfinished run(s) from {location}", resumed.len());
     let finished = follow(&engine, updates, &resumed).await?;
@@ -246,14 +255,24 @@ async fn open_existing(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store
 async fn start_engine(
     store: Arc<dyn Store>,
     allow_private_http: bool,
+    secrets: Option<EnvSecrets>,
 ) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
     let unfinished = store.active_runs().await?;
     let sandbox = Sandbox::new(SandboxConfig {
         allow_private_http,
         ..SandboxConfig::default()
     })?;
-    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
-    let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
+    let mut runner = SandboxRunner::new(sandbox.clone(), store.clone());
+    if let Some(secrets) = secrets {
+        runner = runner.with_secrets(Arc::new(secrets));
+    }
+    let (engine, _) = Engine::start(
+        store,
+        Arc::new(runner),
+        Arc::new(TokioClock::system()),
+        EngineConfig::default(),
+    )
+    .await?;
     Ok((engine, sandbox, unfinished))
 }
 
@@ -421,4 +440,47 @@ fn parse_modules(specs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
             _ => bail!("--module {spec:?} is not NAME=PATH"),
         })
         .collect()
+}
+
+/// Secrets given to one `weft run`, read from environment variables.
+struct EnvSecrets {
+    values: HashMap<String, String>,
+}
+
+impl EnvSecrets {
+    /// Reads each `NAME=VAR`; a variable that is not set is an error naming it.
+    fn from_args(args: &[String]) -> anyhow::Result<EnvSecrets> {
+        let mut values = HashMap::new();
+        for arg in args {
+            let Some((name, var)) = arg.split_once('=') else {
+                anyhow::bail!(
+                    "--secret {arg:?}: expected NAME=VAR, the secret's name and the environment variable holding it"
+                );
+            };
+            if !crate::spec::is_secret_name(name) {
+                anyhow::bail!(
+                    "--secret {arg:?}: {name:?} is not a secret name (letters, digits and _, not starting with a digit, at most 64)"
+                );
+            }
+            let value = std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("--secret {name}={var}: the environment variable {var} is not set"))?;
+            values.insert(name.to_string(), value);
+        }
+        Ok(EnvSecrets { values })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::engine::SecretSource for EnvSecrets {
+    async fn reveal(&self, _tenant: &str, names: &[String]) -> Result<HashMap<String, String>, String> {
+        names
+            .iter()
+            .map(|name| match self.values.get(name) {
+                Some(value) => Ok((name.clone(), value.clone())),
+                None => Err(format!(
+                    "the secret {name} was not given (weft run --secret {name}=VAR)"
+                )),
+            })
+            .collect()
+    }
 }

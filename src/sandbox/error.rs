@@ -27,8 +27,9 @@ pub enum LoadError {
     /// The component imports interfaces the host does not provide.
     #[error(
         "the component imports {}, which weft does not provide; a task may import \
-         weft:task/{{log,context,kv}}@0.1 and WASI 0.2 (wasi:cli, wasi:clocks, \
-         wasi:filesystem, wasi:io, wasi:random, wasi:sockets)",
+         weft:task/{{log,context,kv,secrets}}@0.1 and WASI 0.2 (wasi:cli, wasi:clocks, \
+         wasi:filesystem, wasi:io, wasi:random, wasi:sockets, and wasi:http's \
+         types and outgoing-handler)",
         quoted(.0)
     )]
     UnsupportedImports(Vec<String>),
@@ -90,10 +91,13 @@ mod tests {
 
     #[test]
     fn names_every_unsupported_import() {
-        let error = LoadError::UnsupportedImports(vec!["acme:rogue/net@1.0.0".into(), "wasi:http/types@0.2.0".into()]);
+        let error = LoadError::UnsupportedImports(vec![
+            "acme:rogue/net@1.0.0".into(),
+            "wasi:http/incoming-handler@0.2.0".into(),
+        ]);
         let text = error.to_string();
         assert!(
-            text.starts_with("the component imports `acme:rogue/net@1.0.0`, `wasi:http/types@0.2.0`, which"),
+            text.starts_with("the component imports `acme:rogue/net@1.0.0`, `wasi:http/incoming-handler@0.2.0`, which"),
             "{text}"
         );
     }

@@ -60,11 +60,14 @@ fn provided(import: &str) -> bool {
     let Some((path, version)) = import.rsplit_once('@') else {
         return false;
     };
-    let Some((package, _interface)) = path.split_once('/') else {
+    let Some((package, interface)) = path.split_once('/') else {
         return false;
     };
     match package {
         "weft:task" => version.starts_with("0.1."),
+        // The client side of wasi:http only: a task makes requests, it is
+        // never a server.
+        "wasi:http" => version.starts_with("0.2.") && matches!(interface, "types" | "outgoing-handler"),
         _ if WASI_PACKAGES.contains(&package) => version.starts_with("0.2."),
         _ => false,
     }
@@ -126,13 +129,16 @@ mod tests {
             "wasi:cli/environment@0.2.0",
             "wasi:io/streams@0.2.6",
             "wasi:sockets/tcp@0.2.3",
+            "wasi:http/types@0.2.4",
+            "wasi:http/outgoing-handler@0.2.0",
         ] {
             assert!(provided(name), "{name}");
         }
         for name in [
             "acme:rogue/net@1.0.0",
             "weft:task/kv@0.2.0",
-            "wasi:http/types@0.2.0",
+            "wasi:http/incoming-handler@0.2.0",
+            "wasi:http/types@0.3.0",
             "wasi:cli/environment@0.3.0",
             "wasi:cli/environment",
             "run",
