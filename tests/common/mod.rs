@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use weft::sandbox::{Attempt, AttemptContext, AttemptReport, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
 
 /// Every example task that is a valid weft task (not the `invalid/` ones).
-pub const EXAMPLE_TASKS: [&str; 8] = [
+pub const EXAMPLE_TASKS: [&str; 9] = [
     "validate_payment",
     "reserve_inventory",
     "notify_warehouse",
@@ -19,6 +19,7 @@ pub const EXAMPLE_TASKS: [&str; 8] = [
     "hello",
     "flaky",
     "misbehave",
+    "http_fetch",
 ];
 
 /// The path of an example task's component, e.g. `guest("hello")`.

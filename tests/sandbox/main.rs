@@ -6,6 +6,7 @@
 mod common;
 
 mod fuel;
+mod http;
 mod isolation;
 mod kv;
 mod limits;

@@ -4,7 +4,9 @@
 //!
 //! Input: `{"mode": "<mode>", ...}`; see [`Mode`]. The escape modes (file,
 //! env, socket) return what they managed to do, so a test can check that
-//! it was nothing.
+//! it was nothing; the HTTP modes (`http.rs`) report how far they got.
+
+mod http;
 
 use std::hint::black_box;
 
@@ -37,6 +39,16 @@ enum Mode {
     EnvVar { name: String },
     /// Tries to connect to `addr` over TCP, bind UDP and resolve a name.
     OpenSocket { addr: String },
+    /// Requests `url` until the host stops it (the request cap).
+    HttpFlood { url: String },
+    /// Uploads an endless body to `url` (the bytes-sent cap).
+    EndlessUpload { url: String },
+    /// Reads the answer of `url` to its end, keeping none of it (the
+    /// bytes-received cap, against a server that never ends).
+    HttpDrain { url: String },
+    /// Reads the answer of `url` 16 bytes at a time, `pause_ms` apart (the
+    /// host must not buffer what the task has not read).
+    SlowReader { url: String, pause_ms: u64 },
 }
 
 fn misbehave(mode: Mode) -> Result<Value, TaskError> {
@@ -87,6 +99,10 @@ fn misbehave(mode: Mode) -> Result<Value, TaskError> {
             "tcp_listen": outcome(std::net::TcpListener::bind("127.0.0.1:0").map(|_| ())),
             "resolve": outcome(std::net::ToSocketAddrs::to_socket_addrs("localhost:80").map(|a| a.count())),
         })),
+        Mode::HttpFlood { url } => http::flood(&url),
+        Mode::EndlessUpload { url } => http::endless_upload(&url),
+        Mode::HttpDrain { url } => http::drain(&url),
+        Mode::SlowReader { url, pause_ms } => http::slow_reader(&url, pause_ms),
     }
 }
 

@@ -139,10 +139,17 @@ impl Request {
         let mut hops = 0;
         loop {
             let url = shown(&uri);
+            // A known length: the server need not read a chunked body to
+            // answer, and the host checks that the body matches it.
+            let mut headers = self.headers.clone();
+            if !self.body.is_empty() || matches!(self.method, Method::POST | Method::PUT | Method::PATCH) {
+                headers.retain(|(name, _)| name != "content-length");
+                headers.push(("content-length".into(), self.body.len().to_string().into_bytes()));
+            }
             let outgoing = wire::Outgoing {
                 method: &self.method,
                 uri: &uri,
-                headers: &self.headers,
+                headers: &headers,
                 body: &self.body,
                 timeout: self.timeout,
             };

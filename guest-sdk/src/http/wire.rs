@@ -60,14 +60,26 @@ impl BodyStream {
                 self.stream = None;
                 Err(match wit::http_error_code(&e) {
                     Some(code) => HttpError::from_code(&code, &self.url),
-                    None => HttpError::Failed(format!(
-                        "reading the response of {} failed: {}",
-                        self.url,
-                        e.to_debug_string()
-                    )),
+                    None => from_text(&e.to_debug_string(), &self.url),
                 })
             }
         }
+    }
+}
+
+/// The error for a body-stream failure the host gave as text only.
+///
+/// wasmtime-wasi-http (48) hands a body's errors to the guest as plain
+/// `wasi:io` errors, so `http-error-code` finds no code in them; their
+/// text is the host's description, which says which cap or timeout it was.
+fn from_text(text: &str, url: &str) -> HttpError {
+    let why = format!("reading the answer of {url} failed: {text}");
+    if text.contains("body size exceeds") {
+        HttpError::Limit(why)
+    } else if text.contains("timeout") || text.contains("timed out") {
+        HttpError::Timeout(why)
+    } else {
+        HttpError::Failed(why)
     }
 }
 

@@ -240,7 +240,14 @@ async fn exchange(
     })
     .await
     .map_err(|_| Failure::Failed(Error::ConnectionReadTimeout))?
-    .map_err(|e| Failure::Failed(Error::from(e)))?;
+    .map_err(|e| {
+        // A request body cut at the cap aborts the exchange as a hyper
+        // error; the guest should hear which cap it was.
+        match outbound.sent.load(Ordering::Relaxed) > limits.sent {
+            true => Failure::Failed(Error::HttpRequestBodySize(Some(limits.sent))),
+            false => Failure::Failed(Error::from(e)),
+        }
+    })?;
 
     call.answered(head.status().as_u16());
     let outbound = outbound.clone();
