@@ -26,6 +26,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::{self, Path};
 use super::runs::{RunPath, owned_run};
 use crate::model::{Event, EventKind, RunId};
+use crate::sandbox::http::HttpCall;
 use crate::sandbox::{AttemptLogs, Outcome};
 use crate::store::cluster::Notice;
 
@@ -281,6 +282,9 @@ pub struct AttemptLogView {
     /// Log lines, stdout and stderr, as kept under the cap.
     #[serde(flatten)]
     logs: AttemptLogs,
+    /// Its outbound HTTP requests, refused ones included.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    http: Vec<HttpCall>,
 }
 
 /// A step's logs.
@@ -336,6 +340,7 @@ pub async fn step_logs(
             attempt: attempt.attempt,
             outcome: attempt.outcome.kind(),
             logs: attempt.logs,
+            http: attempt.http,
         })
         .collect();
     Ok(Json(StepLogs {

@@ -493,6 +493,11 @@ pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result
                 step["status"].as_str().unwrap_or("?"),
                 attempts.len()
             );
+            for attempt in &attempts {
+                for call in attempt["http"].as_array().into_iter().flatten() {
+                    println!("    attempt {}: {}", attempt["attempt"], http_call(call));
+                }
+            }
         }
         if !run["output"].is_null() {
             println!("output: {}", run["output"]);
@@ -505,6 +510,27 @@ pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result
         Some("succeeded") | Some("running") => EXIT_OK,
         _ => EXIT_FAILED,
     })
+}
+
+/// One outbound request of an attempt, on one line: `POST URL -> 201
+/// (52 B out, 130 B in, 4 ms)`, or why it was refused or failed.
+fn http_call(call: &Value) -> String {
+    let method = call["method"].as_str().unwrap_or("?");
+    let url = call["url"].as_str().unwrap_or("?");
+    let outcome = match (
+        call["refused"].as_str(),
+        call["status"].as_u64(),
+        call["error"].as_str(),
+    ) {
+        (Some(why), _, _) => format!("refused: {why}"),
+        (None, Some(status), None) => status.to_string(),
+        (None, Some(status), Some(error)) => format!("{status}, then {error}"),
+        (None, None, error) => format!("failed: {}", error.unwrap_or("?")),
+    };
+    format!(
+        "{method} {url} -> {outcome} ({} B out, {} B in, {} ms)",
+        call["sent"], call["received"], call["duration_ms"]
+    )
 }
 
 pub(crate) async fn logs(LogsArgs { run: id, step, remote }: LogsArgs) -> anyhow::Result<u8> {
@@ -532,6 +558,9 @@ pub(crate) async fn logs(LogsArgs { run: id, step, remote }: LogsArgs) -> anyhow
                 line["level"].as_str().unwrap_or("?"),
                 line["message"].as_str().unwrap_or("")
             );
+        }
+        for call in attempt["http"].as_array().into_iter().flatten() {
+            println!("http  {}", http_call(call));
         }
         for stream in ["stdout", "stderr"] {
             if let Some(text) = attempt[stream].as_str().filter(|t| !t.is_empty()) {

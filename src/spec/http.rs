@@ -85,26 +85,40 @@ pub(super) fn compile(
 ) -> Arc<StepHttp> {
     let Some(doc) = doc else { return base.clone() };
     let mut http = StepHttp::clone(base);
+    // Headers are checked against the list only when it is whole: against
+    // a list with bad entries every header would look outside it.
+    let mut allow_whole = true;
     if let Some(allow) = &doc.allow {
-        http.allow = compile_allow(allow, &format!("{at}.allow"), caps, problems);
+        match compile_allow(allow, &format!("{at}.allow"), caps, problems) {
+            Some(list) => http.allow = list,
+            None => allow_whole = false,
+        }
     }
     if let Some(limits) = &doc.limits {
         compile_limits(limits, &format!("{at}.limits"), &mut http.limits, caps, problems);
     }
     if let Some(headers) = &doc.headers {
-        http.headers = compile_headers(headers, &format!("{at}.headers"), &http.allow, problems);
+        let allow = allow_whole.then_some(&http.allow);
+        http.headers = compile_headers(headers, &format!("{at}.headers"), allow, problems);
     }
     Arc::new(http)
 }
 
-fn compile_allow(allow: &Spanned<Vec<String>>, at: &str, caps: &HttpCaps, problems: &mut Problems) -> AllowList {
+/// The step's allow-list; `None` when an entry is not valid (each one
+/// reported).
+fn compile_allow(
+    allow: &Spanned<Vec<String>>,
+    at: &str,
+    caps: &HttpCaps,
+    problems: &mut Problems,
+) -> Option<AllowList> {
     let list = match AllowList::parse(&allow.value) {
         Ok(list) => list,
         Err(bad) => {
             for (i, why) in bad {
                 problems.at(format!("{at}[{i}]"), allow, why);
             }
-            return AllowList::default();
+            return None;
         }
     };
     if let Some(cap) = &caps.allow
@@ -116,7 +130,7 @@ fn compile_allow(allow: &Spanned<Vec<String>>, at: &str, caps: &HttpCaps, proble
             format!("{outside:?} is outside what the tenant may reach (its http_allow quota)"),
         );
     }
-    list
+    Some(list)
 }
 
 fn compile_limits(doc: &HttpLimitsDoc, at: &str, limits: &mut HttpLimits, caps: &HttpCaps, problems: &mut Problems) {
@@ -161,7 +175,8 @@ fn compile_limits(doc: &HttpLimitsDoc, at: &str, limits: &mut HttpLimits, caps: 
 
 type HeaderDoc = Spanned<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>;
 
-fn compile_headers(doc: &HeaderDoc, at: &str, allow: &AllowList, problems: &mut Problems) -> Vec<HeaderRule> {
+/// The header rules; each must be inside `allow` (when it is known).
+fn compile_headers(doc: &HeaderDoc, at: &str, allow: Option<&AllowList>, problems: &mut Problems) -> Vec<HeaderRule> {
     let mut rules = Vec::new();
     for (pattern, headers) in &doc.value {
         let here = format!("{at}[{pattern:?}]");
@@ -172,10 +187,11 @@ fn compile_headers(doc: &HeaderDoc, at: &str, allow: &AllowList, problems: &mut 
                 continue;
             }
         };
-        if AllowList::parse(&[pattern])
-            .ok()
-            .and_then(|list| list.outside(allow))
-            .is_some()
+        if let Some(allow) = allow
+            && AllowList::parse(&[pattern])
+                .ok()
+                .and_then(|list| list.outside(allow))
+                .is_some()
         {
             problems.at(
                 &here,
