@@ -352,6 +352,11 @@ pub enum EventKind {
         /// Fuel the attempt burned.
         #[serde(default)]
         fuel_used: u64,
+        /// Its outbound HTTP requests, counted (the requests themselves are
+        /// in the attempt's record).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(required = false)]
+        http: Option<HttpTally>,
     },
     /// A retry was scheduled.
     RetryScheduled {
@@ -390,6 +395,42 @@ impl EventKind {
             EventKind::StepFinished { .. } => "step_finished",
             EventKind::RunFinished { .. } => "run_finished",
         }
+    }
+}
+
+/// An attempt's outbound HTTP requests, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HttpTally {
+    /// Requests that got an answer and read it without error.
+    pub ok: u32,
+    /// Requests the host refused (the allow-list, an address, a cap).
+    pub refused: u32,
+    /// Requests that failed on the way (connection, timeout, a cap
+    /// reached mid-body).
+    pub failed: u32,
+    /// Body bytes sent.
+    pub sent: u64,
+    /// Body bytes received.
+    pub received: u64,
+}
+
+impl HttpTally {
+    /// The tally of `calls`; `None` when there were none.
+    pub fn of(calls: &[crate::sandbox::http::HttpCall]) -> Option<HttpTally> {
+        if calls.is_empty() {
+            return None;
+        }
+        let mut tally = HttpTally::default();
+        for call in calls {
+            match (&call.refused, &call.error) {
+                (Some(_), _) => tally.refused += 1,
+                (None, Some(_)) => tally.failed += 1,
+                (None, None) => tally.ok += 1,
+            }
+            tally.sent += call.sent;
+            tally.received += call.received;
+        }
+        Some(tally)
     }
 }
 

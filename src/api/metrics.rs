@@ -1,5 +1,6 @@
 //! Prometheus metrics at `/metrics`: runs and attempts by outcome, attempt
-//! latency, fuel, per tenant; queue depth and work in flight.
+//! latency, fuel and outbound HTTP, per tenant; queue depth and work in
+//! flight.
 //!
 //! Counters follow the engine's stream of durable events, so they count
 //! what the store recorded, not what was merely tried.
@@ -20,7 +21,7 @@ use tokio::sync::broadcast;
 
 use super::ApiState;
 use crate::engine::Update;
-use crate::model::EventKind;
+use crate::model::{EventKind, HttpTally};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabel {
@@ -53,6 +54,9 @@ pub struct Metrics {
     attempts: Family<OutcomeLabels, Counter>,
     attempt_seconds: Histograms,
     fuel: Family<TenantLabel, Counter>,
+    http_requests: Family<OutcomeLabels, Counter>,
+    http_sent: Family<TenantLabel, Counter>,
+    http_received: Family<TenantLabel, Counter>,
     queued: Gauge,
     running: Gauge,
     active_runs: Gauge,
@@ -114,6 +118,19 @@ impl Metrics {
             attempt_seconds.clone(),
         );
         registry.register("fuel_consumed", "Fuel burned by attempts", fuel.clone());
+        let http_requests = Family::<OutcomeLabels, Counter>::default();
+        let (http_sent, http_received) = (Family::default(), Family::default());
+        registry.register(
+            "http_requests",
+            "Outbound HTTP requests of attempts, by outcome (ok, refused, failed)",
+            http_requests.clone(),
+        );
+        registry.register("http_sent_bytes", "Request body bytes attempts sent", http_sent.clone());
+        registry.register(
+            "http_received_bytes",
+            "Response body bytes attempts received",
+            http_received.clone(),
+        );
         registry.register("queue_depth", "Units waiting for a slot", queued.clone());
         registry.register("attempts_running", "Attempts running now", running.clone());
         registry.register("runs_active", "Unfinished runs", active_runs.clone());
@@ -174,6 +191,9 @@ impl Metrics {
             attempts,
             attempt_seconds,
             fuel,
+            http_requests,
+            http_sent,
+            http_received,
             queued,
             running,
             active_runs,
@@ -198,8 +218,12 @@ impl Metrics {
                 outcome,
                 duration_us,
                 fuel_used,
+                http,
                 ..
             } => {
+                if let Some(http) = http {
+                    self.record_http(&tenant, http);
+                }
                 let labels = OutcomeLabels {
                     tenant: tenant.clone(),
                     outcome: outcome.clone(),
@@ -213,6 +237,25 @@ impl Metrics {
             }
             EventKind::RunRetried | EventKind::RetryScheduled { .. } | EventKind::StepFinished { .. } => {}
         }
+    }
+}
+
+impl Metrics {
+    fn record_http(&self, tenant: &str, http: &HttpTally) {
+        for (outcome, count) in [("ok", http.ok), ("refused", http.refused), ("failed", http.failed)] {
+            if count > 0 {
+                let labels = OutcomeLabels {
+                    tenant: tenant.to_string(),
+                    outcome: outcome.to_string(),
+                };
+                self.http_requests.get_or_create(&labels).inc_by(u64::from(count));
+            }
+        }
+        let tenant = TenantLabel {
+            tenant: tenant.to_string(),
+        };
+        self.http_sent.get_or_create(&tenant).inc_by(http.sent);
+        self.http_received.get_or_create(&tenant).inc_by(http.received);
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    AttemptRecord, Event, EventKind, Failure, Millis, RunRecord, RunStatus, UnitKey, UnitRecord, UnitStatus,
+    AttemptRecord, Event, EventKind, Failure, HttpTally, Millis, RunRecord, RunStatus, UnitKey, UnitRecord, UnitStatus,
 };
 use crate::sandbox::{AttemptReport, Outcome};
 use crate::spec::{IfNeedsSkipped, OnFailure, Scope, Workflow};
@@ -457,6 +457,7 @@ impl ActiveRun {
         let attempt = self.unit(key).attempts + 1;
         let step_id = self.workflow.steps[key.step as usize].id.clone();
         let duration_us = report.duration.as_micros() as u64;
+        let http = HttpTally::of(&report.http);
         fx.changes.push(Change::PutAttempt {
             tenant: self.record.tenant.clone(),
             run: self.record.id,
@@ -481,6 +482,7 @@ impl ActiveRun {
                 outcome: report.outcome.kind().into(),
                 duration_us,
                 fuel_used: report.fuel_used,
+                http,
             },
         );
         // A unit cancelled while its attempt ran keeps its status; the
