@@ -13,8 +13,9 @@ use std::process::Command;
 use pg::outside::skip;
 
 /// The keys the JSON summary must have.
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
     "sandbox_overhead_ratio",
+    "http_call_overhead_ratio",
     "durable_wf_per_s",
     "redb_commits_per_s",
     "http_runs_per_s",

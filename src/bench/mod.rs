@@ -18,6 +18,7 @@ mod backlog;
 mod cluster;
 mod engine;
 mod fairness;
+mod http;
 mod machine;
 mod pg_server;
 mod postgres;
@@ -76,6 +77,9 @@ const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {
 pub enum Section {
     /// Per-attempt cost of the sandbox against bare wasmtime.
     Sandbox,
+    /// One outbound HTTP call from a task against the same call from the
+    /// host (reqwest).
+    Http,
     /// Durable workflows per second in process against bare redb commits.
     Engine,
     /// Runs per second and latency over HTTP at 1, 16 and 128 clients.
@@ -97,8 +101,9 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Sandbox,
+        Section::Http,
         Section::Engine,
         Section::Service,
         Section::Memory,
@@ -117,6 +122,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     for section in &options.sections {
         match section {
             Section::Sandbox => sandbox::measure(options, &mut report).await?,
+            Section::Http => http::measure(options, &mut report).await?,
             Section::Engine => engine::measure(options, &mut report).await?,
             Section::Service => service::measure(options, &mut report).await?,
             Section::Memory => backlog::memory(options, &mut report).await?,
