@@ -450,6 +450,7 @@ mod tests {
                 outcome: "ok".into(),
                 duration_us: 1,
                 fuel_used: 1,
+                http: None,
             },
             EventKind::RetryScheduled {
                 step: "s".into(),

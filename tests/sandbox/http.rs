@@ -38,7 +38,7 @@ async fn server() -> (SocketAddr, Arc<Seen>) {
         .route("/pay", post(pay))
         .route("/ok", get(|| async { "fine" }))
         .route("/redirect-in", get(|| async { redirect("/ok") }))
-        .route("/hang", get(|| std::future::pending::<&'static str>()))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .route("/endless", get(|| async { endless() }))
         .route("/upload", post(swallow))
         .route("/big", get(|| async { vec![b'z'; 4 << 20] }))
