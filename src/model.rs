@@ -355,7 +355,7 @@ pub enum EventKind {
         /// Its outbound HTTP requests, counted (the requests themselves are
         /// in the attempt's record).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(required = false)]
+        #[schema(required = false, nullable = false)]
         http: Option<HttpTally>,
     },
     /// A retry was scheduled.

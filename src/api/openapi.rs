@@ -30,7 +30,7 @@ use super::{ApiState, auth};
         title = "weft",
         description = "A durable workflow engine that runs every task as a sandboxed WebAssembly component."
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::model::HttpTally)),
     modifiers(&SecuritySchemes),
 )]
 pub(super) struct ApiDoc;
