@@ -256,3 +256,68 @@ fn run_executes_the_order_workflow_as_the_readme_does() {
         stderr(&output)
     );
 }
+
+#[path = "../example-tasks/stand-in/services.rs"]
+mod stand_in;
+
+/// The stand-in services on a free port, served by a runtime of their own
+/// for as long as the returned runtime lives.
+fn stand_in(key: &str) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = stand_in::app(key.to_string());
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    (runtime, address)
+}
+
+#[test]
+fn run_executes_order_http_against_the_stand_in_as_the_readme_shows() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = guest("http_fetch").parent().unwrap().to_path_buf();
+    let (_services, address) = stand_in("sk_test_weft");
+    let yaml = std::fs::read_to_string(root.join("example-tasks/workflows/order-http.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("order-http.yaml");
+    std::fs::write(&workflow, yaml.replace("127.0.0.1:8787", &address.to_string())).unwrap();
+    let input = format!("@{}", root.join("example-tasks/inputs/order.json").display());
+    let run = |secret: &str, private: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+        command
+            .args([
+                "run",
+                workflow.to_str().unwrap(),
+                "--modules",
+                modules.to_str().unwrap(),
+            ])
+            .args(["--input", &input, "--secret", "payment_key=PAYMENT_KEY"])
+            .env("PAYMENT_KEY", secret);
+        if private {
+            command.arg("--allow-private-http");
+        }
+        command.output().unwrap()
+    };
+
+    let output = run("sk_test_weft", true);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["charge_id"], "ch_A-1001", "{result}");
+    assert_eq!(result["confirmation"], "msg_1", "{result}");
+    assert!(!stderr(&output).contains("sk_test_weft"), "{}", stderr(&output));
+
+    // A wrong key: the gateway's 401 fails the charge for good.
+    let output = run("sk_wrong", true);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(said.contains("http_status: the server answered 401"), "{said}");
+
+    // Without the server setting, loopback is refused, and the run says why.
+    let output = run("sk_test_weft", false);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(said.contains("http_refused"), "{said}");
+}
