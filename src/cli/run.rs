@@ -304,11 +304,13 @@ async fn follow(
                         attempt,
                         outcome,
                         duration_us,
+                        http,
                         ..
                     } => {
                         let step = item.map_or(step.clone(), |i| format!("{step}[{i}]"));
                         let time = std::time::Duration::from_micros(duration_us);
-                        eprintln!("  {prefix}{step:<24} attempt {attempt}  {outcome:<14} {time:>10.1?}");
+                        let http = http.map(|h| format!("  http: {}", tally(&h))).unwrap_or_default();
+                        eprintln!("  {prefix}{step:<24} attempt {attempt}  {outcome:<14} {time:>10.1?}{http}");
                     }
                     EventKind::RetryScheduled { step, item, due } => {
                         let step = item.map_or(step.clone(), |i| format!("{step}[{i}]"));
@@ -440,6 +442,22 @@ fn parse_modules(specs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
             _ => bail!("--module {spec:?} is not NAME=PATH"),
         })
         .collect()
+}
+
+/// An attempt's requests in a few words: `2 ok, 1 refused; 52 B out, 1.2 KiB in`.
+fn tally(http: &crate::model::HttpTally) -> String {
+    let counts: Vec<String> = [("ok", http.ok), ("refused", http.refused), ("failed", http.failed)]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+    let size = |bytes: u64| bytesize::ByteSize::b(bytes).display().iec_short().to_string();
+    format!(
+        "{}; {} out, {} in",
+        counts.join(", "),
+        size(http.sent),
+        size(http.received)
+    )
 }
 
 /// Secrets given to one `weft run`, read from environment variables.
