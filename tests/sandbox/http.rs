@@ -100,6 +100,18 @@ fn policy(allow: &[String], limits: HttpLimits) -> HttpPolicy {
 
 /// Runs `task` with `input` under `http` in `sandbox`.
 async fn attempt(sandbox: &Sandbox, task: &str, input: Value, http: HttpPolicy, limits: Limits) -> AttemptReport {
+    attempt_given(sandbox, task, input, http, limits, HashMap::new()).await
+}
+
+/// As [`attempt`], with `given` readable through the `secrets` import.
+async fn attempt_given(
+    sandbox: &Sandbox,
+    task: &str,
+    input: Value,
+    http: HttpPolicy,
+    limits: Limits,
+    given: HashMap<String, String>,
+) -> AttemptReport {
     let module = sandbox.load(&guest_bytes(task)).unwrap();
     let input = input.to_string();
     let secrets: Vec<&str> = vec![SECRET];
@@ -112,7 +124,7 @@ async fn attempt(sandbox: &Sandbox, task: &str, input: Value, http: HttpPolicy, 
                 context: context(1),
                 kv: Arc::new(MemoryKv::new()),
                 http,
-                secrets: Arc::new(HashMap::new()),
+                secrets: Arc::new(given),
                 redact: Redactor::new(secrets),
             },
         )
@@ -401,4 +413,24 @@ async fn a_slow_reader_is_held_to_its_deadline_and_not_buffered_for() {
     // time, not by the 4 MiB the server had ready.
     let received = report.http[0].received;
     assert!(received < 2 << 20, "{received} bytes went to a guest that read ~1 KiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_the_step_gives_the_task_is_redacted_wherever_the_task_puts_it() {
+    let (address, _) = server().await;
+    let http = policy(&[format!("http://{address}")], HttpLimits::default());
+    let given = HashMap::from([("signing_key".to_string(), SECRET.to_string())]);
+    // The task reports what it read, in its output, and its log line
+    // carries the URL it was given, which holds the value too.
+    let input = json!({"url": format!("http://{address}/ok?key={SECRET}"), "secrets": ["signing_key", "other"]});
+    let report = attempt_given(private_sandbox(), "http_fetch", input, http, Limits::default(), given).await;
+
+    let out = output(&report);
+    assert_eq!(
+        out["seen"]["secrets"],
+        json!({"signing_key": "[redacted]", "other": null})
+    );
+    let everything = format!("{out}{}{:?}", log_text(&report), report.http);
+    assert!(!everything.contains(SECRET), "{everything}");
+    assert!(log_text(&report).contains("key=[redacted]"), "{}", log_text(&report));
 }
