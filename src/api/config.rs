@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Attempts running at once, across all tenants.
     pub max_concurrent_attempts: usize,
+    /// Attempts executing guest code at once (the sandbox's CPU tokens,
+    /// shared fairly among tenants); `None`: the cores less one.
+    pub sandbox_cpus: Option<usize>,
     /// The largest JSON or YAML request body, in bytes.
     pub max_body: usize,
     /// The largest module upload the server reads at all, in bytes (each
@@ -58,6 +61,7 @@ impl ServerConfig {
             store: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_concurrent_attempts: 64,
+            sandbox_cpus: None,
             max_body: 1 << 20,
             max_module_body: 64 << 20,
             shutdown_grace: Duration::from_secs(30),
@@ -79,6 +83,7 @@ impl ServerConfig {
 /// store = "postgres://weft@db.internal/weft"
 /// listen = "0.0.0.0:8080"
 /// max_concurrent_attempts = 64
+/// sandbox_cpus = 3
 /// max_body = "1MiB"
 /// max_module_body = "64MiB"
 /// shutdown_grace = "30s"
@@ -110,6 +115,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// Attempts at once.
     pub max_concurrent_attempts: Option<usize>,
+    /// Attempts executing guest code at once.
+    pub sandbox_cpus: Option<usize>,
     /// JSON/YAML body cap, e.g. "1MiB".
     pub max_body: Option<String>,
     /// Module body cap, e.g. "64MiB".
@@ -164,6 +171,12 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
             return Err("max_concurrent_attempts must be at least 1".into());
         }
         config.max_concurrent_attempts = n;
+    }
+    if let Some(n) = given.sandbox_cpus.or(file.sandbox_cpus) {
+        if n == 0 {
+            return Err("sandbox_cpus must be at least 1".into());
+        }
+        config.sandbox_cpus = Some(n);
     }
     let size = |name: &str, value: Option<String>| -> Result<Option<usize>, String> {
         value
@@ -227,7 +240,7 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let file: FileConfig = toml::from_str(
-            "data = \"/from/file\"\nlisten = \"0.0.0.0:9000\"\nmax_body = \"2MiB\"\n\
+            "data = \"/from/file\"\nlisten = \"0.0.0.0:9000\"\nmax_body = \"2MiB\"\nsandbox_cpus = 3\n\
              [default_quotas]\nmax_modules = 3\n",
         )
         .unwrap();
@@ -242,6 +255,7 @@ mod tests {
         assert_eq!(config.default_quotas.max_modules, 3);
         assert_eq!(config.default_quotas.start_rate, Quotas::default().start_rate);
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(config.sandbox_cpus, Some(3));
     }
 
     #[test]
@@ -260,6 +274,16 @@ mod tests {
             resolve(FileConfig::default(), FileConfig::default())
                 .unwrap_err()
                 .contains("--data")
+        );
+        let no_cpus = FileConfig {
+            data: Some("/d".into()),
+            sandbox_cpus: Some(0),
+            ..FileConfig::default()
+        };
+        assert!(
+            resolve(no_cpus, FileConfig::default())
+                .unwrap_err()
+                .contains("sandbox_cpus")
         );
         let unknown = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
         assert!(unknown.contains("colour"), "{unknown}");

@@ -53,10 +53,12 @@ pub async fn serve(
     let store = store::open(&location, config.store_cache)
         .await
         .map_err(|e| fail("cannot open the store", &e))?;
+    let defaults = SandboxConfig::default();
     let sandbox = Sandbox::new(SandboxConfig {
         max_concurrent: config.max_concurrent_attempts as u32,
         allow_private_http: config.allow_private_http,
-        ..SandboxConfig::default()
+        cpus: config.sandbox_cpus.unwrap_or(defaults.cpus),
+        ..defaults
     })
     .map_err(|e| fail("cannot start the sandbox", &e))?;
     let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));

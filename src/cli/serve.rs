@@ -95,6 +95,13 @@ pub(crate) struct ServeArgs {
     /// reach the cloud metadata service or this machine's own ports.
     #[arg(long, env = "WEFT_ALLOW_PRIVATE_HTTP")]
     allow_private_http: bool,
+
+    /// Attempts that may execute guest code at once: the CPU tokens the
+    /// sandbox shares fairly among tenants (an attempt waiting on the
+    /// network or the host holds none). Default: the cores less one, so
+    /// the API and the store keep a core.
+    #[arg(long, env = "WEFT_SANDBOX_CPUS", value_name = "N")]
+    sandbox_cpus: Option<usize>,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
@@ -107,6 +114,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         store: args.store,
         listen: args.listen,
         max_concurrent_attempts: args.max_concurrent_attempts,
+        sandbox_cpus: args.sandbox_cpus,
         max_body: args.max_body,
         max_module_body: args.max_module_body,
         shutdown_grace: args.shutdown_grace,
