@@ -95,6 +95,16 @@ pub(crate) struct ResumeArgs {
     /// Print the finished runs as JSON on stdout.
     #[arg(long)]
     json: bool,
+
+    /// Let tasks reach the private addresses their steps name, as `weft
+    /// run --allow-private-http`.
+    #[arg(long)]
+    allow_private_http: bool,
+
+    /// A secret the resumed runs' steps use: NAME=VAR, as `weft run
+    /// --secret` (repeatable).
+    #[arg(long = "secret", value_name = "NAME=VAR")]
+    secrets: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -193,7 +203,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let location = args.store.location()?;
-    let (engine, _, resumed) = start_engine(open_existing(&location).await?, false, None).await?;
+    let secrets = EnvSecrets::from_args(&args.secrets)?;
+    let store = open_existing(&location).await?;
+    let (engine, _, resumed) = start_engine(store, args.allow_private_http, Some(secrets)).await?;
     let updates = engine.subscribe();
     eprintln!("resumed {} unfinished run(s) from {location}", resumed.len());
     let finished = follow(&engine, updates, &resumed).await?;
