@@ -3,7 +3,7 @@
 //! default) or on any store `--store` names, showing each step as it goes.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -15,6 +15,7 @@ use super::{EXIT_FAILED, EXIT_OK, read_arg};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock, Update};
 use crate::model::{EventKind, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::secrets::{MasterKey, Secrets};
 use crate::spec::{self, SpecConfig, TaskRef};
 use crate::store::{self, RunFilter, Store, StoreLocation};
 
@@ -125,7 +126,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let store = store::open(&location, store::DEFAULT_CACHE)
         .await
         .with_context(|| format!("cannot open the store at {location}"))?;
-    let (engine, sandbox, _) = start_engine(store, args.allow_private_http).await?;
+    let (engine, sandbox, _) = start_engine(store, key_dir(&location), args.allow_private_http).await?;
 
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
@@ -184,7 +185,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let location = args.store.location()?;
-    let (engine, _, resumed) = start_engine(open_existing(&location).await?, false).await?;
+    let (engine, _, resumed) = start_engine(open_existing(&location).await?, key_dir(&location), false).await?;
     let updates = engine.subscribe();
     eprintln!("resumed {} unfinished run(s) from {location}", resumed.len());
     let finished = follow(&engine, updates, &resumed).await?;
@@ -243,8 +244,18 @@ async fn open_existing(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store
     Ok(store::open_existing(location).await?)
 }
 
+/// Where an embedded store's `master.key` is (none for PostgreSQL, whose
+/// key is given with `WEFT_MASTER_KEY`).
+fn key_dir(location: &StoreLocation) -> Option<&Path> {
+    match location {
+        StoreLocation::Redb(dir) => Some(dir.as_path()),
+        StoreLocation::Postgres(_) => None,
+    }
+}
+
 async fn start_engine(
     store: Arc<dyn Store>,
+    key_dir: Option<&Path>,
     allow_private_http: bool,
 ) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
     let unfinished = store.active_runs().await?;
@@ -252,7 +263,19 @@ async fn start_engine(
         allow_private_http,
         ..SandboxConfig::default()
     })?;
-    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
+    let mut runner = SandboxRunner::new(sandbox.clone(), store.clone());
+    // The secrets a server on this store would give its steps, when the
+    // master key is at hand: WEFT_MASTER_KEY, or the embedded store's
+    // master.key. None is made here.
+    let key = match key_dir {
+        Some(dir) => MasterKey::find(dir)?,
+        None => MasterKey::from_env()?,
+    };
+    if let Some(key) = key {
+        let secrets = Secrets::open(store.clone(), key).await?;
+        runner = runner.with_secrets(Arc::new(secrets));
+    }
+    let runner = Arc::new(runner);
     let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
     Ok((engine, sandbox, unfinished))
 }

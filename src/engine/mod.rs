@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use clock::{Clock, TokioClock};
-pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner};
+pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner, SecretSource};
 
 use crate::digest::Digest;
 use crate::model::{AttemptCaps, Event, Millis, ModuleRecord, RunId, RunRecord, RunStatus};
