@@ -241,6 +241,43 @@ async fn secrets_are_write_only_over_http_and_sealed_in_the_redb_file() {
     answers += &body;
     assert_absent("an answer", answers.as_bytes());
 
+    // `weft secret`: the value from stdin; listed without it.
+    let weft = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .env("WEFT_URL", &server.url)
+            .env("WEFT_TOKEN", &acme)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            std::io::Write::write_all(&mut input, text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let output = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "weft {args:?}:\n{text}");
+        text
+    };
+    let mut printed = weft(&["secret", "set", "cli_token"], Some(&format!("{VALUE}\n")));
+    assert!(printed.contains("secret cli_token created"), "{printed}");
+    let listed = weft(&["secret", "list"], None);
+    assert!(listed.contains("cli_token") && listed.contains("api_token"), "{listed}");
+    printed += &listed;
+    printed += &weft(&["secret", "list", "--json"], None);
+    printed += &weft(&["secret", "delete", "cli_token"], None);
+    assert_absent("weft secret's output", printed.as_bytes());
+    // `--value` works too (after the delete, it creates again).
+    let again = weft(&["secret", "set", "cli_token", "--value", VALUE], None);
+    assert!(again.contains("secret cli_token created"), "{again}");
+
     // A step that names the secret runs; once it is deleted, it fails
     // `secret_missing`.
     let upload = server
