@@ -2,6 +2,10 @@
 //! kept in the store, so that a server given another key refuses to
 //! start, naming both key ids and where its key came from, instead of
 //! starting and failing every step that reads a secret.
+//!
+//! It is recorded with the store's first secret, not at start: a store
+//! that never held a secret moves between servers and backends (`weft
+//! migrate`) without anyone having to carry a key along.
 
 use super::SecretsError;
 use super::key::{KeyOrigin, MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
@@ -13,8 +17,18 @@ const CONSTANT: &[u8] = b"weft keycheck v1";
 /// Its associated data: no secret's (those hold a tenant and a NUL).
 const AAD: &[u8] = b"weft-keycheck";
 
+/// Checks `key` against the store's keycheck, if it has one: at start.
+/// A store gets its keycheck with its first secret, so a store that never
+/// held one moves between servers (and backends) without a key.
+pub async fn verify_existing(store: &dyn Store, key: &MasterKey) -> Result<(), SecretsError> {
+    match store.keycheck().await? {
+        Some(stored) => check(key, stored),
+        None => Ok(()),
+    }
+}
+
 /// Checks `key` against the store's keycheck, recording one sealed by
-/// `key` when the store has none yet.
+/// `key` when the store has none yet: before a secret is sealed.
 pub async fn verify(store: &dyn Store, key: &MasterKey) -> Result<(), SecretsError> {
     let mine = key.seal(AAD, CONSTANT);
     let stored = store
@@ -24,6 +38,10 @@ pub async fn verify(store: &dyn Store, key: &MasterKey) -> Result<(), SecretsErr
             ciphertext: mine.ciphertext,
         })
         .await?;
+    check(key, stored)
+}
+
+fn check(key: &MasterKey, stored: Keycheck) -> Result<(), SecretsError> {
     let sealed = Sealed {
         key_id: stored.key_id.clone(),
         nonce: stored.nonce,
@@ -50,8 +68,10 @@ pub async fn require_none(store: &dyn Store) -> Result<(), SecretsError> {
 
 fn wrong_key(origin: &KeyOrigin, store_key: &str, given_key: &str) -> SecretsError {
     let hint = match origin {
-        KeyOrigin::Generated(_) => format!(
-            "; every node of a store needs the same key: set {MASTER_KEY_ENV} to the key the store's first node used"
+        KeyOrigin::Generated(path) => format!(
+            "; it was made just now, so the key that sealed them is elsewhere: give it with {MASTER_KEY_ENV}, or \
+             put it in {} in place of the new one",
+            path.display()
         ),
         _ => String::new(),
     };

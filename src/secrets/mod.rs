@@ -4,7 +4,7 @@
 //!   associated data;
 //! - `key`: the [`MasterKey`], from `WEFT_MASTER_KEY` or `DATA/master.key`;
 //! - `keycheck`: a start refuses a key that did not seal the store's
-//!   secrets.
+//!   secrets (recorded with the store's first secret).
 //!
 //! [`Secrets`] sets, lists, deletes and reveals a tenant's secrets. A
 //! value is sealed before it reaches the store, with the tenant and name
@@ -119,9 +119,10 @@ fn check_name(name: &str) -> Result<(), SecretsError> {
 
 impl Secrets {
     /// The secrets of `store` under `key`, once `key` is checked against
-    /// the store's keycheck (recorded now if the store has none).
+    /// the store's keycheck, if it has one (it is recorded with the first
+    /// secret).
     pub async fn open(store: Arc<dyn Store>, key: MasterKey) -> Result<Secrets, SecretsError> {
-        keycheck::verify(&*store, &key).await?;
+        keycheck::verify_existing(&*store, &key).await?;
         Ok(Secrets { store, key })
     }
 
@@ -150,6 +151,9 @@ impl Secrets {
                 max: MAX_VALUE_CHARS,
             });
         }
+        // Every time, not once: another node may have recorded a keycheck
+        // since this one started. People set secrets rarely.
+        keycheck::verify(&*self.store, &self.key).await?;
         let sealed = self.key.seal(&aad(tenant, name), value.as_bytes());
         let at = now();
         let created = self

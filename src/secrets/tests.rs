@@ -78,6 +78,17 @@ async fn another_key_is_refused_naming_both_ids_and_its_origin() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
     let first = Secrets::open(store.clone(), key(1)).await.unwrap();
+    // A store with no secret yet takes any key: nothing is recorded.
+    assert_eq!(store.keycheck().await.unwrap(), None);
+    Secrets::require_no_keycheck(&*store).await.unwrap();
+    let early = Secrets::open(store.clone(), key(2)).await.unwrap();
+    first.set("acme", "token", "hunter2").await.unwrap();
+    // A node that started with another key before the first secret
+    // cannot seal one under it.
+    assert!(matches!(
+        early.set("acme", "other", "v").await,
+        Err(SecretsError::WrongKey(_))
+    ));
     // The same key opens again.
     Secrets::open(store.clone(), key(1)).await.unwrap();
     let error = Secrets::open(store.clone(), key(2)).await.unwrap_err().to_string();
