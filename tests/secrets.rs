@@ -484,3 +484,44 @@ async fn on_postgresql_values_are_sealed_and_migrate_keeps_them_readable() {
     assert_absent("pg_dump", &dump.stdout);
     assert_absent("the tables", &pg.dump());
 }
+
+on_both_backends! {
+    /// The store's half, on both backends: sealed bytes kept as given,
+    /// per tenant; `created_at` survives a replace; deletes say whether
+    /// there was one; the first keycheck stays.
+    async fn the_store_keeps_sealed_secrets_per_tenant(store: TestStore) {
+        use weft::store::{Keycheck, SecretRecord};
+        let db = store.open().await;
+        let record = |tenant: &str, name: &str, at: u64, byte: u8| SecretRecord {
+            tenant: tenant.into(),
+            name: name.into(),
+            key_id: "0011223344556677".into(),
+            nonce: vec![byte; 24],
+            ciphertext: vec![byte; 40],
+            created_at: at,
+            updated_at: at,
+        };
+        assert!(db.put_secret(record("acme", "b", 10, 1)).await.unwrap());
+        assert!(db.put_secret(record("acme", "a", 11, 2)).await.unwrap());
+        assert!(db.put_secret(record("globex", "a", 12, 3)).await.unwrap());
+        assert!(!db.put_secret(record("acme", "b", 20, 4)).await.unwrap());
+        let b = db.secret("acme", "b").await.unwrap().unwrap();
+        assert_eq!((b.created_at, b.updated_at, b.nonce[0], b.ciphertext.len()), (10, 20, 4, 40));
+        let names: Vec<String> = db.secrets("acme").await.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(db.secret("globex", "b").await.unwrap(), None);
+        assert!(db.delete_secret("acme", "a").await.unwrap());
+        assert!(!db.delete_secret("acme", "a").await.unwrap());
+        assert_eq!(db.secrets("globex").await.unwrap().len(), 1);
+
+        assert_eq!(db.keycheck().await.unwrap(), None);
+        let check = |id: &str| Keycheck {
+            key_id: id.into(),
+            nonce: vec![9; 24],
+            ciphertext: vec![9; 32],
+        };
+        assert_eq!(db.put_keycheck(check("first")).await.unwrap(), check("first"));
+        assert_eq!(db.put_keycheck(check("second")).await.unwrap(), check("first"));
+        assert_eq!(db.keycheck().await.unwrap(), Some(check("first")));
+    }
+}
