@@ -525,3 +525,56 @@ on_both_backends! {
         assert_eq!(db.keycheck().await.unwrap(), Some(check("first")));
     }
 }
+
+/// `weft run` on a store with secrets gives its steps theirs when the key
+/// is at hand, and otherwise runs without (the step fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_run_gives_steps_their_secrets_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = hex_key(5);
+    let server = Server::start(&data, None, Some(&key));
+    // `weft run` runs as tenant `local`.
+    let local = server.tenant("local").await;
+    assert_eq!(server.set(&local, "token", VALUE).await.0, StatusCode::CREATED);
+    server.stop();
+
+    let workflow = dir.path().join("uses.yaml");
+    std::fs::write(
+        &workflow,
+        "name: uses\nsteps:\n  - id: greet\n    task: hello\n    input: {name: Ada}\n    secrets: [token]\n",
+    )
+    .unwrap();
+    let modules = common::guest("hello").parent().unwrap().to_path_buf();
+    let run = |key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+        command
+            .arg("run")
+            .arg(&workflow)
+            .arg("--modules")
+            .arg(&modules)
+            .arg("--data")
+            .arg(&data)
+            .env_remove("WEFT_MASTER_KEY")
+            .env_remove("WEFT_STORE");
+        if let Some(key) = key {
+            command.env("WEFT_MASTER_KEY", key);
+        }
+        let output = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_absent("weft run's output", text.as_bytes());
+        (output.status.code(), text)
+    };
+    let (code, text) = run(Some(&key));
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(None);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("secret_missing"), "{text}");
+    let (code, text) = run(Some(&hex_key(6)));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("does not open this store's secrets"), "{text}");
+}
