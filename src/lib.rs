@@ -6,6 +6,8 @@
 //! - [`api`]: the HTTP API (`weft serve`): auth, tenants' resources, live
 //!   events, metrics, the OpenAPI document;
 //! - [`tenant`]: tenants, API keys (stored hashed) and quotas;
+//! - [`secrets`]: tenants' secrets, sealed by the master key before they
+//!   reach the store, revealed to the attempts whose steps name them;
 //! - [`spec`]: workflow documents parsed, checked and compiled once;
 //! - [`engine`]: the scheduler: queues units, runs attempts, retries,
 //!   compensates, recovers after a crash;
@@ -26,6 +28,7 @@ pub mod digest;
 pub mod engine;
 pub mod model;
 pub mod sandbox;
+pub mod secrets;
 pub mod spec;
 pub mod store;
 pub mod tenant;

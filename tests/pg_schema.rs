@@ -16,7 +16,7 @@ async fn connect(url: &str) -> Client {
     client
 }
 
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 17] = [
     "tenants",
     "api_keys",
     "module_bytes",
@@ -32,6 +32,8 @@ const TABLES: [&str; 15] = [
     "kv",
     "idempotency_keys",
     "nodes",
+    "secrets",
+    "keycheck",
 ];
 
 #[tokio::test]

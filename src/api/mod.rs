@@ -1,5 +1,5 @@
 //! The HTTP API (v1): modules, workflows, runs with their events and
-//! logs, tenants (admin), health, metrics and the OpenAPI document.
+//! logs, secrets, tenants (admin), health, metrics and the OpenAPI document.
 //!
 //! [`router`] builds the axum router and the OpenAPI document from the
 //! same handler annotations, so the document cannot drift from the
@@ -35,6 +35,7 @@ mod nodes;
 mod openapi;
 mod params;
 mod runs;
+mod secrets;
 mod server;
 mod stream;
 mod workflows;
@@ -84,6 +85,8 @@ pub struct ApiState {
     pub stopping: watch::Receiver<bool>,
     /// When the server started (ms since the epoch).
     pub started_at: crate::model::Millis,
+    /// Tenants' secrets; `None` where the server has no master key.
+    pub secrets: Option<Arc<crate::secrets::Secrets>>,
 }
 
 /// The router and the OpenAPI document describing it.
@@ -109,6 +112,8 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(runs::retry_run))
         .routes(routes!(stream::run_events))
         .routes(routes!(stream::step_logs))
+        .routes(routes!(secrets::put_secret, secrets::delete_secret))
+        .routes(routes!(secrets::list_secrets))
         .layer(json_limit)
         .merge(modules);
     let admin = OpenApiRouter::new()

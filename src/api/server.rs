@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use super::{ApiState, Metrics, ServerConfig, router};
 use crate::engine::{Engine, EngineConfig, NodeConfig, SandboxRunner, TokioClock};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::store::{self, StoreLocation};
+use crate::secrets::{MasterKey, Secrets};
+use crate::store::{self, Store, StoreLocation};
 use crate::tenant::RateLimiter;
 
 /// Why the server could not start.
@@ -61,7 +62,12 @@ pub async fn serve(
         ..defaults
     })
     .map_err(|e| fail("cannot start the sandbox", &e))?;
-    let runner = Arc::new(SandboxRunner::new(sandbox.clone(), store.clone()));
+    let secrets = open_secrets(&config.data, &location, &store).await?;
+    let mut runner = SandboxRunner::new(sandbox.clone(), store.clone());
+    if let Some(secrets) = &secrets {
+        runner = runner.with_secrets(secrets.clone());
+    }
+    let runner = Arc::new(runner);
     let engine_config = EngineConfig {
         max_concurrent: config.max_concurrent_attempts,
         node: NodeConfig {
@@ -91,6 +97,7 @@ pub async fn serve(
         metrics,
         stopping,
         started_at: clock.now(),
+        secrets,
     });
     tokio::spawn(super::metrics::follow(state.clone(), engine.subscribe()));
     let now = {
@@ -133,6 +140,47 @@ pub async fn serve(
     engine.shutdown().await;
     retention.abort();
     result
+}
+
+/// Tenants' secrets, under the master key (`crate::secrets::MasterKey`):
+/// `WEFT_MASTER_KEY`, else `DATA/master.key`, which on the embedded store
+/// is made on first start. Nodes sharing a PostgreSQL store must share one
+/// key, so none is made for them: without one a node keeps no secrets, and
+/// refuses to start if the store has some. A key that did not seal the
+/// store's secrets refuses the start, naming where it came from.
+async fn open_secrets(
+    data: &Path,
+    location: &StoreLocation,
+    store: &Arc<dyn Store>,
+) -> Result<Option<Arc<Secrets>>, ServeError> {
+    let refuse = |e: crate::secrets::SecretsError| ServeError(format!("cannot start: {e}"));
+    let key = match location {
+        StoreLocation::Redb(_) => Some(MasterKey::find_or_create(data).map_err(refuse)?),
+        StoreLocation::Postgres(_) => MasterKey::find(data).map_err(refuse)?,
+    };
+    let Some(key) = key else {
+        Secrets::require_no_keycheck(&**store).await.map_err(refuse)?;
+        tracing::warn!(
+            "no master key (WEFT_MASTER_KEY or DATA/master.key): this node keeps no secrets, and steps that use \
+             one fail with secret_missing"
+        );
+        return Ok(None);
+    };
+    if let crate::secrets::KeyOrigin::Generated(path) = key.origin() {
+        tracing::warn!(
+            key_id = key.key_id(),
+            "generated a master key in {}: back it up apart from the store, or its secrets are lost with it",
+            path.display()
+        );
+    }
+    let origin = key.origin().to_string();
+    let secrets = Secrets::open(store.clone(), key).await.map_err(refuse)?;
+    tracing::info!(
+        key_id = secrets.key_id(),
+        origin,
+        "secrets are sealed with the master key"
+    );
+    Ok(Some(Arc::new(secrets)))
 }
 
 /// The admin token: `WEFT_ADMIN_TOKEN`, else the one kept in the data

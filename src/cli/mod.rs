@@ -6,6 +6,7 @@ mod client;
 mod nodes;
 mod remote;
 mod run;
+mod secret;
 mod serve;
 mod store;
 mod task;
@@ -112,6 +113,12 @@ enum Command {
     Retry(remote::RetryArgs),
     /// Manage tenants and their API keys (needs the admin token).
     Tenant(remote::TenantArgs),
+    /// Set, list and delete the tenant's secrets on a server: values that
+    /// steps receive by name, sealed at rest and never shown again.
+    #[command(after_help = "Example:\n  \
+        weft secret set stripe_key < stripe.key\n  \
+        weft secret list")]
+    Secret(secret::SecretArgs),
     /// Measure throughput, latency, memory and recovery on this machine,
     /// each figure next to a baseline measured in the same run.
     #[command(after_help = "Example (from a checkout; builds the example tasks first):\n  \
@@ -176,6 +183,7 @@ pub fn main() -> ExitCode {
             Command::Cancel(args) => remote::cancel(args).await,
             Command::Retry(args) => remote::retry(args).await,
             Command::Tenant(args) => remote::tenant(args).await,
+            Command::Secret(args) => secret::secret(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Nodes(args) => nodes::nodes(args).await,
         }

@@ -3,7 +3,7 @@
 //! default) or on any store `--store` names, showing each step as it goes.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -15,6 +15,7 @@ use super::{EXIT_FAILED, EXIT_OK, read_arg};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock, Update};
 use crate::model::{EventKind, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::secrets::{MasterKey, Secrets};
 use crate::spec::{self, SpecConfig, TaskRef};
 use crate::store::{self, RunFilter, Store, StoreLocation};
 
@@ -144,7 +145,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot open the store at {location}"))?;
     let secrets = EnvSecrets::from_args(&args.secrets)?;
-    let (engine, sandbox, _) = start_engine(store, args.allow_private_http, Some(secrets)).await?;
+    let (engine, sandbox, _) = start_engine(store, key_dir(&location), args.allow_private_http, secrets).await?;
 
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
@@ -205,7 +206,7 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
     let location = args.store.location()?;
     let secrets = EnvSecrets::from_args(&args.secrets)?;
     let store = open_existing(&location).await?;
-    let (engine, _, resumed) = start_engine(store, args.allow_private_http, Some(secrets)).await?;
+    let (engine, _, resumed) = start_engine(store, key_dir(&location), args.allow_private_http, secrets).await?;
     let updates = engine.subscribe();
     eprintln!("resumed {} unfinished run(s) from {location}", resumed.len());
     let finished = follow(&engine, updates, &resumed).await?;
@@ -264,10 +265,20 @@ async fn open_existing(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store
     Ok(store::open_existing(location).await?)
 }
 
+/// Where an embedded store's `master.key` is (none for PostgreSQL, whose
+/// key is given with `WEFT_MASTER_KEY`).
+fn key_dir(location: &StoreLocation) -> Option<&Path> {
+    match location {
+        StoreLocation::Redb(dir) => Some(dir.as_path()),
+        StoreLocation::Postgres(_) => None,
+    }
+}
+
 async fn start_engine(
     store: Arc<dyn Store>,
+    key_dir: Option<&Path>,
     allow_private_http: bool,
-    secrets: Option<EnvSecrets>,
+    mut secrets: EnvSecrets,
 ) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
     let unfinished = store.active_runs().await?;
     let sandbox = Sandbox::new(SandboxConfig {
@@ -275,16 +286,19 @@ async fn start_engine(
         ..SandboxConfig::default()
     })?;
     let mut runner = SandboxRunner::new(sandbox.clone(), store.clone());
-    if let Some(secrets) = secrets {
-        runner = runner.with_secrets(Arc::new(secrets));
+    // Secrets given with --secret win; the others are those a server on
+    // this store would give its steps, when the master key is at hand:
+    // WEFT_MASTER_KEY, or the embedded store's master.key. None is made here.
+    let key = match key_dir {
+        Some(dir) => MasterKey::find(dir)?,
+        None => MasterKey::from_env()?,
+    };
+    if let Some(key) = key {
+        secrets.stored = Some(Secrets::open(store.clone(), key).await?);
     }
-    let (engine, _) = Engine::start(
-        store,
-        Arc::new(runner),
-        Arc::new(TokioClock::system()),
-        EngineConfig::default(),
-    )
-    .await?;
+    runner = runner.with_secrets(Arc::new(secrets));
+    let runner = Arc::new(runner);
+    let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;
     Ok((engine, sandbox, unfinished))
 }
 
@@ -472,9 +486,11 @@ fn tally(http: &crate::model::HttpTally) -> String {
     )
 }
 
-/// Secrets given to one `weft run`, read from environment variables.
+/// Secrets given to one `weft run`, read from environment variables, over
+/// those sealed in the store when its master key is at hand.
 struct EnvSecrets {
     values: HashMap<String, String>,
+    stored: Option<Secrets>,
 }
 
 impl EnvSecrets {
@@ -496,21 +512,31 @@ impl EnvSecrets {
                 .map_err(|_| anyhow::anyhow!("--secret {name}={var}: the environment variable {var} is not set"))?;
             values.insert(name.to_string(), value);
         }
-        Ok(EnvSecrets { values })
+        Ok(EnvSecrets { values, stored: None })
     }
 }
 
 #[async_trait::async_trait]
 impl crate::engine::SecretSource for EnvSecrets {
-    async fn reveal(&self, _tenant: &str, names: &[String]) -> Result<HashMap<String, String>, String> {
-        names
-            .iter()
-            .map(|name| match self.values.get(name) {
-                Some(value) => Ok((name.clone(), value.clone())),
-                None => Err(format!(
-                    "the secret {name} was not given (weft run --secret {name}=VAR)"
-                )),
-            })
-            .collect()
+    async fn reveal(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, String> {
+        let (given, rest): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| self.values.contains_key(*n));
+        let mut values: HashMap<String, String> = given
+            .into_iter()
+            .map(|name| (name.clone(), self.values[name].clone()))
+            .collect();
+        if rest.is_empty() {
+            return Ok(values);
+        }
+        let rest: Vec<String> = rest.into_iter().cloned().collect();
+        match &self.stored {
+            Some(stored) => values.extend(crate::engine::SecretSource::reveal(stored, tenant, &rest).await?),
+            None => {
+                let name = &rest[0];
+                return Err(format!(
+                    "the secret {name} was not given (weft run --secret {name}=VAR) and the store's master key is not at hand"
+                ));
+            }
+        }
+        Ok(values)
     }
 }

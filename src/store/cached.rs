@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::cluster::{Cluster, Notice};
-use super::{Change, Continuation, Cursor, Page, Record, RunFilter, Store, StoreError, Table};
+use super::{Change, Continuation, Cursor, Keycheck, Page, Record, RunFilter, SecretRecord, Store, StoreError, Table};
 use crate::digest::Digest;
 use crate::model::{
     AttemptRecord, Event, Millis, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion,
@@ -305,5 +305,25 @@ impl Store for CachedStore {
     }
     async fn export_page(&self, table: Table, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         self.inner.export_page(table, after, limit).await
+    }
+    // Secrets are read once per attempt that uses one and written by
+    // people: not cached, so a change is seen at once on every node.
+    async fn secret(&self, tenant: &str, name: &str) -> Result<Option<SecretRecord>, StoreError> {
+        self.inner.secret(tenant, name).await
+    }
+    async fn secrets(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError> {
+        self.inner.secrets(tenant).await
+    }
+    async fn put_secret(&self, record: SecretRecord) -> Result<bool, StoreError> {
+        self.inner.put_secret(record).await
+    }
+    async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_secret(tenant, name).await
+    }
+    async fn keycheck(&self) -> Result<Option<Keycheck>, StoreError> {
+        self.inner.keycheck().await
+    }
+    async fn put_keycheck(&self, check: Keycheck) -> Result<Keycheck, StoreError> {
+        self.inner.put_keycheck(check).await
     }
 }

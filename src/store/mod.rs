@@ -17,6 +17,7 @@ pub mod postgres;
 mod records;
 pub mod redb;
 pub mod retention;
+mod secrets;
 pub mod transfer;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use error::StoreError;
 pub(crate) use error::storage;
 pub use location::{LocationError, PgLocation, StoreLocation, TlsMode};
 pub use records::{Corrupt, Cursor, Page, Record, Table, Tally};
+pub use secrets::{Keycheck, SecretRecord};
 
 use crate::digest::Digest;
 use crate::model::{
@@ -131,6 +133,23 @@ pub trait Store: Send + Sync + 'static {
     /// Finished runs of `tenant` last changed before `before`, oldest
     /// first, at most `limit`: what retention deletes next.
     async fn expired_runs(&self, tenant: &str, before: Millis, limit: usize) -> Result<Vec<RunId>, StoreError>;
+
+    /// A tenant's sealed secret.
+    async fn secret(&self, tenant: &str, name: &str) -> Result<Option<SecretRecord>, StoreError>;
+    /// Every sealed secret of a tenant, by name.
+    async fn secrets(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError>;
+    /// Stores a sealed secret, replacing the tenant's secret of that name
+    /// but keeping its `created_at`; durable before it returns. Whether
+    /// the name was new.
+    async fn put_secret(&self, record: SecretRecord) -> Result<bool, StoreError>;
+    /// Deletes a tenant's secret, durably; whether there was one.
+    async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+    /// The store's keycheck, if one is recorded.
+    async fn keycheck(&self) -> Result<Option<Keycheck>, StoreError>;
+    /// Records `check` unless the store has a keycheck already; returns
+    /// the one the store holds afterwards (so two nodes starting at once
+    /// agree on one).
+    async fn put_keycheck(&self, check: Keycheck) -> Result<Keycheck, StoreError>;
 
     /// Up to `limit` records of `table` after `after`, in the backend's key
     /// order (see [`Record`]).

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::{Keycheck, SecretRecord};
 use crate::digest::Digest;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
 use crate::tenant::{KeyRecord, TenantRecord};
@@ -50,11 +51,15 @@ pub enum Table {
     Kv,
     /// Idempotency keys.
     IdempotencyKeys,
+    /// Tenants' sealed secrets.
+    Secrets,
+    /// The master key's check record.
+    Keycheck,
 }
 
 impl Table {
     /// Every table, in copy order.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::Tenants,
         Table::Keys,
         Table::ModuleBytes,
@@ -69,6 +74,8 @@ impl Table {
         Table::Events,
         Table::Kv,
         Table::IdempotencyKeys,
+        Table::Secrets,
+        Table::Keycheck,
     ];
 
     /// Its name, as reports print it.
@@ -88,6 +95,8 @@ impl Table {
             Table::Events => "events",
             Table::Kv => "kv",
             Table::IdempotencyKeys => "idempotency_keys",
+            Table::Secrets => "secrets",
+            Table::Keycheck => "keycheck",
         }
     }
 }
@@ -205,6 +214,10 @@ pub enum Record {
         /// The run it started.
         run: RunId,
     },
+    /// A sealed secret, copied as it is (never opened).
+    Secret(SecretRecord),
+    /// The master key's check record.
+    Keycheck(Keycheck),
 }
 
 impl Record {
@@ -225,6 +238,8 @@ impl Record {
             Record::Event { .. } => Table::Events,
             Record::Kv { .. } => Table::Kv,
             Record::IdempotencyKey { .. } => Table::IdempotencyKeys,
+            Record::Secret(_) => Table::Secrets,
+            Record::Keycheck(_) => Table::Keycheck,
         }
     }
 

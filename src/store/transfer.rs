@@ -6,6 +6,9 @@
 //! transaction in the target. Both sides are then read again in full and
 //! their [`Tally`]s (per-table counts and an order-independent checksum)
 //! compared.
+//!
+//! Secrets travel sealed, with the store's keycheck: the copy is opened
+//! by the same master key as the original, and nothing here needs it.
 
 use super::{Corrupt, Cursor, Record, Store, StoreError, Table, Tally};
 

@@ -40,7 +40,8 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
     let token = server.tenant("acme", quotas).await;
     server.tenant("globex", json!({})).await;
     // What schemathesis.toml's dictionaries name: `hello` twice (as
-    // `spare` for the module operations to delete), workflow `hi`, run 1.
+    // `spare` for the module operations to delete), workflow `hi`, run 1,
+    // secret `api_token`.
     server.upload(&token, &["hello"]).await;
     let (status, _) = server
         .call(
@@ -54,6 +55,15 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
     server
         .push(&token, "hi", "name: hi\nsteps:\n  - id: hi\n    task: hello\n")
         .await;
+    let (status, _) = server
+        .call(
+            Some(&token),
+            Method::PUT,
+            "/v1/secrets/api_token",
+            Body::Json(json!({"value": "conformance"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
     let run = server.start_run(&token, "hi", json!({"name": "Ada"})).await;
     assert_eq!(run, 1, "schemathesis.toml names run 1");
     server.wait(&token, run).await;

@@ -9,10 +9,11 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::codes::{decode, digest, millis, unit_key};
+use super::reads::{put_secret_on, secret_of};
 use super::writer::{Hot, Statements, apply_rare, put_module_version};
 use super::{PgStore, classify};
 use crate::model::{Millis, RunId, WorkflowVersion};
-use crate::store::{Change, Cursor, Page, Record, StoreError, Table};
+use crate::store::{Change, Cursor, Keycheck, Page, Record, StoreError, Table};
 
 /// A key column's type, to bind a cursor's value.
 #[derive(Clone, Copy)]
@@ -68,6 +69,12 @@ fn layout(table: Table) -> (&'static str, &'static [(&'static str, Col)], &'stat
         ),
         Table::Kv => ("kv", &[("tenant", Text), ("key", Text)], "value"),
         Table::IdempotencyKeys => ("idempotency_keys", &[("tenant", Text), ("key", Text)], "run_id"),
+        Table::Secrets => (
+            "secrets",
+            &[("tenant", Text), ("name", Text)],
+            "key_id, nonce, ciphertext, created_at, updated_at",
+        ),
+        Table::Keycheck => ("keycheck", &[("id", Int)], "key_id, nonce, ciphertext"),
     }
 }
 
@@ -166,6 +173,12 @@ fn record(table: Table, row: &Row) -> Result<Record, StoreError> {
             key: text(1),
             run: RunId(row.get::<_, i64>(2) as u64),
         },
+        Table::Secrets => Record::Secret(secret_of(row, 0)),
+        Table::Keycheck => Record::Keycheck(Keycheck {
+            key_id: text(1),
+            nonce: row.get(2),
+            ciphertext: row.get(3),
+        }),
     })
 }
 
@@ -271,6 +284,20 @@ impl PgStore {
                     .await
                     .map_err(classify)?;
                 }
+                Record::Secret(secret) => {
+                    let on: &tokio_postgres::Transaction = &txn;
+                    put_secret_on(on, &secret).await.map_err(classify)?;
+                }
+                Record::Keycheck(check) => {
+                    txn.execute(
+                        "INSERT INTO keycheck (id, key_id, nonce, ciphertext) VALUES (1, $1, $2, $3)
+                         ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce,
+                             ciphertext = excluded.ciphertext",
+                        &[&check.key_id, &check.nonce, &check.ciphertext],
+                    )
+                    .await
+                    .map_err(classify)?;
+                }
                 Record::Run(run) => {
                     last_run = last_run.max(Some(run.id.0));
                     changes.push(Change::PutRun(Box::new(run)));
@@ -354,6 +381,8 @@ fn change_of(record: Record) -> Change {
         | Record::ModuleName { .. }
         | Record::Workflow { .. }
         | Record::WorkflowVersion { .. }
-        | Record::WorkflowName { .. } => unreachable!("written verbatim by import_now"),
+        | Record::WorkflowName { .. }
+        | Record::Secret(_)
+        | Record::Keycheck(_) => unreachable!("written verbatim by import_now"),
     }
 }

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cluster",
         sql: include_str!("migrations/0002_cluster.sql"),
     },
+    Migration {
+        version: 3,
+        name: "secrets",
+        sql: include_str!("migrations/0003_secrets.sql"),
+    },
 ];
 
 /// Why the schema could not be brought to this build's version.

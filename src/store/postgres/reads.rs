@@ -12,10 +12,58 @@ use super::{PgStore, classify};
 use crate::digest::Digest;
 use crate::model::Millis;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
-use crate::store::{Change, Continuation, Cursor, Page, Record, RunFilter, Store, StoreError, Table, kv_display};
+use crate::store::{
+    Change, Continuation, Cursor, Keycheck, Page, Record, RunFilter, SecretRecord, Store, StoreError, Table, kv_display,
+};
 use crate::tenant::{KeyRecord, TenantRecord};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Inserts or replaces a secret, keeping the `created_at` of the one it
+/// replaces; answers whether the row is new.
+pub(super) const PUT_SECRET: &str =
+    "INSERT INTO secrets (tenant, name, key_id, nonce, ciphertext, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (tenant, name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce,
+         ciphertext = excluded.ciphertext, updated_at = excluded.updated_at
+     RETURNING (xmax = 0)";
+
+/// Runs [`PUT_SECRET`] on `client` (a connection or a transaction).
+pub(super) async fn put_secret_on(
+    client: &impl tokio_postgres::GenericClient,
+    record: &SecretRecord,
+) -> Result<bool, tokio_postgres::Error> {
+    let (created, updated) = (millis(record.created_at), millis(record.updated_at));
+    let row = client
+        .query_one(
+            PUT_SECRET,
+            &[
+                &record.tenant,
+                &record.name,
+                &record.key_id,
+                &record.nonce,
+                &record.ciphertext,
+                &created,
+                &updated,
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The secret in `row`'s columns from `at` on: tenant, name, key_id,
+/// nonce, ciphertext, created_at, updated_at.
+pub(super) fn secret_of(row: &Row, at: usize) -> SecretRecord {
+    SecretRecord {
+        tenant: row.get(at),
+        name: row.get(at + 1),
+        key_id: row.get(at + 2),
+        nonce: row.get(at + 3),
+        ciphertext: row.get(at + 4),
+        created_at: row.get::<_, i64>(at + 5) as Millis,
+        updated_at: row.get::<_, i64>(at + 6) as Millis,
+    }
+}
 
 impl PgStore {
     /// Runs `sql` as a statement prepared once per pooled connection; a
@@ -320,5 +368,67 @@ impl Store for PgStore {
 
     async fn import(&self, records: Vec<Record>) -> Result<(), StoreError> {
         self.import_now(records).await
+    }
+
+    async fn secret(&self, tenant: &str, name: &str) -> Result<Option<SecretRecord>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT tenant, name, key_id, nonce, ciphertext, created_at, updated_at
+                 FROM secrets WHERE tenant = $1 AND name = $2",
+                &[&tenant, &name],
+            )
+            .await?;
+        Ok(row.map(|r| secret_of(&r, 0)))
+    }
+
+    async fn secrets(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT tenant, name, key_id, nonce, ciphertext, created_at, updated_at
+                 FROM secrets WHERE tenant = $1 ORDER BY name",
+                &[&tenant],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| secret_of(r, 0)).collect())
+    }
+
+    async fn put_secret(&self, record: SecretRecord) -> Result<bool, StoreError> {
+        // One statement, committed (synchronously) before it returns.
+        let client = self.reader().await?;
+        let client: &tokio_postgres::Client = &client;
+        put_secret_on(client, &record).await.map_err(|e| self.failed(e))
+    }
+
+    async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "DELETE FROM secrets WHERE tenant = $1 AND name = $2 RETURNING name",
+                &[&tenant, &name],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn keycheck(&self) -> Result<Option<Keycheck>, StoreError> {
+        let row = self
+            .query_opt("SELECT key_id, nonce, ciphertext FROM keycheck WHERE id = 1", &[])
+            .await?;
+        Ok(row.map(|r| Keycheck {
+            key_id: r.get(0),
+            nonce: r.get(1),
+            ciphertext: r.get(2),
+        }))
+    }
+
+    async fn put_keycheck(&self, check: Keycheck) -> Result<Keycheck, StoreError> {
+        self.query(
+            "INSERT INTO keycheck (id, key_id, nonce, ciphertext) VALUES (1, $1, $2, $3)
+             ON CONFLICT (id) DO NOTHING",
+            &[&check.key_id, &check.nonce, &check.ciphertext],
+        )
+        .await?;
+        self.keycheck()
+            .await?
+            .ok_or_else(|| StoreError::Storage("the keycheck just written is not there".into()))
     }
 }

@@ -336,6 +336,21 @@ impl RedbStore {
                     out.push(json!([tenant, key]), vec![Ok(record)]);
                 }
             }
+            Table::Secrets => {
+                let key = s0.as_deref().zip(s1.as_deref());
+                let lower = key.map_or(Bound::Unbounded, Bound::Excluded);
+                scan!(SECRETS, (&str, &str), lower, |k, v| (
+                    json!([k.0, k.1]),
+                    vec![decoded(v, "secret").map(Record::Secret)]
+                ))
+            }
+            Table::Keycheck => {
+                let lower = s0.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                scan!(KEYCHECK, &str, lower, |k, v| (
+                    json!(k),
+                    vec![decoded(v, "keycheck").map(Record::Keycheck)]
+                ))
+            }
         }
         Ok(out.finish())
     }
@@ -386,6 +401,8 @@ impl RedbStore {
             let mut events = txn.open_table(EVENTS).map_err(storage)?;
             let mut kv = txn.open_table(KV).map_err(storage)?;
             let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+            let mut secrets = txn.open_table(SECRETS).map_err(storage)?;
+            let mut keycheck = txn.open_table(KEYCHECK).map_err(storage)?;
             for record in &records {
                 match record {
                     Record::Tenant(t) => tenants.insert(t.id.as_str(), encode(t).as_slice()).map(drop),
@@ -446,6 +463,13 @@ impl RedbStore {
                     Record::IdempotencyKey { tenant, key, run } => {
                         idempotency.insert((tenant.as_str(), key.as_str()), run.0).map(drop)
                     }
+                    Record::Secret(secret) => secrets
+                        .insert(
+                            (secret.tenant.as_str(), secret.name.as_str()),
+                            encode(secret).as_slice(),
+                        )
+                        .map(drop),
+                    Record::Keycheck(check) => keycheck.insert(KEYCHECK_KEY, encode(check).as_slice()).map(drop),
                 }
                 .map_err(storage)?;
             }

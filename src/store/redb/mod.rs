@@ -12,6 +12,7 @@
 
 mod export;
 mod reads;
+mod secrets;
 mod tables;
 mod writer;
 
@@ -120,6 +121,9 @@ impl RedbStore {
             txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
             txn.open_table(TENANT_RUNS).map_err(storage)?;
             txn.open_table(IDEMPOTENCY).map_err(storage)?;
+            // Added without a schema version: an older build ignores them.
+            txn.open_table(SECRETS).map_err(storage)?;
+            txn.open_table(KEYCHECK).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
 

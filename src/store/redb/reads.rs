@@ -11,7 +11,8 @@ use crate::digest::Digest;
 use crate::model::Millis;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
 use crate::store::{
-    Change, Continuation, Cursor, Page, Record, RunFilter, Store, StoreError, Table, kv_display, storage,
+    Change, Continuation, Cursor, Keycheck, Page, Record, RunFilter, SecretRecord, Store, StoreError, Table,
+    kv_display, storage,
 };
 use crate::tenant::{KeyRecord, TenantRecord};
 
@@ -300,6 +301,39 @@ impl Store for RedbStore {
 
     async fn export_page(&self, table: Table, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         self.export_page_now(table, after, limit)
+    }
+
+    async fn secret(&self, tenant: &str, name: &str) -> Result<Option<SecretRecord>, StoreError> {
+        self.secret_now(tenant, name)
+    }
+
+    async fn secrets(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError> {
+        self.secrets_now(tenant)
+    }
+
+    async fn put_secret(&self, record: SecretRecord) -> Result<bool, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.put_secret_now(record))
+            .await
+            .map_err(storage)?
+    }
+
+    async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let (store, tenant, name) = (self.clone(), tenant.to_string(), name.to_string());
+        tokio::task::spawn_blocking(move || store.delete_secret_now(&tenant, &name))
+            .await
+            .map_err(storage)?
+    }
+
+    async fn keycheck(&self) -> Result<Option<Keycheck>, StoreError> {
+        self.keycheck_now()
+    }
+
+    async fn put_keycheck(&self, check: Keycheck) -> Result<Keycheck, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.put_keycheck_now(check))
+            .await
+            .map_err(storage)?
     }
 
     async fn import(&self, records: Vec<Record>) -> Result<(), StoreError> {

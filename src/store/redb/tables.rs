@@ -49,6 +49,12 @@ pub(crate) const WORKFLOW_VERSIONS: TableDefinition<(&str, &str, u32), &[u8]> =
 pub(crate) const TENANT_RUNS: TableDefinition<(&str, u64), ()> = TableDefinition::new("tenant_runs");
 /// (tenant, idempotency key) → the run it started.
 pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> = TableDefinition::new("idempotency_keys");
+/// (tenant, secret name) → sealed secret (`SecretRecord`).
+pub(crate) const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");
+/// `keycheck` → the master key's check record (`Keycheck`); one entry.
+pub(crate) const KEYCHECK: TableDefinition<&str, &[u8]> = TableDefinition::new("keycheck");
+/// The one key of [`KEYCHECK`].
+pub(crate) const KEYCHECK_KEY: &str = "keycheck";
 
 /// The item slot of a unit that is not a fan-out item.
 pub(crate) const NO_ITEM: u32 = u32::MAX;
