@@ -14,6 +14,9 @@ use crate::common;
 
 pub const ADMIN: &str = "test-admin-token";
 
+/// A master key for servers that keep secrets (32 bytes, hex).
+pub const MASTER_KEY: &str = "5eed0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2";
+
 /// A running server process.
 pub struct Server {
     child: Child,
@@ -30,12 +33,26 @@ impl Server {
         Server::start(store.scratch(), &all)
     }
 
+    /// Starts a server on `store` with extra flags and a master key, so it
+    /// keeps secrets on PostgreSQL too (where it makes none itself).
+    pub fn on_with_key(store: &TestStore, flags: &[&str]) -> Server {
+        let mut all = vec!["--store", store.arg()];
+        all.extend_from_slice(flags);
+        Server::start_with(store.scratch(), &all, &[("WEFT_MASTER_KEY", MASTER_KEY)])
+    }
+
     /// Starts a server on `data` with extra flags.
     pub fn start(data: &Path, flags: &[&str]) -> Server {
+        Server::start_with(data, flags, &[])
+    }
+
+    /// Starts a server on `data` with extra flags and environment.
+    pub fn start_with(data: &Path, flags: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(flags)
+            .envs(env.iter().copied())
             .env("WEFT_ADMIN_TOKEN", ADMIN)
             .env("WEFT_LOG", "warn")
             .stdout(Stdio::null())
