@@ -12,6 +12,12 @@
 //! mostly an fsync, and moves by 5x from run to run); on the scheduler
 //! that served tenants first come, first served it was 230x on redb and
 //! 890x on PostgreSQL.
+//!
+//! Beside it, the test prints the median of a bare store commit (an empty
+//! batch through the group-commit writer) idle and under the flood: the
+//! light run is two commits and a 0.2 ms attempt, so when its ratio
+//! follows the commit's, the store (its fsync, and the flood's batch in
+//! flight) is the bound and not the scheduler (docs/performance.md).
 
 #[path = "common/backend.rs"]
 mod backend;
@@ -59,6 +65,7 @@ on_both_backends! {
             light_run(&engine).await; // compiles `hello`, warms caches
         }
         let idle = median_light(&engine).await;
+        let idle_commit = median_commit(&engine).await;
 
         let flooding = Arc::new(AtomicBool::new(true));
         let flood = tokio::spawn(flood(engine.clone(), iterations, flooding.clone()));
@@ -69,6 +76,7 @@ on_both_backends! {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let loaded = median_light(&engine).await;
+        let loaded_commit = median_commit(&engine).await;
         let running = engine.stats().running.load(Ordering::Relaxed);
         let queued = engine.stats().queued.load(Ordering::Relaxed);
         flooding.store(false, Ordering::Relaxed);
@@ -77,7 +85,9 @@ on_both_backends! {
         let ratio = loaded.as_secs_f64() / idle.as_secs_f64();
         eprintln!(
             "{backend:?}: light one-step run idle {idle:?}, under a flood of {FLOOD} runs of ~{BURN:?} CPU \
-             ({running} attempts running, {queued} queued) {loaded:?}: {ratio:.1}x"
+             ({running} attempts running, {queued} queued) {loaded:?}: {ratio:.1}x; a bare commit idle \
+             {idle_commit:?}, under the flood {loaded_commit:?}: {:.1}x",
+            loaded_commit.as_secs_f64() / idle_commit.as_secs_f64()
         );
         assert!(running + queued >= FLOOD / 2, "there was no flood: {running} running, {queued} queued");
         assert!(
@@ -133,6 +143,18 @@ async fn median_light(engine: &Engine) -> Duration {
     let mut latencies = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         latencies.push(light_run(engine).await);
+    }
+    latencies.sort();
+    latencies[SAMPLES / 2]
+}
+
+/// The median latency of [`SAMPLES`] empty commits, one after another.
+async fn median_commit(engine: &Engine) -> Duration {
+    let mut latencies = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let began = Instant::now();
+        engine.store().commit(Vec::new()).await.unwrap();
+        latencies.push(began.elapsed());
     }
     latencies.sort();
     latencies[SAMPLES / 2]

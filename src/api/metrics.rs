@@ -1,6 +1,7 @@
 //! Prometheus metrics at `/metrics`: runs and attempts by outcome, attempt
 //! latency, fuel and outbound HTTP, per tenant; queue depth and work in
-//! flight.
+//! flight; and for autoscalers, ready work per tenant, the age of the
+//! oldest ready unit and the busy share of capacity (docs/operations.md).
 //!
 //! Counters follow the engine's stream of durable events, so they count
 //! what the store recorded, not what was merely tried.
@@ -20,7 +21,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 
 use super::ApiState;
-use crate::engine::Update;
+use crate::engine::{ReadyWork, Update};
 use crate::model::{EventKind, HttpTally};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,6 +63,13 @@ pub struct Metrics {
     active_runs: Gauge,
     parked_runs: Gauge,
     busy: Gauge<f64, std::sync::atomic::AtomicU64>,
+    ready: Family<TenantLabel, Gauge>,
+    /// The tenants `ready` reported units for at the last scrape, set back
+    /// to 0 once they have none, so a tenant's series reads 0 rather than
+    /// vanishing (an autoscaler's query then sees 0, not "no data").
+    /// Held across a scrape's update, so two scrapes do not interleave.
+    ready_tenants: std::sync::Mutex<std::collections::HashSet<String>>,
+    oldest_ready: Gauge<f64, std::sync::atomic::AtomicU64>,
     node: NodeMetrics,
 }
 
@@ -145,6 +153,18 @@ impl Metrics {
             "Attempts running over this node's capacity (for autoscalers)",
             busy.clone(),
         );
+        let ready = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "ready_units",
+            "Units ready and waiting for an attempt slot on this node, by tenant (for autoscalers)",
+            ready.clone(),
+        );
+        let oldest_ready = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "oldest_ready_seconds",
+            "How long the oldest unit waiting for a slot on this node has waited; 0 when none waits (for autoscalers)",
+            oldest_ready.clone(),
+        );
         let node = NodeMetrics::default();
         let counters = [
             ("node_claimed_runs", "Runs this node claimed", &node.claimed),
@@ -184,6 +204,9 @@ impl Metrics {
         );
         Metrics {
             busy,
+            ready,
+            ready_tenants: Default::default(),
+            oldest_ready,
             node,
             registry,
             runs_started,
@@ -199,6 +222,24 @@ impl Metrics {
             active_runs,
             parked_runs,
         }
+    }
+
+    /// Sets the ready-work gauges from what the scheduler has queued.
+    fn set_ready(&self, work: &ReadyWork) {
+        let mut reported = self.ready_tenants.lock().unwrap_or_else(|e| e.into_inner());
+        for tenant in reported.iter() {
+            if !work.by_tenant.iter().any(|(t, _)| t == tenant) {
+                self.ready.get_or_create(&TenantLabel { tenant: tenant.clone() }).set(0);
+            }
+        }
+        reported.clear();
+        for (tenant, units) in &work.by_tenant {
+            let label = TenantLabel { tenant: tenant.clone() };
+            self.ready.get_or_create(&label).set(*units as i64);
+            reported.insert(tenant.clone());
+        }
+        self.oldest_ready
+            .set(work.oldest_age.map_or(0.0, |age| age.as_secs_f64()));
     }
 
     fn record(&self, update: &Update) {
@@ -283,8 +324,11 @@ pub(super) async fn follow(state: Arc<ApiState>, mut updates: broadcast::Receive
     )
 )]
 pub(super) async fn scrape(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
-    let stats = state.engine.stats();
     let metrics = &state.metrics;
+    // A stopping engine has nothing to report; the rest still is.
+    let ready = state.engine.ready_work().await.unwrap_or_default();
+    metrics.set_ready(&ready);
+    let stats = state.engine.stats();
     metrics.queued.set(stats.queued.load(Ordering::Relaxed) as i64);
     metrics.running.set(stats.running.load(Ordering::Relaxed) as i64);
     metrics

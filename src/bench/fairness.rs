@@ -12,6 +12,11 @@
 //! the flood over the one idle. The PostgreSQL half works in a database of
 //! its own on the server of the postgres section (`--store`, else a
 //! throwaway one), and says why when there is none.
+//!
+//! Beside the light run, a bare store commit (an empty batch through the
+//! group-commit writer) is timed the same way, idle and under the flood:
+//! the light run is two commits and a 0.2 ms attempt, so when its ratio
+//! follows the commit's, the store is the bound and not the scheduler.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,10 +48,12 @@ const HEAVY: &str = "name: burn\nsteps:
 /// The JSON key that says why there is no PostgreSQL figure.
 const PG_SKIPPED: &str = "pg_fairness_skipped";
 
-/// Latencies of the light tenant's run.
+/// Latencies of the light tenant's run, and of a bare commit.
 struct Latency {
     idle: Duration,
     flooded: Duration,
+    commit_idle: Duration,
+    commit_flooded: Duration,
 }
 
 impl Latency {
@@ -102,6 +109,18 @@ fn print(report: &mut Report, prefix: &str, store: &str, latency: &Latency) {
         ms(latency.flooded),
         "ms",
     );
+    report.figure(
+        &format!("{prefix}fairness_commit_idle_ms"),
+        &format!("{store}: a bare commit, idle (median)"),
+        ms(latency.commit_idle),
+        "ms",
+    );
+    report.figure(
+        &format!("{prefix}fairness_commit_flooded_ms"),
+        &format!("{store}: a bare commit, under the flood (median)"),
+        ms(latency.commit_flooded),
+        "ms",
+    );
     report.target(
         &format!("{prefix}fairness_ratio"),
         &format!("{store}: ratio under the flood / idle"),
@@ -134,6 +153,7 @@ async fn latency(options: &Options, store: Arc<dyn Store>) -> anyhow::Result<Lat
         run(&engine, "light", "one", json!({})).await?;
     }
     let idle = median(&engine, samples).await?;
+    let commit_idle = median_commit(&engine, samples).await?;
 
     let flooding = Arc::new(AtomicBool::new(true));
     let flood = tokio::spawn(flood(engine.clone(), iterations, flooding.clone()));
@@ -145,6 +165,7 @@ async fn latency(options: &Options, store: Arc<dyn Store>) -> anyhow::Result<Lat
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let flooded = median(&engine, samples).await;
+    let commit_flooded = median_commit(&engine, samples).await;
     flooding.store(false, Ordering::Relaxed);
     let flood = flood.await;
     engine.shutdown().await;
@@ -152,6 +173,8 @@ async fn latency(options: &Options, store: Arc<dyn Store>) -> anyhow::Result<Lat
     Ok(Latency {
         idle,
         flooded: flooded?,
+        commit_idle,
+        commit_flooded: commit_flooded?,
     })
 }
 
@@ -180,6 +203,18 @@ async fn median(engine: &Engine, samples: usize) -> anyhow::Result<Duration> {
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
         latencies.push(run(engine, "light", "one", json!({})).await?);
+    }
+    latencies.sort();
+    Ok(latencies[samples / 2])
+}
+
+/// The median latency of `samples` empty commits, one after another.
+async fn median_commit(engine: &Engine, samples: usize) -> anyhow::Result<Duration> {
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let began = Instant::now();
+        engine.store().commit(Vec::new()).await?;
+        latencies.push(began.elapsed());
     }
     latencies.sort();
     Ok(latencies[samples / 2])

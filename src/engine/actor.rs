@@ -23,7 +23,7 @@ pub(crate) use cluster::Node;
 use super::queue::{FairQueue, Queued};
 use super::run_state::{ActiveRun, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
-use super::{Clock, EngineConfig, EngineError, EngineStats, Update, Workflows};
+use super::{Clock, EngineConfig, EngineError, EngineStats, ReadyWork, Update, Workflows};
 use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitStatus};
 use crate::sandbox::{AttemptContext, AttemptLogs, AttemptReport, Limits, Outcome};
 use crate::spec::Workflow;
@@ -65,6 +65,10 @@ pub(crate) enum Msg {
     },
     Drain {
         reply: oneshot::Sender<()>,
+    },
+    /// What is queued for a slot now, for a scrape of the metrics.
+    Ready {
+        reply: oneshot::Sender<ReadyWork>,
     },
     /// What the database told every node.
     Notice(Notice),
@@ -354,6 +358,13 @@ impl Actor {
             Msg::Committed { run, after, result } => self.committed(run, after, result),
             Msg::Notice(notice) => self.notice(notice),
             Msg::Adopt { adopted, room } => self.adopt(adopted, room),
+            Msg::Ready { reply } => {
+                let (by_tenant, oldest) = self.queue.ready();
+                let _ = reply.send(ReadyWork {
+                    by_tenant: by_tenant.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
+                    oldest_age: oldest.map(|since| Duration::from_millis(now.saturating_sub(since))),
+                });
+            }
             Msg::Watch { run, reply } => {
                 if self.runs.contains_key(&run) || self.parked.contains(&run) {
                     self.watchers.entry(run).or_default().push(reply);
@@ -485,6 +496,7 @@ impl Actor {
             ),
             None => (0, Arc::from(""), 0),
         };
+        let since = self.shared.clock.now();
         for key in after.ready {
             self.seq += 1;
             self.queue.push(Queued {
@@ -494,6 +506,7 @@ impl Actor {
                 key,
                 tenant: Arc::clone(&tenant),
                 limit,
+                since,
             });
         }
         for (due, key) in after.timers {

@@ -218,6 +218,16 @@ pub struct EngineStats {
     pub fenced_commits: AtomicU64,
 }
 
+/// Units queued for a slot on this node now: ready, waiting only for a
+/// slot (not for their run's or step's own concurrency cap).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadyWork {
+    /// Units queued, by tenant; tenants with none are left out.
+    pub by_tenant: Vec<(String, usize)>,
+    /// How long the oldest of them has waited; `None` when none waits.
+    pub oldest_age: Option<Duration>,
+}
+
 /// Compiled workflows by digest, shared by the handle and the scheduler:
 /// a definition is parsed once per process, not once per run or step.
 #[derive(Clone, Default)]
@@ -364,6 +374,17 @@ impl Engine {
     /// What the scheduler is doing now.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// What is queued for a slot now, by tenant, and how long the oldest
+    /// unit has waited. Asked of the scheduler, which walks its queue: for
+    /// a scrape of the metrics, not for a hot path.
+    pub async fn ready_work(&self) -> Result<ReadyWork, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(Msg::Ready { reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)
     }
 
     /// The clock the engine runs on.

@@ -31,7 +31,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{RunId, UnitKey};
+use crate::model::{Millis, RunId, UnitKey};
 
 /// A unit waiting for a slot.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub(crate) struct Queued {
     /// The tenant's cap on attempts at once when the run started (0: none
     /// but the node's).
     pub limit: u32,
+    /// When this node queued it (became ready here), for the age of the
+    /// oldest ready unit.
+    pub since: Millis,
 }
 
 impl Ord for Queued {
@@ -112,6 +115,25 @@ impl FairQueue {
     /// The runs of the queued units (a run once per unit).
     pub fn runs(&self) -> impl Iterator<Item = RunId> + '_ {
         self.tenants.values().flat_map(|t| t.units.iter().map(|u| u.run))
+    }
+
+    /// How many units each tenant has queued (tenants with none are left
+    /// out), and when the oldest queued unit was queued. Walks every
+    /// queued unit: for a scrape, not for every turn of the scheduler.
+    pub fn ready(&self) -> (Vec<(Arc<str>, usize)>, Option<Millis>) {
+        let counts = self
+            .tenants
+            .iter()
+            .filter(|(_, t)| !t.units.is_empty())
+            .map(|(name, t)| (name.clone(), t.units.len()))
+            .collect();
+        let oldest = self
+            .tenants
+            .values()
+            .flat_map(|t| t.units.iter())
+            .map(|u| u.since)
+            .min();
+        (counts, oldest)
     }
 
     pub fn push(&mut self, unit: Queued) {
@@ -213,6 +235,7 @@ mod tests {
             key: UnitKey::step(0),
             tenant: tenant.into(),
             limit: 0,
+            since: seq,
         }
     }
 
@@ -351,6 +374,18 @@ mod tests {
             started += 1;
         }
         assert_eq!(started, 8);
+    }
+
+    #[test]
+    fn ready_counts_queued_units_by_tenant_and_finds_the_oldest() {
+        let mut queue = FairQueue::new(1, 0);
+        assert_eq!(queue.ready(), (vec![], None));
+        queue.extend([unit("a", 5, 0), unit("a", 3, 9), unit("b", 7, 0)]);
+        start(&mut queue); // "a"'s priority 9 unit, queued at 3
+        let (mut counts, oldest) = queue.ready();
+        counts.sort();
+        assert_eq!(counts, [("a".into(), 1), ("b".into(), 1)]);
+        assert_eq!(oldest, Some(5), "the unit started is no longer waiting");
     }
 
     #[test]
