@@ -25,7 +25,8 @@ pub(crate) struct SecretArgs {
 enum SecretCommand {
     /// Set a secret, creating or replacing it. The value is read from
     /// stdin (one trailing newline is dropped), so that it shows up
-    /// neither in `ps` nor in shell history.
+    /// neither in `ps` nor in shell history; at a terminal it is asked for
+    /// and not echoed.
     #[command(after_help = "Examples:\n  \
         weft secret set stripe_key < stripe.key\n  \
         printf %s \"$STRIPE_KEY\" | weft secret set stripe_key\n  \
@@ -52,10 +53,15 @@ enum SecretCommand {
     },
 }
 
-/// The value from `--value`, or stdin without one trailing newline.
+/// The value from `--value`, or stdin without one trailing newline; typed
+/// at a terminal, it is asked for and not echoed.
 fn value(given: Option<String>) -> anyhow::Result<String> {
     if let Some(value) = given {
         return Ok(value);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return rpassword::prompt_password("value (not shown): ")
+            .context("cannot read the secret's value from the terminal");
     }
     let mut text = String::new();
     std::io::stdin()
