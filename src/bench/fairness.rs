@@ -204,8 +204,7 @@ async fn median(engine: &Engine, samples: usize) -> anyhow::Result<Duration> {
     for _ in 0..samples {
         latencies.push(run(engine, "light", "one", json!({})).await?);
     }
-    latencies.sort();
-    Ok(latencies[samples / 2])
+    Ok(super::median(latencies))
 }
 
 /// The median latency of `samples` empty commits, one after another.
@@ -216,8 +215,7 @@ async fn median_commit(engine: &Engine, samples: usize) -> anyhow::Result<Durati
         engine.store().commit(Vec::new()).await?;
         latencies.push(began.elapsed());
     }
-    latencies.sort();
-    Ok(latencies[samples / 2])
+    Ok(super::median(latencies))
 }
 
 /// Burn iterations that take about [`BURN`] in the sandbox alone.

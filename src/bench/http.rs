@@ -17,8 +17,8 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 
-use super::Options;
 use super::report::Report;
+use super::{Options, median};
 use crate::sandbox::http::{AllowList, HttpLimits, HttpPolicy};
 use crate::sandbox::{Attempt, AttemptContext, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
 
@@ -132,9 +132,4 @@ async fn time_calls(client: &reqwest::Client, url: &str, calls: u32) -> anyhow::
         response.bytes().await?;
     }
     Ok(started.elapsed())
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }

@@ -68,6 +68,12 @@ impl Options {
     }
 }
 
+/// The middle of `samples` (the upper one of an even count).
+fn median(mut samples: Vec<std::time::Duration>) -> std::time::Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
 /// The 1-step workflow the engine, service, backlog and fairness sections
 /// run.
 const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {name: bench}}\n";

@@ -17,8 +17,8 @@ use wasmtime::component::{Component, ComponentType, Lift, Linker, ResourceTable}
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::Options;
 use super::report::{Report, Target};
+use super::{Options, median};
 use crate::sandbox::{Attempt, AttemptContext, Limits, MemoryKv, Sandbox, SandboxConfig};
 
 const INPUT: &str = r#"{"name": "bench"}"#;
@@ -211,9 +211,4 @@ fn time(per_round: u32, mut attempt: impl FnMut() -> anyhow::Result<()>) -> anyh
         attempt()?;
     }
     Ok(started.elapsed() / per_round)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
