@@ -55,6 +55,11 @@ pub struct Quotas {
     pub max_http_sent: u64,
     /// The most response body bytes one attempt may receive.
     pub max_http_received: u64,
+    /// Whether the tenant's payloads (run inputs and outputs, step
+    /// outputs, error messages, logs, kv values) are stored sealed under
+    /// a data key of its own, itself sealed by the server's master key.
+    /// Values written before it was turned on stay as they were.
+    pub encrypt_payloads: bool,
 }
 
 impl Default for Quotas {
@@ -72,6 +77,7 @@ impl Default for Quotas {
             max_http_requests: 100,
             max_http_sent: 10 << 20,
             max_http_received: 32 << 20,
+            encrypt_payloads: false,
         }
     }
 }

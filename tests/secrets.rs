@@ -9,20 +9,18 @@
 mod backend;
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/serve.rs"]
+mod serve;
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use backend::TestStore;
+use serve::{Server, find, refused};
 use weft::secrets::{KEY_LEN, KeyOrigin, MasterKey, Secrets};
 
-const ADMIN: &str = "test-admin-token";
 /// What no answer, log line, file or dump may hold.
 const VALUE: &str = "sk_live_4f9c2d1e8b7a6350-first";
 const VALUE2: &str = "sk_live_0a1b2c3d4e5f6789-second";
@@ -37,154 +35,10 @@ fn key_id(byte: u8) -> String {
         .to_string()
 }
 
-/// A running `weft serve`, its stderr kept whole.
-struct Server {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<u8>>>,
-    http: reqwest::Client,
-}
-
-fn serve_command(data: &Path, store: Option<&str>, key: Option<&str>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("WEFT_ADMIN_TOKEN", ADMIN)
-        // Everything the server logs, ours and the libraries': the value
-        // must be in none of it.
-        .env("WEFT_LOG", "debug")
-        .env_remove("WEFT_MASTER_KEY")
-        .env_remove("WEFT_STORE")
-        .env_remove("WEFT_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(store) = store {
-        command.args(["--store", store]);
-    }
-    if let Some(key) = key {
-        command.env("WEFT_MASTER_KEY", key);
-    }
-    command
-}
-
-impl Server {
-    fn start(data: &Path, store: Option<&str>, key: Option<&str>) -> Server {
-        let mut child = serve_command(data, store, key).spawn().expect("starting weft serve");
-        let mut stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let into = log.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 8192];
-            let mut sent = false;
-            while let Ok(n) = stderr.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                let mut log = into.lock().unwrap();
-                log.extend_from_slice(&buffer[..n]);
-                if !sent && let Some(at) = find(&log, b"weft listening on ") {
-                    let rest = &log[at + 18..];
-                    if let Some(end) = rest.iter().position(|&b| b == b'\n') {
-                        let _ = tx.send(String::from_utf8_lossy(&rest[..end]).trim().to_string());
-                        sent = true;
-                    }
-                }
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!(
-                "weft serve did not start:\n{}",
-                String::from_utf8_lossy(&log.lock().unwrap())
-            )
-        });
-        Server {
-            child,
-            url,
-            log,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status();
-        (status, response.text().await.expect("a body"))
-    }
-
-    async fn tenant(&self, name: &str) -> String {
-        let (status, body) = self
-            .call(ADMIN, Method::POST, "/v1/admin/tenants", Some(json!({"name": name})))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let body: Value = serde_json::from_str(&body).unwrap();
-        body["api_key"]["token"].as_str().unwrap().to_string()
-    }
-
-    async fn set(&self, token: &str, name: &str, value: &str) -> (StatusCode, String) {
-        self.call(
-            token,
-            Method::PUT,
-            &format!("/v1/secrets/{name}"),
-            Some(json!({ "value": value })),
-        )
-        .await
-    }
-
-    /// SIGTERM and wait; returns everything it logged.
-    fn stop(mut self) -> String {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the server did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(100));
-        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 fn assert_absent(what: &str, bytes: &[u8]) {
     for value in [VALUE, VALUE2] {
         assert!(find(bytes, value.as_bytes()).is_none(), "{what} holds a secret's value");
     }
-}
-
-/// `weft serve` that must refuse to start; its output.
-fn refused(data: &Path, store: Option<&str>, key: Option<&str>) -> String {
-    let mut command = serve_command(data, store, key);
-    command.env("WEFT_LOG", "warn");
-    let output: Output = command.output().expect("running weft serve");
-    let text = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !output.status.success(),
-        "weft serve started with the wrong key:\n{text}"
-    );
-    text
 }
 
 /// Set, replace, list, delete; the answers, the redb file and the log
@@ -394,19 +248,6 @@ async fn a_wrong_master_key_refuses_to_start() {
     assert!(body.contains("\"token\""), "{body}");
 }
 
-/// The pg_dump binary beside the harness's server binaries, or on PATH.
-fn pg_dump() -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/pg_dump"))
-        .filter(|p| p.is_file())
-        .collect();
-    versions.sort();
-    versions.pop().unwrap_or_else(|| PathBuf::from("pg_dump"))
-}
-
 /// On PostgreSQL: the value is in no table (`pg_dump` of the database);
 /// secrets moved from redb by `weft migrate` open with the same key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,21 +308,9 @@ async fn on_postgresql_values_are_sealed_and_migrate_keeps_them_readable() {
         "no key is made for a shared store"
     );
 
-    let url = pg.arg();
-    let dump = Command::new(pg_dump())
-        .args(["--data-only", "--dbname", url])
-        .output()
-        .expect("running pg_dump");
-    assert!(
-        dump.status.success(),
-        "pg_dump failed: {}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    assert!(
-        find(&dump.stdout, b"api_token").is_some(),
-        "the dump holds the secrets table"
-    );
-    assert_absent("pg_dump", &dump.stdout);
+    let dump = pg.pg_dump();
+    assert!(find(&dump, b"api_token").is_some(), "the dump holds the secrets table");
+    assert_absent("pg_dump", &dump);
     assert_absent("the tables", &pg.dump());
 }
 

@@ -84,6 +84,12 @@ pub struct QuotasPatch {
     #[schema(required = false)]
     #[serde(default, deserialize_with = "body::optional_integer")]
     max_http_received: Option<u64>,
+    /// Store the tenant's payloads sealed under a data key of its own
+    /// (needs a server master key). Turning it on or off changes how new
+    /// values are written; values already stored stay as they are and
+    /// read back either way.
+    #[schema(required = false)]
+    encrypt_payloads: Option<bool>,
 }
 
 impl QuotasPatch {
@@ -124,6 +130,7 @@ impl QuotasPatch {
             max_http_requests: self.max_http_requests.unwrap_or(defaults.max_http_requests),
             max_http_sent: self.max_http_sent.unwrap_or(defaults.max_http_sent),
             max_http_received: self.max_http_received.unwrap_or(defaults.max_http_received),
+            encrypt_payloads: self.encrypt_payloads.unwrap_or(defaults.encrypt_payloads),
         })
     }
 }
@@ -205,6 +212,8 @@ pub struct TenantList {
         (status = 201, description = "Created, with its first key", body = TenantWithKey,
             headers(("Location" = String, description = "The tenant: `/v1/admin/tenants/{id}`"))),
         (status = 409, description = "The name is taken (`tenant_exists`)", body = ErrorBody),
+        (status = 503, description = "The server is stopping, or `encrypt_payloads` was asked of a server \
+            without a master key (`unavailable`)", body = ErrorBody),
     )
 )]
 pub async fn create_tenant(
@@ -216,6 +225,7 @@ pub async fn create_tenant(
     let request: CreateTenant = body::json(&headers, bytes)?;
     check_name("tenant", "name", &request.name)?;
     let quotas = request.quotas.over(state.config.default_quotas.clone())?;
+    can_seal(&state, &quotas)?;
     if state.store.tenant(&request.name).await?.is_some() {
         return Err(ApiError::new(
             ErrorCode::TenantExists,
@@ -282,6 +292,65 @@ pub async fn get_tenant(
     Path(TenantPath { id }): Path<TenantPath>,
 ) -> ApiResult<Json<TenantRecord>> {
     tenant_named(&state, &id).await.map(Json)
+}
+
+/// Changes to a tenant.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// Quotas to change; those left out keep their values.
+    #[serde(default)]
+    #[schema(required = false)]
+    quotas: QuotasPatch,
+}
+
+/// Change a tenant's quotas. Limits apply to what starts after the
+/// change (running attempts keep theirs); a narrower `http_allow` refuses
+/// pushes of workflows that ask for more, and steps of runs already
+/// started keep what they had.
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/tenants/{id}",
+    tag = "admin",
+    params(TenantPath),
+    request_body(content = UpdateTenant, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The tenant as it is now", body = TenantRecord),
+        (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
+        (status = 503, description = "The server is stopping, or `encrypt_payloads` was asked of a server \
+            without a master key (`unavailable`)", body = ErrorBody),
+    )
+)]
+pub async fn update_tenant(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(TenantPath { id }): Path<TenantPath>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<TenantRecord>> {
+    let request: UpdateTenant = body::json(&headers, bytes)?;
+    let mut record = tenant_named(&state, &id).await?;
+    record.quotas = request.quotas.over(record.quotas)?;
+    can_seal(&state, &record.quotas)?;
+    state
+        .store
+        .commit(vec![Change::PutTenant(Box::new(record.clone()))])
+        .await?;
+    tracing::info!(tenant = %record.id, "tenant quotas changed");
+    Ok(Json(record))
+}
+
+/// Refuses `encrypt_payloads` (503, as the secrets endpoints do) on a
+/// server that has no master key to seal the tenant's data key with.
+fn can_seal(state: &ApiState, quotas: &Quotas) -> ApiResult<()> {
+    if quotas.encrypt_payloads && state.secrets.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "quotas: encrypt_payloads needs a master key, and this server has none: start every node with \
+             WEFT_MASTER_KEY (docs/operations.md, \"Secrets\")",
+        ));
+    }
+    Ok(())
 }
 
 /// The tenant `id`, or 400 for a name no tenant can have, or 404.

@@ -118,7 +118,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .merge(modules);
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::create_tenant, admin::list_tenants))
-        .routes(routes!(admin::get_tenant))
+        .routes(routes!(admin::get_tenant, admin::update_tenant))
         .routes(routes!(admin::disable_tenant))
         .routes(routes!(admin::enable_tenant))
         .routes(routes!(admin::create_key))

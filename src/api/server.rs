@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::{ApiState, Metrics, ServerConfig, router};
 use crate::engine::{Engine, EngineConfig, NodeConfig, SandboxRunner, TokioClock};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::secrets::payloads::seal_payloads;
 use crate::secrets::{MasterKey, Secrets};
 use crate::store::{self, Store, StoreLocation};
 use crate::tenant::RateLimiter;
@@ -63,6 +64,7 @@ pub async fn serve(
     })
     .map_err(|e| fail("cannot start the sandbox", &e))?;
     let secrets = open_secrets(&config.data, &location, &store).await?;
+    let store = seal_payloads(store, secrets.as_ref().map(|s| s.master_key().clone()));
     let mut runner = SandboxRunner::new(sandbox.clone(), store.clone());
     if let Some(secrets) = &secrets {
         runner = runner.with_secrets(secrets.clone());

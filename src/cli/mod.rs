@@ -1,6 +1,7 @@
 //! The `weft` command line: argument parsing and dispatch. Each command
 //! group lives in its own file; `main.rs` only calls [`main`].
 
+mod admin;
 mod bench;
 mod client;
 mod nodes;
@@ -10,6 +11,7 @@ mod secret;
 mod serve;
 mod store;
 mod task;
+mod tenant;
 mod workflow;
 
 use std::process::ExitCode;
@@ -112,7 +114,10 @@ enum Command {
     /// succeeded are kept.
     Retry(remote::RetryArgs),
     /// Manage tenants and their API keys (needs the admin token).
-    Tenant(remote::TenantArgs),
+    Tenant(tenant::TenantArgs),
+    /// Work on a store itself, with its servers stopped: `rotate-key`
+    /// replaces the master key that seals secrets and tenants' data keys.
+    Admin(admin::AdminArgs),
     /// Set, list and delete the tenant's secrets on a server: values that
     /// steps receive by name, sealed at rest and never shown again.
     #[command(after_help = "Example:\n  \
@@ -182,7 +187,8 @@ pub fn main() -> ExitCode {
             Command::Logs(args) => remote::logs(args).await,
             Command::Cancel(args) => remote::cancel(args).await,
             Command::Retry(args) => remote::retry(args).await,
-            Command::Tenant(args) => remote::tenant(args).await,
+            Command::Tenant(args) => tenant::tenant(args).await,
+            Command::Admin(args) => admin::admin(args).await,
             Command::Secret(args) => secret::secret(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Nodes(args) => nodes::nodes(args).await,

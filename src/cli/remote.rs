@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::client::{AdminRemote, Client, Remote};
+use super::client::{Client, Remote};
 use super::{EXIT_FAILED, EXIT_OK, read_arg};
 
 #[derive(Debug, Args)]
@@ -25,14 +25,6 @@ pub(crate) struct WorkflowArgs {
     command: WorkflowCommand,
     #[command(flatten)]
     remote: Remote,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct TenantArgs {
-    #[command(subcommand)]
-    command: TenantCommand,
-    #[command(flatten)]
-    remote: AdminRemote,
 }
 
 #[derive(Debug, Args)]
@@ -141,65 +133,7 @@ pub(crate) struct RunsArgs {
     remote: Remote,
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum TenantCommand {
-    /// Create a tenant; prints its first API key (shown only once).
-    Create {
-        /// Its name (also its id).
-        name: String,
-        /// Runs unfinished at once.
-        #[arg(long)]
-        max_concurrent_runs: Option<u32>,
-        /// Attempts running at once on one node (0: no cap but the node's
-        /// slots) [default: 0].
-        #[arg(long)]
-        max_concurrent_attempts: Option<u32>,
-        /// Fuel per attempt.
-        #[arg(long)]
-        max_fuel: Option<u64>,
-        /// Memory per attempt, e.g. 128MiB.
-        #[arg(long)]
-        max_memory: Option<String>,
-        /// Largest module upload, e.g. 16MiB.
-        #[arg(long)]
-        max_module_size: Option<String>,
-        /// Module versions stored.
-        #[arg(long)]
-        max_modules: Option<u32>,
-        /// Runs started per second.
-        #[arg(long)]
-        start_rate: Option<f64>,
-        /// Days a finished run is kept before it is deleted [default: 30].
-        #[arg(long)]
-        retention_days: Option<u32>,
-    },
-    /// List tenants.
-    List,
-    /// Disable a tenant: its keys get 403.
-    Disable {
-        /// The tenant.
-        id: String,
-    },
-    /// Enable a disabled tenant.
-    Enable {
-        /// The tenant.
-        id: String,
-    },
-    /// Make a new API key for a tenant (shown only once).
-    AddKey {
-        /// The tenant.
-        id: String,
-    },
-    /// Revoke an API key.
-    RevokeKey {
-        /// The tenant.
-        id: String,
-        /// The key's id (the part after `wk_`, before the next `_`).
-        key_id: String,
-    },
-}
-
-fn print_json(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -608,120 +542,4 @@ pub(crate) async fn retry(
         println!("run {id} retried from its failed steps");
     }
     Ok(EXIT_OK)
-}
-
-pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) -> anyhow::Result<u8> {
-    let remote = Remote::from(&admin);
-    let client = Client::new(&remote)?;
-    let answer = match command {
-        TenantCommand::Create {
-            name,
-            max_concurrent_runs,
-            max_concurrent_attempts,
-            max_fuel,
-            max_memory,
-            max_module_size,
-            max_modules,
-            start_rate,
-            retention_days,
-        } => {
-            let size = |flag: &str, value: Option<String>| -> anyhow::Result<Option<u64>> {
-                value
-                    .map(|v| crate::sandbox::parse_size(&v).map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e}")))
-                    .transpose()
-            };
-            let mut quotas = serde_json::Map::new();
-            let mut set = |key: &str, value: Option<Value>| {
-                if let Some(value) = value {
-                    quotas.insert(key.into(), value);
-                }
-            };
-            set("max_concurrent_runs", max_concurrent_runs.map(Value::from));
-            set("max_concurrent_attempts", max_concurrent_attempts.map(Value::from));
-            set("max_fuel", max_fuel.map(Value::from));
-            set("max_memory", size("max-memory", max_memory)?.map(Value::from));
-            set(
-                "max_module_size",
-                size("max-module-size", max_module_size)?.map(Value::from),
-            );
-            set("max_modules", max_modules.map(Value::from));
-            set("start_rate", start_rate.map(Value::from));
-            set("retention_days", retention_days.map(Value::from));
-            let body = json!({"name": name, "quotas": quotas});
-            let created = client
-                .send(client.request(Method::POST, "/v1/admin/tenants").json(&body))
-                .await?;
-            if !remote.json {
-                println!("tenant {name} created. Its API key (shown only this once):");
-                println!("{}", created["api_key"]["token"].as_str().unwrap_or("?"));
-            }
-            created
-        }
-        TenantCommand::List => {
-            let list = client.send(client.request(Method::GET, "/v1/admin/tenants")).await?;
-            if !remote.json {
-                println!("{:<24} {:<9} {:>9} {:>8}", "TENANT", "STATE", "MAX RUNS", "RATE/S");
-                for tenant in list["tenants"].as_array().into_iter().flatten() {
-                    println!(
-                        "{:<24} {:<9} {:>9} {:>8}",
-                        tenant["id"].as_str().unwrap_or("?"),
-                        if tenant["disabled"] == true {
-                            "disabled"
-                        } else {
-                            "enabled"
-                        },
-                        tenant["quotas"]["max_concurrent_runs"].to_string(),
-                        tenant["quotas"]["start_rate"].to_string()
-                    );
-                }
-            }
-            list
-        }
-        TenantCommand::Disable { id } => {
-            admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/disable")).await?
-        }
-        TenantCommand::Enable { id } => admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/enable")).await?,
-        TenantCommand::AddKey { id } => {
-            let key = client
-                .send(client.request(Method::POST, &format!("/v1/admin/tenants/{id}/keys")))
-                .await?;
-            if !remote.json {
-                println!(
-                    "new key {} for {id} (shown only this once):",
-                    key["key_id"].as_str().unwrap_or("?")
-                );
-                println!("{}", key["token"].as_str().unwrap_or("?"));
-            }
-            key
-        }
-        TenantCommand::RevokeKey { id, key_id } => {
-            client
-                .send(client.request(Method::DELETE, &format!("/v1/admin/tenants/{id}/keys/{key_id}")))
-                .await?;
-            if !remote.json {
-                println!("key {key_id} of {id} revoked");
-            }
-            json!({"revoked": key_id})
-        }
-    };
-    if remote.json {
-        print_json(&answer)?;
-    }
-    Ok(EXIT_OK)
-}
-
-async fn admin_post(client: &Client, remote: &Remote, path: &str) -> anyhow::Result<Value> {
-    let tenant = client.send(client.request(Method::POST, path)).await?;
-    if !remote.json {
-        println!(
-            "tenant {} {}",
-            tenant["id"].as_str().unwrap_or("?"),
-            if tenant["disabled"] == true {
-                "disabled"
-            } else {
-                "enabled"
-            }
-        );
-    }
-    Ok(tenant)
 }

@@ -15,6 +15,7 @@ use super::{EXIT_FAILED, EXIT_OK, read_arg};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock, Update};
 use crate::model::{EventKind, ModuleRecord, RunId, RunRecord, RunStatus};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::secrets::payloads::seal_payloads;
 use crate::secrets::{MasterKey, Secrets};
 use crate::spec::{self, SpecConfig, TaskRef};
 use crate::store::{self, RunFilter, Store, StoreLocation};
@@ -216,7 +217,7 @@ pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
 
 pub(crate) async fn show(args: ShowArgs) -> anyhow::Result<u8> {
     let location = args.store.location()?;
-    let store = open_existing(&location).await?;
+    let store = seal_payloads(open_existing(&location).await?, master_key(key_dir(&location))?);
     match args.run {
         Some(id) => {
             let detail = run_detail(&*store, RunId(id)).await?;
@@ -265,6 +266,15 @@ async fn open_existing(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store
     Ok(store::open_existing(location).await?)
 }
 
+/// The master key `WEFT_MASTER_KEY` or the embedded store's
+/// `master.key` gives, if either does; none is made here.
+fn master_key(key_dir: Option<&Path>) -> anyhow::Result<Option<MasterKey>> {
+    Ok(match key_dir {
+        Some(dir) => MasterKey::find(dir)?,
+        None => MasterKey::from_env()?,
+    })
+}
+
 /// Where an embedded store's `master.key` is (none for PostgreSQL, whose
 /// key is given with `WEFT_MASTER_KEY`).
 fn key_dir(location: &StoreLocation) -> Option<&Path> {
@@ -280,22 +290,21 @@ async fn start_engine(
     allow_private_http: bool,
     mut secrets: EnvSecrets,
 ) -> anyhow::Result<(Engine, Sandbox, Vec<RunId>)> {
+    // Secrets given with --secret win; the others are those a server on
+    // this store would give its steps, when the master key is at hand:
+    // WEFT_MASTER_KEY, or the embedded store's master.key. None is made here.
+    let key = master_key(key_dir)?;
+    if let Some(key) = key.clone() {
+        secrets.stored = Some(Secrets::open(store.clone(), key).await?);
+    }
+    // Tenants that seal their payloads have them sealed here too.
+    let store = seal_payloads(store, key);
     let unfinished = store.active_runs().await?;
     let sandbox = Sandbox::new(SandboxConfig {
         allow_private_http,
         ..SandboxConfig::default()
     })?;
     let mut runner = SandboxRunner::new(sandbox.clone(), store.clone());
-    // Secrets given with --secret win; the others are those a server on
-    // this store would give its steps, when the master key is at hand:
-    // WEFT_MASTER_KEY, or the embedded store's master.key. None is made here.
-    let key = match key_dir {
-        Some(dir) => MasterKey::find(dir)?,
-        None => MasterKey::from_env()?,
-    };
-    if let Some(key) = key {
-        secrets.stored = Some(Secrets::open(store.clone(), key).await?);
-    }
     runner = runner.with_secrets(Arc::new(secrets));
     let runner = Arc::new(runner);
     let (engine, _) = Engine::start(store, runner, Arc::new(TokioClock::system()), EngineConfig::default()).await?;

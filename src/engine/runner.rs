@@ -112,10 +112,13 @@ impl Runner for SandboxRunner {
                 Some(module) => module,
                 None => load_once(&loading, &sandbox, &*store, &request).await?,
             };
-            let (policy, readable, redact) = match prepare(secrets.as_deref(), &request).await {
+            let (mut policy, readable, redact) = match prepare(secrets.as_deref(), &request).await {
                 Ok(prepared) => prepared,
                 Err(refusal) => return Ok(refusal),
             };
+            if !policy.allow.is_empty() {
+                within_quotas(&*store, &request.context.tenant, &mut policy).await?;
+            }
             let attempt = Attempt {
                 input: &request.input,
                 limits: request.limits,
@@ -131,6 +134,27 @@ impl Runner for SandboxRunner {
                 .map_err(|e| RunnerError { message: e.to_string() })
         })
     }
+}
+
+/// Lowers a step's HTTP policy to its tenant's quotas as they are now:
+/// checked when the workflow was pushed, they may have narrowed since
+/// (`PATCH /v1/admin/tenants/{id}`). A tenant with no record (`weft run`'s
+/// `local`) has no quotas to apply.
+async fn within_quotas(store: &dyn Store, tenant: &str, policy: &mut HttpPolicy) -> Result<(), RunnerError> {
+    let record = store.tenant(tenant).await.map_err(|e| RunnerError {
+        message: format!("cannot read tenant {tenant:?}'s quotas: {e}"),
+    })?;
+    if let Some(record) = record {
+        let quotas = record.quotas;
+        // Parsed when the quotas were set; a list that no longer parses
+        // allows nothing.
+        let cap = crate::sandbox::http::AllowList::parse(&quotas.http_allow).unwrap_or_default();
+        policy.allow = policy.allow.inside(&cap);
+        policy.limits.requests = policy.limits.requests.min(quotas.max_http_requests);
+        policy.limits.sent = policy.limits.sent.min(quotas.max_http_sent);
+        policy.limits.received = policy.limits.received.min(quotas.max_http_received);
+    }
+    Ok(())
 }
 
 /// The attempt's HTTP policy with its headers' secrets filled in, the

@@ -118,10 +118,23 @@ impl MasterKey {
     /// [`MasterKey::find`], else a new random key written to
     /// `data/master.key`, readable by its owner only.
     pub fn find_or_create(data: &Path) -> Result<MasterKey, SecretsError> {
-        if let Some(key) = MasterKey::find(data)? {
+        if let Some(key) = MasterKey::from_env()? {
             return Ok(key);
         }
-        let path = data.join(MASTER_KEY_FILE);
+        MasterKey::file_or_create(&data.join(MASTER_KEY_FILE))
+    }
+
+    /// The key in the file `path`, or a new random key written there,
+    /// readable by its owner only, if there is no such file.
+    pub fn file_or_create(path: &Path) -> Result<MasterKey, SecretsError> {
+        let read = |path: &Path| match std::fs::read_to_string(path) {
+            Ok(text) => MasterKey::parse(&text, KeyOrigin::File(path.to_path_buf())).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SecretsError::Key(format!("cannot read {}: {e}", path.display()))),
+        };
+        if let Some(key) = read(path)? {
+            return Ok(key);
+        }
         let key: [u8; KEY_LEN] = rand::random();
         let mut options = std::fs::OpenOptions::new();
         // `create_new`: never overwrite a key another process just wrote.
@@ -131,15 +144,16 @@ impl MasterKey {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        let written = options.open(&path).and_then(|mut file| {
+        let written = options.open(path).and_then(|mut file| {
             file.write_all(hex::encode(key).as_bytes())?;
             file.write_all(b"\n")?;
             file.sync_all()
         });
         match written {
-            Ok(()) => Ok(MasterKey::from_bytes(&key, KeyOrigin::Generated(path))),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => MasterKey::find(data)?
-                .ok_or_else(|| SecretsError::Key(format!("{} vanished as it was made", path.display()))),
+            Ok(()) => Ok(MasterKey::from_bytes(&key, KeyOrigin::Generated(path.to_path_buf()))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                read(path)?.ok_or_else(|| SecretsError::Key(format!("{} vanished as it was made", path.display())))
+            }
             Err(e) => Err(SecretsError::Key(format!("cannot write {}: {e}", path.display()))),
         }
     }

@@ -12,6 +12,10 @@ use super::key::{KeyOrigin, MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
 use super::seal::Sealed;
 use crate::store::{Keycheck, Store};
 
+/// Where `weft admin rotate-key` keeps the embedded store's new key
+/// until the store is sealed with it.
+pub const NEW_KEY_FILE: &str = "master.key.new";
+
 /// What the keycheck seals.
 const CONSTANT: &[u8] = b"weft keycheck v1";
 /// Its associated data: no secret's (those hold a tenant and a NUL).
@@ -30,15 +34,18 @@ pub async fn verify_existing(store: &dyn Store, key: &MasterKey) -> Result<(), S
 /// Checks `key` against the store's keycheck, recording one sealed by
 /// `key` when the store has none yet: before a secret is sealed.
 pub async fn verify(store: &dyn Store, key: &MasterKey) -> Result<(), SecretsError> {
-    let mine = key.seal(AAD, CONSTANT);
-    let stored = store
-        .put_keycheck(Keycheck {
-            key_id: mine.key_id,
-            nonce: mine.nonce,
-            ciphertext: mine.ciphertext,
-        })
-        .await?;
+    let stored = store.put_keycheck(sealed(key)).await?;
     check(key, stored)
+}
+
+/// A keycheck sealed by `key`.
+pub fn sealed(key: &MasterKey) -> Keycheck {
+    let mine = key.seal(AAD, CONSTANT);
+    Keycheck {
+        key_id: mine.key_id,
+        nonce: mine.nonce,
+        ciphertext: mine.ciphertext,
+    }
 }
 
 fn check(key: &MasterKey, stored: Keycheck) -> Result<(), SecretsError> {
@@ -71,6 +78,12 @@ fn wrong_key(origin: &KeyOrigin, store_key: &str, given_key: &str) -> SecretsErr
         KeyOrigin::Generated(path) => format!(
             "; it was made just now, so the key that sealed them is elsewhere: give it with {MASTER_KEY_ENV}, or \
              put it in {} in place of the new one",
+            path.display()
+        ),
+        KeyOrigin::File(path) if path.with_file_name(NEW_KEY_FILE).exists() => format!(
+            "; {} exists: a key rotation may have stopped before it put the new key in place; if so, move that \
+             file over {}",
+            path.with_file_name(NEW_KEY_FILE).display(),
             path.display()
         ),
         _ => String::new(),

@@ -14,7 +14,9 @@
 //! nor put in an error message.
 
 mod key;
-mod keycheck;
+pub(crate) mod keycheck;
+pub mod payloads;
+pub mod rotate;
 mod seal;
 
 use std::collections::HashMap;
@@ -99,7 +101,7 @@ impl std::fmt::Debug for Secrets {
 /// The associated data a tenant's secret is sealed with: it cannot open
 /// as another tenant's or under another name. Names hold no NUL, so the
 /// pair is unambiguous.
-fn aad(tenant: &str, name: &str) -> Vec<u8> {
+pub(crate) fn aad(tenant: &str, name: &str) -> Vec<u8> {
     [tenant.as_bytes(), b"\0", name.as_bytes()].concat()
 }
 
@@ -129,6 +131,12 @@ impl Secrets {
     /// Checks that a store given no master key has no secrets to read.
     pub async fn require_no_keycheck(store: &dyn Store) -> Result<(), SecretsError> {
         keycheck::require_none(store).await
+    }
+
+    /// The master key, which also seals tenants' data keys
+    /// ([`payloads`]).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.key
     }
 
     /// The master key's id.
@@ -178,6 +186,8 @@ impl Secrets {
             .secrets(tenant)
             .await?
             .into_iter()
+            // A tenant's data keys are kept beside its secrets, unlisted.
+            .filter(|r| !payloads::is_data_key(&r.name))
             .map(|r| SecretInfo {
                 name: r.name,
                 created_at: r.created_at,

@@ -109,6 +109,26 @@ crate::on_both_backends! {
             .unwrap_or_else(|| panic!("no weft_http_requests_total for shop:\n{metrics}"));
         assert!(ok.ends_with(" 3"), "{ok}");
         assert!(metrics.contains("weft_http_sent_bytes_total{tenant=\"shop\"}"), "{metrics}");
+
+        // The admin closes the tenant's list: the workflow pushed before
+        // is held to it from the next attempt on.
+        let (status, changed) = server
+            .call(
+                Some(ADMIN),
+                Method::PATCH,
+                "/v1/admin/tenants/shop",
+                Body::Json(json!({"quotas": {"http_allow": []}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{changed}");
+        assert_eq!(changed["quotas"]["http_allow"], json!([]), "{changed}");
+        let mut closed = crate::server::order().1;
+        closed["order_id"] = json!("A-1003");
+        let run = server.start_run(&tenant, "order-http", closed).await;
+        let failed = server.wait(&tenant, run).await;
+        assert_eq!(failed["status"], "failed", "{failed}");
+        let charge = attempts(&failed, "charge_payment");
+        assert!(charge[0]["http"][0]["refused"].is_string(), "{failed}");
     }
 }
 
@@ -173,5 +193,29 @@ crate::on_both_backends! {
             )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+        // Changed later: checked the same way; what is not given is kept.
+        let patch = |tenant: &'static str, quotas: Value| {
+            let server = &server;
+            async move {
+                server
+                    .call(
+                        Some(ADMIN),
+                        Method::PATCH,
+                        &format!("/v1/admin/tenants/{tenant}"),
+                        Body::Json(json!({ "quotas": quotas })),
+                    )
+                    .await
+            }
+        };
+        let (status, answer) = patch("narrow", json!({"http_allow": ["not a url"]})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        let (status, answer) = patch("nobody", json!({"max_fuel": 5})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+        let (status, answer) = patch("narrow", json!({"max_fuel": 5_000_000})).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["quotas"]["max_fuel"], 5_000_000);
+        assert_eq!(answer["quotas"]["max_http_requests"], 10, "kept: {answer}");
+        assert_eq!(answer["quotas"]["http_allow"], json!(["https://api.example.com/v1/"]), "kept: {answer}");
     }
 }

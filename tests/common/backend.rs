@@ -103,6 +103,29 @@ impl TestStore {
         }
     }
 
+    /// `pg_dump --data-only` of a PostgreSQL store: what a backup holds.
+    pub fn pg_dump(&self) -> Vec<u8> {
+        let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin/pg_dump"))
+            .filter(|p| p.is_file())
+            .collect();
+        versions.sort();
+        let binary = versions.pop().unwrap_or_else(|| "pg_dump".into());
+        let dump = std::process::Command::new(binary)
+            .args(["--data-only", "--dbname", self.arg()])
+            .output()
+            .expect("running pg_dump");
+        assert!(
+            dump.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        dump.stdout
+    }
+
     /// Opens the store (again).
     pub async fn open(&self) -> Arc<dyn Store> {
         store::open(&self.location, store::DEFAULT_CACHE)

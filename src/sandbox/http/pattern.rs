@@ -305,6 +305,32 @@ impl AllowList {
             || self.ranges.iter().any(|range| range.contains(&ip))
     }
 
+    /// The entries of this list that `cap` allows: a step's list under
+    /// its tenant's list as it is now, which may have narrowed since the
+    /// workflow was pushed.
+    pub fn inside(&self, cap: &AllowList) -> AllowList {
+        AllowList {
+            urls: self
+                .urls
+                .iter()
+                .filter(|pattern| cap.urls.iter().any(|wider| pattern.within(wider)))
+                .cloned()
+                .collect(),
+            ranges: self
+                .ranges
+                .iter()
+                .filter(|range| {
+                    let single = AllowList {
+                        urls: Vec::new(),
+                        ranges: vec![**range],
+                    };
+                    single.outside(cap).is_none()
+                })
+                .copied()
+                .collect(),
+        }
+    }
+
     /// The first entry of this list that `cap` does not allow, written as
     /// it was: a list is within its cap when every URL pattern is within
     /// one of the cap's and every range within one of the cap's ranges.
@@ -464,6 +490,20 @@ mod tests {
             let list = AllowList::parse(&[wider]).unwrap();
             assert_eq!(list.outside(&cap).as_deref(), Some(wider), "{wider}");
         }
+        // Narrowed to a cap: only what the cap allows is kept.
+        let asked = AllowList::parse(&[
+            "https://pay.example.org",
+            "https://api.x.com",
+            "10.1.0.0/16",
+            "11.0.0.1",
+        ])
+        .unwrap();
+        let kept = asked.inside(&cap);
+        assert_eq!(
+            kept,
+            AllowList::parse(&["https://pay.example.org", "10.1.0.0/16"]).unwrap()
+        );
+        assert!(asked.inside(&AllowList::default()).is_empty());
     }
 
     #[test]
