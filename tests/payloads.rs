@@ -218,8 +218,20 @@ async fn the_order_workflow_is_sealed_in_the_redb_file_and_survives_a_key_rotati
     assert!(find(&file, b"Z-1").is_some(), "ids and kv keys stay readable");
     markers.assert_absent("the redb file", &file);
 
-    // Rotate: the new key is made in a file of our choosing.
+    // A rotation given the wrong current key changes nothing.
     let new_key_file = dir.path().join("new.key");
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["admin", "rotate-key", "--data", data.to_str().unwrap(), "--new-key"])
+        .arg(&new_key_file)
+        .env("WEFT_MASTER_KEY", hex_key(9))
+        .env_remove("WEFT_STORE")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && said.contains("does not open"), "{said}");
+    assert!(!new_key_file.exists(), "no key is left from a failed rotation");
+
+    // Rotate: the new key is made in a file of our choosing.
     let said = rotate(
         &[
             "--data",

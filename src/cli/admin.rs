@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
 use super::EXIT_OK;
+use super::run::ExistingStore;
 use crate::secrets::keycheck::NEW_KEY_FILE;
 use crate::secrets::rotate::rotate;
 use crate::secrets::{KeyOrigin, MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
@@ -42,18 +43,8 @@ enum AdminCommand {
 
 #[derive(Debug, Args)]
 struct RotateKeyArgs {
-    /// The data directory of an embedded store.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "store",
-        conflicts_with = "store"
-    )]
-    data: Option<PathBuf>,
-
-    /// The store: redb:DIR or postgres://user@host:port/database.
-    #[arg(long, env = "WEFT_STORE", value_name = "STORE")]
-    store: Option<String>,
+    #[command(flatten)]
+    store: ExistingStore,
 
     /// A file holding the new key (64 hex digits or base64), made with a
     /// new random key if it does not exist.
@@ -68,11 +59,7 @@ pub(crate) async fn admin(args: AdminArgs) -> anyhow::Result<u8> {
 }
 
 async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<u8> {
-    let location = match (&args.data, &args.store) {
-        (Some(dir), _) => StoreLocation::Redb(dir.clone()),
-        (None, Some(store)) => store.parse().context("--store")?,
-        (None, None) => bail!("give --data DIR or --store STORE"),
-    };
+    let location = args.store.location()?;
     let key_dir = match &location {
         StoreLocation::Redb(dir) => Some(dir.clone()),
         StoreLocation::Postgres(_) => None,
@@ -105,16 +92,26 @@ async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<u8> {
              put a new one"
         ),
     };
-    let new = MasterKey::file_or_create(&new_path)?;
-    if let KeyOrigin::Generated(path) = new.origin() {
-        eprintln!("made a new master key in {}", path.display());
-    }
-
     let store = store::open_existing(&location)
         .await
         .with_context(|| format!("cannot open {location} (stop every server on it first)"))?;
+    let new = MasterKey::file_or_create(&new_path)?;
+    let generated = matches!(new.origin(), KeyOrigin::Generated(_));
+    if generated {
+        eprintln!("made a new master key in {}", new_path.display());
+    }
+
     eprintln!("re-sealing with key {} (was {}) ...", new.key_id(), old.key_id());
-    let done = rotate(&*store, &old, &new).await?;
+    let done = match rotate(&*store, &old, &new).await {
+        Ok(done) => done,
+        Err(e) => {
+            // Nothing changed: a key made for this rotation seals nothing.
+            if generated {
+                let _ = std::fs::remove_file(&new_path);
+            }
+            return Err(e.into());
+        }
+    };
     drop(store);
     if let Some(file) = &key_file {
         put_in_place(&new_path, file)?;

@@ -256,7 +256,8 @@ fn location(data: Option<PathBuf>, store: Option<String>) -> anyhow::Result<Opti
 }
 
 impl ExistingStore {
-    fn location(&self) -> anyhow::Result<StoreLocation> {
+    /// The store named, which one of the two flags must give.
+    pub(crate) fn location(&self) -> anyhow::Result<StoreLocation> {
         location(self.data.clone(), self.store.clone())?.context("give --data DIR or --store STORE")
     }
 }
