@@ -300,7 +300,18 @@ impl Actor {
                     fx.changes.push(Change::PutIdempotencyKey { tenant, key, run: id });
                 }
                 self.insert(run);
+                // The first units are queued now, not once the start is
+                // durable: their attempts overlap the start's commit, and
+                // under load their results join it in one group commit
+                // instead of waiting for a second (docs/architecture.md,
+                // "Fairness"). Commits keep their order, so no result is
+                // durable before its run; a start that fails drops the run.
+                let first = match self.is_handed_off(id) {
+                    true => Vec::new(),
+                    false => std::mem::take(&mut fx.ready),
+                };
                 self.commit_as(id, fx, Some(Reply::Started(reply)), true);
+                self.enqueue(id, first);
             }
             Msg::Retry { run, reply } => match self.retry(run, now).await {
                 Ok(fx) => self.commit(run, fx, Some(Reply::Done(reply))),
@@ -461,6 +472,12 @@ impl Actor {
         match after.reply {
             Some(Reply::Started(reply)) => {
                 let _ = reply.send(result.clone().map(|()| run).map_err(EngineError::from));
+                if result.is_err() {
+                    // Not stored, and the caller is told so: its attempts,
+                    // already under way, record nothing.
+                    self.abandon(run);
+                    return;
+                }
             }
             Some(Reply::Done(reply)) => {
                 let _ = reply.send(result.clone().map_err(EngineError::from));
@@ -488,27 +505,11 @@ impl Actor {
             self.lose(run);
             return;
         }
-        let (priority, tenant, limit) = match self.runs.get(&run) {
-            Some(active) => (
-                active.record.priority,
-                Arc::from(active.record.tenant.as_str()),
-                active.record.caps.map_or(0, |caps| caps.concurrent_attempts),
-            ),
-            None => (0, Arc::from(""), 0),
-        };
-        let since = self.shared.clock.now();
-        for key in after.ready {
-            self.seq += 1;
-            self.queue.push(Queued {
-                priority,
-                seq: self.seq,
-                run,
-                key,
-                tenant: Arc::clone(&tenant),
-                limit,
-                since,
-            });
-        }
+        self.enqueue(run, after.ready);
+        let tenant: Arc<str> = self
+            .runs
+            .get(&run)
+            .map_or("".into(), |active| active.record.tenant.as_str().into());
         for (due, key) in after.timers {
             self.timers.push(Reverse((due, run, key)));
         }
@@ -525,6 +526,42 @@ impl Actor {
         } else if first {
             self.park_if_cold(run);
         }
+    }
+
+    /// Queues units of `run` for a slot.
+    fn enqueue(&mut self, run: RunId, keys: Vec<UnitKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let (priority, tenant, limit) = match self.runs.get(&run) {
+            Some(active) => (
+                active.record.priority,
+                Arc::from(active.record.tenant.as_str()),
+                active.record.caps.map_or(0, |caps| caps.concurrent_attempts),
+            ),
+            None => (0, Arc::from(""), 0),
+        };
+        let since = self.shared.clock.now();
+        for key in keys {
+            self.seq += 1;
+            self.queue.push(Queued {
+                priority,
+                seq: self.seq,
+                run,
+                key,
+                tenant: Arc::clone(&tenant),
+                limit,
+                since,
+            });
+        }
+    }
+
+    /// Forgets a run whose start did not become durable. Its attempts
+    /// under way finish (their slots are counted back as usual) and find
+    /// no run to record into; what is queued of it is dropped when it
+    /// comes up.
+    fn abandon(&mut self, run: RunId) {
+        self.remove(run);
     }
 
     /// Parks a run just started or resumed, if more runs than the hot

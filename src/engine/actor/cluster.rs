@@ -93,6 +93,11 @@ impl Actor {
         Ok(id)
     }
 
+    /// Whether `run` is being started here for another node to claim.
+    pub(super) fn is_handed_off(&self, run: RunId) -> bool {
+        self.node.as_ref().is_some_and(|node| node.handed_off.contains(&run))
+    }
+
     /// Whether `run` was started here for another node to claim: once its
     /// start is durable, it leaves this node.
     pub(super) fn handed_off(&mut self, run: RunId) -> bool {
