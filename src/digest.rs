@@ -11,6 +11,15 @@ use sha2::{Digest as _, Sha256};
 pub struct Digest([u8; 32]);
 
 impl Digest {
+    /// Stands for "no module" in a run's list of the module each step runs
+    /// (a wait step runs none). No bytes hash to it.
+    pub const NONE: Digest = Digest([0; 32]);
+
+    /// Whether this is [`Digest::NONE`].
+    pub fn is_none(&self) -> bool {
+        *self == Digest::NONE
+    }
+
     /// Hashes `bytes`.
     pub fn of(bytes: &[u8]) -> Digest {
         Digest(Sha256::digest(bytes).into())

@@ -99,6 +99,9 @@ pub enum UnitStatus {
     Running,
     /// Waiting for a retry timer.
     Retrying,
+    /// A wait step waiting: for its timer (a sleep, or a signal's
+    /// timeout, at `due`), or for a signal.
+    Waiting,
     /// Done, with output.
     Succeeded,
     /// Failed for good, with an error.
@@ -197,6 +200,28 @@ pub struct RunRecord {
     /// tenant's quota when the run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caps: Option<AttemptCaps>,
+    /// Signals received before the step that reads them waited, oldest
+    /// first; each is taken by the first step to wait for its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<KeptSignal>,
+    /// The ids of the signals delivered with one, so a repeat does nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signal_ids: Vec<String>,
+    /// Signals accepted in all (at most [`MAX_SIGNALS`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub signals_received: u32,
+}
+
+/// The most signals one run accepts.
+pub const MAX_SIGNALS: u32 = 1_000;
+
+/// A signal no step has taken yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptSignal {
+    /// Its name.
+    pub name: String,
+    /// Its payload, the output of the step that takes it.
+    pub payload: Value,
 }
 
 /// Upper bounds on an attempt's limits, whatever its step asks for, and
@@ -275,7 +300,8 @@ pub struct UnitRecord {
     pub output: Option<Value>,
     /// The last error.
     pub error: Option<Failure>,
-    /// When the retry timer fires, while `Retrying`.
+    /// When the retry timer fires, while `Retrying`; when the wait ends
+    /// (a sleep) or times out (a signal), while `Waiting`.
     pub due: Option<Millis>,
     /// For a fan-out parent: how many items it has (once expanded).
     pub items: Option<u32>,
@@ -370,6 +396,33 @@ pub enum EventKind {
         #[schema(value_type = u64)]
         due: Millis,
     },
+    /// A wait step began waiting.
+    Waiting {
+        /// The step's id.
+        step: String,
+        /// When the wait ends (a sleep) or times out (a signal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<u64>, required = false)]
+        until: Option<Millis>,
+        /// The signal it waits for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(required = false)]
+        signal: Option<String>,
+    },
+    /// A signal was accepted: taken by the step waiting for it, or kept
+    /// for the step that will.
+    SignalReceived {
+        /// The signal's name.
+        signal: String,
+        /// The id it was sent with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(required = false)]
+        id: Option<String>,
+        /// The step that took it; absent when it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(required = false)]
+        step: Option<String>,
+    },
     /// A step reached a final status.
     StepFinished {
         /// The step's id.
@@ -392,6 +445,8 @@ impl EventKind {
             EventKind::RunRetried => "run_retried",
             EventKind::AttemptFinished { .. } => "attempt_finished",
             EventKind::RetryScheduled { .. } => "retry_scheduled",
+            EventKind::Waiting { .. } => "waiting",
+            EventKind::SignalReceived { .. } => "signal_received",
             EventKind::StepFinished { .. } => "step_finished",
             EventKind::RunFinished { .. } => "run_finished",
         }

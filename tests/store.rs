@@ -29,6 +29,9 @@ fn run(id: u64, tenant: &str, status: RunStatus) -> RunRecord {
         created_at: 1,
         updated_at: 1,
         caps: None,
+        signals: vec![],
+        signal_ids: vec![],
+        signals_received: 0,
     }
 }
 

@@ -60,6 +60,9 @@ pub enum ErrorCode {
     NotRunning,
     /// 409: the run cannot be retried.
     CannotRetry,
+    /// 409: the run does not take this signal now: the steps that wait
+    /// for it are done, or it has taken the most signals a run may.
+    SignalRefused,
     /// 413: the body is larger than the server accepts.
     BodyTooLarge,
     /// 415: a body of a media type the operation does not take.
@@ -75,6 +78,8 @@ pub enum ErrorCode {
     /// 422: the input fails the workflow's `input_schema` (`details`:
     /// every problem).
     InvalidInput,
+    /// 422: no step of the run's workflow waits for a signal of that name.
+    UnknownSignal,
     /// 429: over one of the tenant's quotas (`Retry-After` when waiting
     /// helps).
     QuotaExceeded,
@@ -103,10 +108,12 @@ impl ErrorCode {
             TenantDisabled => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            VersionExists | ModuleInUse | TenantExists | NotRunning | CannotRetry => StatusCode::CONFLICT,
+            VersionExists | ModuleInUse | TenantExists | NotRunning | CannotRetry | SignalRefused => {
+                StatusCode::CONFLICT
+            }
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidModule | InvalidWorkflow | NameMismatch | UnknownModule | InvalidInput => {
+            InvalidModule | InvalidWorkflow | NameMismatch | UnknownModule | InvalidInput | UnknownSignal => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -305,6 +312,8 @@ impl From<EngineError> for ApiError {
             EngineError::NotRunning(run) => ApiError::new(NotRunning, format!("run {run} is not running")),
             EngineError::UnknownRun(run) => ApiError::not_found(format!("run {run}")),
             e @ EngineError::CannotRetry { .. } => ApiError::new(CannotRetry, e.to_string()),
+            e @ EngineError::UnknownSignal { .. } => ApiError::new(UnknownSignal, e.to_string()),
+            e @ EngineError::SignalRefused { .. } => ApiError::new(SignalRefused, e.to_string()),
             EngineError::QuotaExceeded(reason) => ApiError::quota(reason),
             EngineError::Store(e) => e.into(),
             EngineError::Stopped => ApiError::unavailable(),

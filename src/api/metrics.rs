@@ -276,7 +276,11 @@ impl Metrics {
                     .observe(*duration_us as f64 / 1e6);
                 self.fuel.get_or_create(&tenant).inc_by(*fuel_used);
             }
-            EventKind::RunRetried | EventKind::RetryScheduled { .. } | EventKind::StepFinished { .. } => {}
+            EventKind::RunRetried
+            | EventKind::RetryScheduled { .. }
+            | EventKind::StepFinished { .. }
+            | EventKind::Waiting { .. }
+            | EventKind::SignalReceived { .. } => {}
         }
     }
 }

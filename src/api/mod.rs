@@ -37,6 +37,7 @@ mod params;
 mod runs;
 mod secrets;
 mod server;
+mod signals;
 mod stream;
 mod workflows;
 
@@ -110,6 +111,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::retry_run))
+        .routes(routes!(signals::send_signal))
         .routes(routes!(stream::run_events))
         .routes(routes!(stream::step_logs))
         .routes(routes!(secrets::put_secret, secrets::delete_secret))

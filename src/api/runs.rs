@@ -146,6 +146,12 @@ pub struct StepView {
     output: Option<Value>,
     /// Why it failed.
     error: Option<Failure>,
+    /// When it wakes (ms since the epoch): while `retrying`, its next
+    /// attempt; while `waiting`, the end of its sleep or its signal's
+    /// timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = Option<u64>)]
+    due: Option<u64>,
     /// Its finished attempts, in order.
     attempts: Vec<AttemptView>,
 }
@@ -350,6 +356,7 @@ pub async fn get_run(
             status: unit.status,
             output: unit.output,
             error: unit.error,
+            due: unit.due,
             attempts: attempts
                 .iter()
                 .filter(|(k, _)| *k == key)

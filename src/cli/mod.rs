@@ -9,6 +9,7 @@ mod remote;
 mod run;
 mod secret;
 mod serve;
+mod signal;
 mod store;
 mod task;
 mod tenant;
@@ -113,6 +114,12 @@ enum Command {
     /// Retry a failed or cancelled run from its failed steps; steps that
     /// succeeded are kept.
     Retry(remote::RetryArgs),
+    /// Send a signal to a run: the step waiting for it (`wait_for: {signal:
+    /// NAME}`) ends with the payload as its output. A signal sent before
+    /// its step waits is kept for it.
+    #[command(after_help = "Example:\n  \
+        weft signal 42 payment_confirmed --data '{\"amount\": 1999}' --id psp-evt-8812")]
+    Signal(signal::SignalArgs),
     /// Manage tenants and their API keys (needs the admin token).
     Tenant(tenant::TenantArgs),
     /// Work on a store itself, with its servers stopped: `rotate-key`
@@ -146,6 +153,11 @@ pub(crate) fn read_arg(arg: &str) -> anyhow::Result<String> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
         None => Ok(arg.to_string()),
     }
+}
+
+/// Milliseconds since the epoch as an RFC 3339 time to the second (UTC).
+pub(crate) fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 /// Exit status: the command did what was asked.
@@ -187,6 +199,7 @@ pub fn main() -> ExitCode {
             Command::Logs(args) => remote::logs(args).await,
             Command::Cancel(args) => remote::cancel(args).await,
             Command::Retry(args) => remote::retry(args).await,
+            Command::Signal(args) => signal::signal(args).await,
             Command::Tenant(args) => tenant::tenant(args).await,
             Command::Admin(args) => admin::admin(args).await,
             Command::Secret(args) => secret::secret(args).await,

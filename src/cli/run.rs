@@ -151,10 +151,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let given = parse_modules(&args.modules)?;
     let mut loaded = HashSet::new();
     for step in &workflow.steps {
-        let TaskRef::Name { name, version } = &step.task else {
+        let Some(task @ TaskRef::Name { name, version }) = step.task() else {
             continue;
         };
-        if !loaded.insert(step.task.to_string()) {
+        if !loaded.insert(task.to_string()) {
             continue;
         }
         let path = match given.iter().find(|(n, _)| n == name) {
@@ -358,6 +358,22 @@ async fn follow(
                         eprintln!("{prefix}run {run} {status}");
                         waiting.remove(&run);
                     }
+                    EventKind::Waiting { step, until, signal } => {
+                        let what = match (signal, until) {
+                            (Some(signal), Some(until)) => format!(
+                                "waiting for signal `{signal}` (until {})",
+                                crate::cli::format_time(until)
+                            ),
+                            (Some(signal), None) => format!("waiting for signal `{signal}`"),
+                            (None, Some(until)) => format!("sleeping until {}", crate::cli::format_time(until)),
+                            (None, None) => "waiting".into(),
+                        };
+                        eprintln!("  {prefix}{step:<24} {what}");
+                    }
+                    EventKind::SignalReceived { signal, step, .. } => match step {
+                        Some(step) => eprintln!("  {prefix}{step:<24} got signal `{signal}`"),
+                        None => eprintln!("  {prefix}signal `{signal}` kept for the step that waits for it"),
+                    },
                     EventKind::RunStarted => {}
                     EventKind::RunRetried => eprintln!("{prefix}run {run} retried"),
                 }

@@ -77,10 +77,7 @@ fn value(given: Option<String>) -> anyhow::Result<String> {
 }
 
 fn millis(value: &Value) -> String {
-    value
-        .as_u64()
-        .map(|ms| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)))
-        .map_or_else(|| "?".into(), |t| t.to_string())
+    value.as_u64().map(super::format_time).unwrap_or_else(|| "?".into())
 }
 
 pub(crate) async fn secret(SecretArgs { command, remote }: SecretArgs) -> anyhow::Result<u8> {

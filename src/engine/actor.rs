@@ -17,11 +17,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 mod cluster;
+mod waits;
 
 pub(crate) use cluster::Node;
 
 use super::queue::{FairQueue, Queued};
-use super::run_state::{ActiveRun, Effects, StoredRun};
+use super::run_state::{ActiveRun, Delivery, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
 use super::{Clock, EngineConfig, EngineError, EngineStats, ReadyWork, Update, Workflows};
 use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitStatus};
@@ -45,6 +46,13 @@ pub(crate) enum Msg {
     Cancel {
         run: RunId,
         reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Signal {
+        run: RunId,
+        name: String,
+        id: Option<String>,
+        payload: serde_json::Value,
+        reply: oneshot::Sender<Result<Delivery, EngineError>>,
     },
     Attempt {
         run: RunId,
@@ -97,6 +105,7 @@ pub(crate) struct After {
 pub(crate) enum Reply {
     Started(oneshot::Sender<Result<RunId, EngineError>>),
     Done(oneshot::Sender<Result<(), EngineError>>),
+    Signal(oneshot::Sender<Result<Delivery, EngineError>>, Delivery),
 }
 
 pub(crate) struct Actor {
@@ -238,7 +247,7 @@ impl Actor {
                     Some(message) => self.handle(message).await,
                     None => return,
                 },
-                () = wait => self.fire_timers(),
+                () = wait => self.fire_timers().await,
                 _ = poll.tick(), if clustered => self.notice(Notice::Work),
             }
         }
@@ -320,20 +329,9 @@ impl Actor {
                 }
             },
             Msg::Cancel { run, reply } => {
-                self.unpark(run).await;
-                if !self.runs.contains_key(&run) {
-                    match self.take_over(run).await {
-                        Ok(Some(stored)) if !stored.record.status.is_final() => {
-                            let (active, fx) = ActiveRun::restore(stored, now);
-                            self.insert(active);
-                            self.commit_as(run, fx, None, true);
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                            return;
-                        }
-                    }
+                if let Err(e) = self.bring_here(run, now).await {
+                    let _ = reply.send(Err(e));
+                    return;
                 }
                 let Some(active) = self.runs.get_mut(&run) else {
                     let _ = reply.send(Err(EngineError::NotRunning(run)));
@@ -349,6 +347,13 @@ impl Actor {
                 }
                 self.commit(run, fx, Some(Reply::Done(reply)));
             }
+            Msg::Signal {
+                run,
+                name,
+                id,
+                payload,
+                reply,
+            } => self.signal(run, &name, id, payload, reply, now).await,
             Msg::Attempt {
                 run,
                 key,
@@ -482,6 +487,9 @@ impl Actor {
             Some(Reply::Done(reply)) => {
                 let _ = reply.send(result.clone().map_err(EngineError::from));
             }
+            Some(Reply::Signal(reply, delivery)) => {
+                let _ = reply.send(result.clone().map(|()| delivery).map_err(EngineError::from));
+            }
             None => {}
         }
         if result.is_err() {
@@ -565,19 +573,16 @@ impl Actor {
     }
 
     /// Parks a run just started or resumed, if more runs than the hot
-    /// limit are in memory and nothing of it runs, waits on a timer, or is
-    /// on its way to the store: its state is exactly what is durable.
+    /// limit are in memory and nothing of it runs or is on its way to the
+    /// store: its state is exactly what is durable.
     fn park_if_cold(&mut self, id: RunId) {
         if self.runs.len() <= self.shared.config.hot_runs {
             return;
         }
         let Some(run) = self.runs.get(&id) else { return };
-        let waiting_on_timer = run
-            .steps
-            .iter()
-            .chain(run.items.iter().flatten().map(|(unit, _)| unit))
-            .any(|unit| unit.status == UnitStatus::Retrying);
-        if run.running == 0 && run.commits == 0 && !waiting_on_timer {
+        // A run waiting on a timer (a retry, a sleep) parks too: the timer
+        // stays armed and reads it back when it fires.
+        if run.running == 0 && run.commits == 0 {
             self.runs.remove(&id);
             self.parked.insert(id);
         }
@@ -641,20 +646,6 @@ impl Actor {
                 let _ = inbox.send(Msg::Committed { run, after, result });
             }),
         );
-    }
-
-    fn fire_timers(&mut self) {
-        let now = self.shared.clock.now();
-        while let Some(Reverse((due, run, key))) = self.timers.peek().copied() {
-            if due > now {
-                break;
-            }
-            self.timers.pop();
-            if let Some(active) = self.runs.get_mut(&run) {
-                let fx = active.timer_fired(key);
-                self.commit(run, fx, None);
-            }
-        }
     }
 
     /// Starts queued units while slots are free.

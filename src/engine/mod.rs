@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use clock::{Clock, TokioClock};
+pub use run_state::Delivery;
 pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner, SecretSource};
 
 use crate::digest::Digest;
@@ -134,6 +135,26 @@ pub enum EngineError {
     /// No run with that id.
     #[error("no run {0}")]
     UnknownRun(RunId),
+    /// No step of the run's workflow waits for a signal of that name.
+    #[error("no step of workflow {workflow:?} (run {run}) waits for a signal named {signal:?}")]
+    UnknownSignal {
+        /// The run.
+        run: RunId,
+        /// Its workflow.
+        workflow: String,
+        /// The signal's name.
+        signal: String,
+    },
+    /// The run does not accept the signal now.
+    #[error("run {run} does not accept signal {signal:?}: {reason}")]
+    SignalRefused {
+        /// The run.
+        run: RunId,
+        /// The signal's name.
+        signal: String,
+        /// Why.
+        reason: String,
+    },
     /// The run cannot be retried.
     #[error("run {run} cannot be retried: {reason}")]
     CannotRetry {
@@ -456,7 +477,11 @@ impl Engine {
         let mut owned = None;
         let mut modules = Vec::with_capacity(workflow.steps.len());
         for step in &workflow.steps {
-            let digest = match &step.task {
+            let Some(task) = step.task() else {
+                modules.push(Digest::NONE);
+                continue;
+            };
+            let digest = match task {
                 // Only a digest the tenant uploaded: bytes are shared by
                 // content, so another tenant's digest must look missing.
                 TaskRef::Digest(d) => {
@@ -478,7 +503,7 @@ impl Engine {
             };
             modules.push(digest.ok_or_else(|| EngineError::UnknownModule {
                 step: step.id.clone(),
-                task: step.task.to_string(),
+                task: task.to_string(),
             })?);
         }
         Ok(modules)
@@ -529,6 +554,9 @@ impl Engine {
             created_at: now,
             updated_at: now,
             caps: request.caps,
+            signals: Vec::new(),
+            signal_ids: Vec::new(),
+            signals_received: 0,
         };
         let (reply, answer) = oneshot::channel();
         self.inbox
@@ -548,6 +576,30 @@ impl Engine {
         let (reply, answer) = oneshot::channel();
         self.inbox
             .send(Msg::Cancel { run, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Delivers a signal to a run: the step waiting for `name` takes the
+    /// payload as its output, or the signal is kept for the step that
+    /// will wait. Answers once that is durable; with an `id` seen before,
+    /// changes nothing and answers [`Delivery::Duplicate`].
+    pub async fn signal(
+        &self,
+        run: RunId,
+        name: &str,
+        id: Option<String>,
+        payload: Value,
+    ) -> Result<Delivery, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(Msg::Signal {
+                run,
+                name: name.to_string(),
+                id,
+                payload,
+                reply,
+            })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }

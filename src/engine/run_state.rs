@@ -16,6 +16,11 @@ use crate::sandbox::{AttemptReport, Outcome};
 use crate::spec::{IfNeedsSkipped, OnFailure, Scope, Workflow};
 use crate::store::Change;
 
+mod waits;
+
+pub use waits::Delivery;
+pub(crate) use waits::Refusal;
+
 /// The most items one `for_each` may expand to.
 pub(crate) const MAX_ITEMS: usize = 10_000;
 
@@ -26,7 +31,8 @@ pub(crate) struct Effects {
     pub changes: Vec<Change>,
     /// Units to queue once committed.
     pub ready: Vec<UnitKey>,
-    /// Retry timers to arm once committed.
+    /// Timers (retries, and waits that end or time out) to arm once
+    /// committed.
     pub timers: Vec<(Millis, UnitKey)>,
     /// Events to publish once committed, with their sequence numbers.
     pub events: Vec<(u32, Event)>,
@@ -207,6 +213,7 @@ impl ActiveRun {
                     fx.ready.push(key);
                 }
                 UnitStatus::Retrying => fx.timers.push((unit.due.unwrap_or(now), key)),
+                UnitStatus::Waiting => fx.timers.extend(unit.due.map(|due| (due, key))),
                 _ => {}
             }
         }
@@ -402,6 +409,9 @@ impl ActiveRun {
                 Err(e) => return self.fail_step(key, Failure::new("expression_error", e.to_string()), now, fx),
             }
         }
+        if step.task().is_none() {
+            return self.begin_wait(index, now, fx);
+        }
         if step.for_each.is_none() {
             self.set_status(key, UnitStatus::Ready);
             fx.ready.push(key);
@@ -545,15 +555,27 @@ impl ActiveRun {
         fx
     }
 
-    /// A retry timer fired.
-    pub fn timer_fired(&mut self, key: UnitKey) -> Effects {
+    /// A timer armed for `due` fired: a retry is due, or a wait ended or
+    /// timed out. `unit_random` in [0, 1) draws a retried wait's jitter.
+    pub fn timer_fired(&mut self, key: UnitKey, due: Millis, now: Millis, unit_random: f64) -> Effects {
         let mut fx = Effects::default();
-        if self.unit(key).status == UnitStatus::Retrying && !self.record.status.is_final() {
-            let unit = self.unit_mut(key);
-            unit.status = UnitStatus::Ready;
-            unit.due = None;
-            fx.ready.push(key);
+        if self.record.status.is_final() {
+            return fx;
         }
+        let is_task = self.workflow.steps[key.step as usize].task().is_some();
+        match self.unit(key).status {
+            UnitStatus::Retrying if is_task => {
+                let unit = self.unit_mut(key);
+                unit.status = UnitStatus::Ready;
+                unit.due = None;
+                fx.ready.push(key);
+            }
+            UnitStatus::Retrying => self.begin_wait(key.step as usize, now, &mut fx),
+            // A timer of an earlier wait of the unit is stale.
+            UnitStatus::Waiting if self.unit(key).due == Some(due) => self.wait_ended(key, now, unit_random, &mut fx),
+            _ => {}
+        }
+        self.advance(now, &mut fx);
         self.flush(&mut fx);
         fx
     }
@@ -645,7 +667,10 @@ impl ActiveRun {
                         self.finish_unit(item, UnitStatus::Cancelled, now, fx);
                     }
                 }
-                if matches!(self.steps[other].status, UnitStatus::Ready | UnitStatus::Retrying) {
+                if matches!(
+                    self.steps[other].status,
+                    UnitStatus::Ready | UnitStatus::Retrying | UnitStatus::Waiting
+                ) {
                     self.finish_step(UnitKey::step(other), UnitStatus::Cancelled, now, fx);
                 }
             }
@@ -672,7 +697,7 @@ impl ActiveRun {
             .iter()
             .zip(&self.workflow.steps)
             .any(|(unit, step)| match unit.status {
-                UnitStatus::Ready | UnitStatus::Running | UnitStatus::Retrying => true,
+                UnitStatus::Ready | UnitStatus::Running | UnitStatus::Retrying | UnitStatus::Waiting => true,
                 UnitStatus::Pending => !step.is_compensation(),
                 _ => false,
             });

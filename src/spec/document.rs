@@ -45,7 +45,9 @@ pub struct Document {
     pub output: Option<Spanned<Value>>,
 }
 
-/// One step: a task run with an input built from earlier results.
+/// One step: a task run with an input built from earlier results, or a
+/// wait. A step is exactly one of `task`, `sleep`, `sleep_until` and
+/// `wait_for`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDoc {
@@ -54,8 +56,25 @@ pub struct StepDoc {
     #[schemars(with = "String")]
     pub id: Spanned<String>,
     /// The module to run: `name`, `name@version` or `sha256:<digest>`.
-    #[schemars(with = "String")]
-    pub task: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub task: Option<Spanned<String>>,
+    /// Wait this long, e.g. `10m`, `36h`, then succeed with output `null`.
+    /// The wait is durable: a restart keeps its end.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub sleep: Option<Spanned<String>>,
+    /// Wait until this time, then succeed with output `null`: an RFC 3339
+    /// time (`2026-12-24T18:00:00+01:00`) or milliseconds since the epoch,
+    /// usually a `${{ expr }}` template over the input and earlier steps.
+    /// A time already past ends the step at once.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub sleep_until: Option<Spanned<String>>,
+    /// Wait for a signal (`POST /v1/runs/{id}/signals/{name}`); its
+    /// payload is the step's output.
+    #[serde(default)]
+    pub wait_for: Option<WaitForDoc>,
     /// Steps that must succeed before this one starts.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
@@ -109,6 +128,22 @@ pub struct StepDoc {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub secrets: Vec<Spanned<String>>,
+}
+
+/// What a `wait_for` step waits for.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForDoc {
+    /// The signal's name: lowercase letters, digits, `_` and `-`. A signal
+    /// sent before the step begins is kept for it.
+    #[schemars(with = "String")]
+    pub signal: Spanned<String>,
+    /// How long to wait, e.g. `24h`; then the step fails with code
+    /// `timeout` (so `retry`, `on_failure` and compensation apply).
+    /// Without it, the step waits as long as the run lives.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// The workflow's `defaults`: what a step uses for the settings it does not

@@ -15,6 +15,7 @@ mod document;
 mod error;
 pub mod expr;
 mod http;
+mod kind;
 mod plan;
 mod validate;
 
@@ -24,7 +25,8 @@ pub use document::Document;
 pub use error::{SpecError, SpecErrors};
 pub use expr::{EvalError, Expr, Scope, Template};
 pub use http::{HeaderRule, HttpCaps, Piece, StepHttp, is_secret_name};
-pub use plan::{IfNeedsSkipped, Jitter, OnFailure, RetryPolicy, Step, TaskRef, Workflow};
+pub(crate) use kind::parse_time;
+pub use plan::{IfNeedsSkipped, Jitter, OnFailure, RetryPolicy, Step, StepKind, TaskRef, Workflow};
 
 use crate::sandbox::Limits;
 

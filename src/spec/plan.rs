@@ -37,8 +37,8 @@ pub struct Workflow {
 pub struct Step {
     /// Its id.
     pub id: String,
-    /// The module it runs.
-    pub task: TaskRef,
+    /// What it does: run a task, or wait.
+    pub kind: StepKind,
     /// Indices of the steps it needs.
     pub needs: Vec<usize>,
     /// Indices of the steps that need it.
@@ -71,6 +71,52 @@ impl Step {
     /// Whether it only runs to compensate another step's failure.
     pub fn is_compensation(&self) -> bool {
         !self.compensates.is_empty()
+    }
+
+    /// The module it runs, if it runs one.
+    pub fn task(&self) -> Option<&TaskRef> {
+        match &self.kind {
+            StepKind::Task(task) => Some(task),
+            _ => None,
+        }
+    }
+
+    /// The signal it waits for, if it does.
+    pub fn signal(&self) -> Option<&str> {
+        match &self.kind {
+            StepKind::Signal { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Debug)]
+pub enum StepKind {
+    /// Runs a module.
+    Task(TaskRef),
+    /// Waits this long.
+    Sleep(Duration),
+    /// Waits until the time the template gives.
+    SleepUntil(Template),
+    /// Waits for a signal of this name, at most `timeout`.
+    Signal {
+        /// The signal's name.
+        name: String,
+        /// How long to wait before failing.
+        timeout: Option<Duration>,
+    },
+}
+
+impl StepKind {
+    /// Its name in the document.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Task(_) => "task",
+            StepKind::Sleep(_) => "sleep",
+            StepKind::SleepUntil(_) => "sleep_until",
+            StepKind::Signal { .. } => "wait_for",
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use super::document::{
 };
 use super::error::SpecError;
 use super::expr::{Expr, Template};
-use super::plan::{RetryPolicy, Step, TaskRef, Workflow};
+use super::plan::{RetryPolicy, Step, StepKind, TaskRef, Workflow};
 use crate::digest::Digest;
 use crate::sandbox::{Limits, parse_duration, parse_size};
 
@@ -279,9 +279,19 @@ fn compile_step(
         config,
         problems,
     );
+    let kind = super::kind::compile(step, &at, problems);
+    let retry = match (&kind, &step.retry) {
+        // A wait retries only when it says so: the defaults' attempts are
+        // meant for tasks (docs/architecture.md, "Waits").
+        (StepKind::Task(_), _) | (_, Some(_)) => settings.retry,
+        _ => RetryPolicy {
+            max_attempts: 1,
+            ..settings.retry
+        },
+    };
     Step {
         id: step.id.value.clone(),
-        task: parse_task(&step.task, &format!("{at}.task"), problems),
+        kind,
         needs,
         dependents: Vec::new(),
         input,
@@ -291,7 +301,7 @@ fn compile_step(
         compensates,
         on_failure: step.on_failure.unwrap_or(OnFailure::Fail),
         if_needs_skipped: step.if_needs_skipped.unwrap_or(IfNeedsSkipped::Skip),
-        retry: settings.retry,
+        retry,
         limits: settings.limits,
         http: settings.http,
         secrets: super::http::compile_secrets(&step.secrets, &format!("{at}.secrets"), problems),
@@ -351,7 +361,7 @@ fn check_concurrency(problems: &mut Problems, path: &str, concurrency: Option<&S
     }
 }
 
-fn parse_task(task: &Spanned<String>, path: &str, problems: &mut Problems) -> TaskRef {
+pub(super) fn parse_task(task: &Spanned<String>, path: &str, problems: &mut Problems) -> TaskRef {
     let text = task.value.as_str();
     if text.starts_with("sha256:") {
         return match text.parse::<Digest>() {
@@ -405,6 +415,10 @@ fn check_references(docs: &[StepDoc], steps: &[Step], problems: &mut Problems) {
             .map(|e| ("when", e))
             .chain(step.for_each.iter().map(|e| ("for_each", e)))
             .chain(step.input.iter().flat_map(|t| t.exprs()).map(|e| ("input", e)))
+            .chain(match &step.kind {
+                StepKind::SleepUntil(until) => until.exprs().into_iter().map(|e| ("sleep_until", e)).collect(),
+                _ => Vec::new(),
+            })
             .collect();
         for (field, expr) in exprs {
             for id in expr.steps() {

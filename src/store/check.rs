@@ -207,7 +207,7 @@ impl Checker {
                     );
                 }
                 if !run.status.is_final() {
-                    for digest in &run.modules {
+                    for digest in run.modules.iter().filter(|d| !d.is_none()) {
                         if !self.module_bytes.contains(&(id, *digest)) {
                             self.find(
                                 Table::Runs,
@@ -244,7 +244,7 @@ impl Checker {
                 let status = facts.status;
                 let live = matches!(
                     record.status,
-                    UnitStatus::Ready | UnitStatus::Running | UnitStatus::Retrying
+                    UnitStatus::Ready | UnitStatus::Running | UnitStatus::Retrying | UnitStatus::Waiting
                 );
                 if status.is_final() && live {
                     self.find(

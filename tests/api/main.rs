@@ -18,3 +18,4 @@ mod outage;
 mod python;
 mod restart;
 mod server;
+mod waits;

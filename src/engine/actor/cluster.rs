@@ -231,6 +231,24 @@ impl Actor {
         }
     }
 
+    /// Makes sure this node holds `run`, if it is unfinished: reads it
+    /// back if parked, and in a cluster takes it over from whoever holds
+    /// it. A finished run stays where it is (the caller finds it absent).
+    pub(super) async fn bring_here(&mut self, run: RunId, now: crate::model::Millis) -> Result<(), EngineError> {
+        self.unpark(run).await;
+        if self.runs.contains_key(&run) {
+            return Ok(());
+        }
+        if let Some(stored) = self.take_over(run).await?
+            && !stored.record.status.is_final()
+        {
+            let (active, fx) = ActiveRun::restore(stored, now);
+            self.insert(active);
+            self.commit_as(run, fx, None, true);
+        }
+        Ok(())
+    }
+
     /// Takes a run this node does not hold over from whoever holds it (to
     /// cancel or retry it here), and returns it as stored now. `None`
     /// without a cluster.

@@ -147,7 +147,7 @@ impl Sealing<'_> {
         }
     }
 
-    /// A run's input, output and error message.
+    /// A run's input, output, error message and kept signals' payloads.
     pub fn run(&self, run: &mut RunRecord) {
         let place = Place::run(&run.tenant, run.id);
         self.value(&place.field("input"), &mut run.input);
@@ -155,6 +155,9 @@ impl Sealing<'_> {
             self.value(&place.field("output"), output);
         }
         self.failure(&place, &mut run.error);
+        for (i, kept) in run.signals.iter_mut().enumerate() {
+            self.value(&place.field(&format!("signal.{i}")), &mut kept.payload);
+        }
     }
 
     /// A unit's output and error message.
@@ -279,6 +282,9 @@ impl Opening<'_> {
         if let Some(output) = &mut run.output {
             self.value(&place.field("output"), output)?;
         }
+        for (i, kept) in run.signals.iter_mut().enumerate() {
+            self.value(&place.field(&format!("signal.{i}")), &mut kept.payload)?;
+        }
         self.failure(&place, &mut run.error)
     }
 
@@ -341,6 +347,12 @@ mod tests {
             workflow: "order".into(),
             workflow_digest: crate::digest::Digest::of(b"w"),
             modules: vec![],
+            signals: vec![crate::model::KeptSignal {
+                name: "approved".into(),
+                payload: serde_json::json!({"iban": "DE89370400440532013000"}),
+            }],
+            signal_ids: vec!["s-1".into()],
+            signals_received: 1,
             input: serde_json::json!({"email": "ada@example.com"}),
             priority: 0,
             status: RunStatus::Failed,
@@ -363,7 +375,7 @@ mod tests {
         let mut sealed = plain.clone();
         Sealing { key: &key }.run(&mut sealed);
         let text = serde_json::to_string(&sealed).unwrap();
-        for secret in ["ada@example.com", "4242"] {
+        for secret in ["ada@example.com", "4242", "DE89370400440532013000"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         // What queries need stays readable.

@@ -29,6 +29,9 @@ pub(super) fn unit_status(status: UnitStatus) -> i16 {
         UnitStatus::Failed => 5,
         UnitStatus::Skipped => 6,
         UnitStatus::Cancelled => 7,
+        // Not in migration 0001's comment, which lists 0 to 7: added with
+        // wait steps; the column is a plain smallint.
+        UnitStatus::Waiting => 8,
     }
 }
 
