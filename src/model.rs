@@ -207,6 +207,9 @@ pub struct RunRecord {
     /// The ids of the signals delivered with one, so a repeat does nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signal_ids: Vec<String>,
+    /// Paused: no new attempt starts until it is resumed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Signals accepted in all (at most [`MAX_SIGNALS`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub signals_received: u32,
@@ -360,6 +363,10 @@ pub enum EventKind {
     RunStarted,
     /// The run was retried from its failed steps.
     RunRetried,
+    /// The run was paused: no new attempt starts.
+    RunPaused,
+    /// The run was resumed.
+    RunResumed,
     /// An attempt finished.
     AttemptFinished {
         /// The step's id.
@@ -443,6 +450,8 @@ impl EventKind {
         match self {
             EventKind::RunStarted => "run_started",
             EventKind::RunRetried => "run_retried",
+            EventKind::RunPaused => "run_paused",
+            EventKind::RunResumed => "run_resumed",
             EventKind::AttemptFinished { .. } => "attempt_finished",
             EventKind::RetryScheduled { .. } => "retry_scheduled",
             EventKind::Waiting { .. } => "waiting",

@@ -79,7 +79,7 @@ fn steps(run: &Value) -> Vec<(String, String, Vec<Value>)> {
 }
 
 fn resume(store: &str) -> Value {
-    let output = weft().args(["resume", "--json", "--store", store]).output().unwrap();
+    let output = weft().args(["recover", "--json", "--store", store]).output().unwrap();
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -147,7 +147,7 @@ on_both_backends! {
         let first = show(store.arg());
         // Kill the resumed process too, after it completes another step.
         let mut child = weft()
-            .args(["resume", "--store", store.arg()])
+            .args(["recover", "--store", store.arg()])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

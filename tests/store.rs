@@ -32,6 +32,7 @@ fn run(id: u64, tenant: &str, status: RunStatus) -> RunRecord {
         signals: vec![],
         signal_ids: vec![],
         signals_received: 0,
+        paused: false,
     }
 }
 

@@ -80,6 +80,28 @@ fn finished_at(history: &[(u64, EventKind)], step: &str) -> Option<u64> {
 // when something happened from the run's history, stamped as it
 // happened, rather than from the clock after a commit.
 
+/// Waits, in real time, until the stored unit of step `index` of `run`
+/// has `status`.
+async fn until_step(engine: &Engine, run: RunId, index: usize, status: UnitStatus) {
+    for _ in 0..5_000 {
+        if engine.store().units("t", run).await.unwrap()[index].1.status == status {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        tokio::task::yield_now().await;
+    }
+    panic!("step {index} of run {run} never became {status}");
+}
+
+/// Lets the engine and the store's thread do whatever they would, in
+/// real time (50 ms).
+async fn settle() {
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(1));
+        tokio::task::yield_now().await;
+    }
+}
+
 fn start_time(fake: &FakeRunner, step: &str) -> Option<u64> {
     fake.started()
         .into_iter()
@@ -391,4 +413,44 @@ steps:
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_run_starts_nothing_new_across_a_restart_until_resumed() {
+    let workflow = "
+name: pausable
+steps:
+  - {id: a, task: task}
+  - {id: b, task: task, needs: [a]}
+";
+    let s = setup(workflow, 8).await;
+    s.fake.script("a", 1, Script::Gated);
+    let run = start(&s.engine, "pausable", 0).await;
+    while start_time(&s.fake, "a").is_none() {
+        tokio::task::yield_now().await;
+    }
+    s.engine.set_paused(run, true).await.unwrap();
+    s.engine.set_paused(run, true).await.unwrap(); // again: no change
+    s.fake.gate.notify_one();
+    // `a`, already running, finishes; `b` is held. (Real time passes for
+    // the store's thread: paused tokio time would not wait for it.)
+    until_step(&s.engine, run, 0, UnitStatus::Succeeded).await;
+    settle().await;
+    let statuses = unit_statuses(&s.engine, run).await;
+    assert_eq!(statuses, [UnitStatus::Succeeded, UnitStatus::Ready]);
+    assert_eq!(start_time(&s.fake, "b"), None);
+    s.engine.shutdown().await;
+    drop(s.engine);
+
+    let engine = start_engine(s.dir.path(), s.fake.clone(), T0 + 60_000, 8).await;
+    settle().await;
+    assert_eq!(start_time(&s.fake, "b"), None, "still paused after the restart");
+    assert!(engine.store().run(run).await.unwrap().unwrap().paused);
+    engine.set_paused(run, false).await.unwrap();
+    assert_eq!(engine.wait(run).await.unwrap().status, RunStatus::Succeeded);
+    let kinds: Vec<&'static str> = history(&engine, run).await.iter().map(|(_, k)| k.name()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "run_paused").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "run_resumed").count(), 1, "{kinds:?}");
+    let ended = engine.set_paused(run, true).await.unwrap_err();
+    assert!(matches!(ended, EngineError::NotRunning(_)), "{ended}");
 }

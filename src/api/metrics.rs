@@ -277,6 +277,8 @@ impl Metrics {
                 self.fuel.get_or_create(&tenant).inc_by(*fuel_used);
             }
             EventKind::RunRetried
+            | EventKind::RunPaused
+            | EventKind::RunResumed
             | EventKind::RetryScheduled { .. }
             | EventKind::StepFinished { .. }
             | EventKind::Waiting { .. }

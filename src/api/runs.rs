@@ -88,6 +88,8 @@ pub struct RunSummary {
     pub updated_at: u64,
     /// Why it failed, once failed.
     pub error: Option<Failure>,
+    /// Paused: no new attempt starts until it is resumed.
+    pub paused: bool,
 }
 
 impl From<&RunRecord> for RunSummary {
@@ -100,6 +102,7 @@ impl From<&RunRecord> for RunSummary {
             created_at: run.created_at,
             updated_at: run.updated_at,
             error: run.error.clone(),
+            paused: run.paused,
         }
     }
 }
@@ -402,6 +405,55 @@ pub async fn cancel_run(
     let run = owned_run(&state, &tenant.id, RunId(id)).await?;
     state.engine.cancel(run.id).await?;
     Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id).await?)))
+}
+
+/// Pause a running run: no new attempt starts (its ready steps wait, and
+/// so do steps that become ready); running attempts finish. Sleeps and
+/// signal waits go on. Pausing a paused run changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/pause",
+    tag = "runs",
+    params(RunPath),
+    responses(
+        (status = 200, description = "Paused", body = RunSummary),
+        (status = 404, description = "No such run (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The run has ended (`not_running`)", body = ErrorBody),
+    )
+)]
+pub async fn pause_run(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    Path(RunPath { id }): Path<RunPath>,
+) -> ApiResult<Json<RunSummary>> {
+    set_paused(&state, &tenant.id, RunId(id), true).await
+}
+
+/// Resume a paused run: its held steps start. Resuming a run that is not
+/// paused changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/resume",
+    tag = "runs",
+    params(RunPath),
+    responses(
+        (status = 200, description = "Running", body = RunSummary),
+        (status = 404, description = "No such run (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The run has ended (`not_running`)", body = ErrorBody),
+    )
+)]
+pub async fn resume_run(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    Path(RunPath { id }): Path<RunPath>,
+) -> ApiResult<Json<RunSummary>> {
+    set_paused(&state, &tenant.id, RunId(id), false).await
+}
+
+async fn set_paused(state: &ApiState, tenant: &str, id: RunId, paused: bool) -> ApiResult<Json<RunSummary>> {
+    let run = owned_run(state, tenant, id).await?;
+    state.engine.set_paused(run.id, paused).await?;
+    Ok(Json(RunSummary::from(&owned_run(state, tenant, run.id).await?)))
 }
 
 /// Retry a failed or cancelled run from its failed steps; steps that

@@ -47,9 +47,10 @@ enum Command {
         --modules example-tasks/target/wasm32-wasip2/release \\\n    \
         --input @example-tasks/inputs/order.json")]
     Run(run::RunArgs),
-    /// Resume the unfinished runs of a store (after a crash or a kill) and
-    /// wait for them to finish.
-    Resume(run::ResumeArgs),
+    /// Recover the unfinished runs of a store (after a crash or a kill)
+    /// and wait for them to finish.
+    #[command(after_help = "Example:\n  weft recover --data ./store")]
+    Recover(run::RecoverArgs),
     /// Show the runs of a store, or one run with its steps and attempts.
     Show(run::ShowArgs),
     /// Check workflow documents and print every problem found, with its
@@ -111,6 +112,11 @@ enum Command {
     Logs(remote::LogsArgs),
     /// Cancel a running run.
     Cancel(remote::RunArg),
+    /// Pause a running run on a server: no new attempt starts until it is
+    /// resumed; running attempts finish, sleeps and signal waits go on.
+    Pause(remote::RunArg),
+    /// Resume a paused run on a server: its held steps start.
+    Resume(remote::RunArg),
     /// Retry a failed or cancelled run from its failed steps; steps that
     /// succeeded are kept.
     Retry(remote::RetryArgs),
@@ -184,7 +190,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Task(command) => task::run(command).await,
             Command::Run(args) => run::run(args).await,
-            Command::Resume(args) => run::resume(args).await,
+            Command::Recover(args) => run::recover(args).await,
             Command::Show(args) => run::show(args).await,
             Command::Validate(args) => workflow::validate(args),
             Command::Schema => workflow::schema(),
@@ -198,6 +204,8 @@ pub fn main() -> ExitCode {
             Command::Status(args) => remote::status(args).await,
             Command::Logs(args) => remote::logs(args).await,
             Command::Cancel(args) => remote::cancel(args).await,
+            Command::Pause(args) => remote::set_paused(args, true).await,
+            Command::Resume(args) => remote::set_paused(args, false).await,
             Command::Retry(args) => remote::retry(args).await,
             Command::Signal(args) => signal::signal(args).await,
             Command::Tenant(args) => tenant::tenant(args).await,

@@ -521,6 +521,22 @@ pub(crate) async fn cancel(RunArg { run: id, remote }: RunArg) -> anyhow::Result
     Ok(EXIT_OK)
 }
 
+pub(crate) async fn set_paused(RunArg { run: id, remote }: RunArg, pause: bool) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let action = if pause { "pause" } else { "resume" };
+    let run = client
+        .send(client.request(Method::POST, &format!("/v1/runs/{id}/{action}")))
+        .await?;
+    if remote.json {
+        print_json(&run)?;
+    } else if run["paused"] == true {
+        println!("run {id} paused: no new attempt starts until `weft resume {id}`");
+    } else {
+        println!("run {id} {}", run["status"].as_str().unwrap_or("?"));
+    }
+    Ok(EXIT_OK)
+}
+
 pub(crate) async fn retry(
     RetryArgs {
         run: id,

@@ -1,4 +1,4 @@
-//! `weft run`, `weft resume` and `weft show`: run workflows end to end in
+//! `weft run`, `weft recover` and `weft show`: run workflows end to end in
 //! this process, on the embedded store in a directory (a temporary one by
 //! default) or on any store `--store` names, showing each step as it goes.
 
@@ -42,8 +42,8 @@ pub(crate) struct RunArgs {
     modules_dir: Option<PathBuf>,
 
     /// Keep the store in DIR (created if missing) instead of a temporary
-    /// directory, so the run can be inspected (weft show) or resumed (weft
-    /// resume) later.
+    /// directory, so the run can be inspected (weft show) or recovered
+    /// (weft recover) after a crash.
     #[arg(long, value_name = "DIR", conflicts_with = "store")]
     data: Option<PathBuf>,
 
@@ -90,7 +90,7 @@ pub(crate) struct ExistingStore {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct ResumeArgs {
+pub(crate) struct RecoverArgs {
     #[command(flatten)]
     store: ExistingStore,
 
@@ -203,7 +203,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     report(&**engine.store(), &finished, args.json).await
 }
 
-pub(crate) async fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
+pub(crate) async fn recover(args: RecoverArgs) -> anyhow::Result<u8> {
     let location = args.store.location()?;
     let secrets = EnvSecrets::from_args(&args.secrets)?;
     let store = open_existing(&location).await?;
@@ -376,6 +376,8 @@ async fn follow(
                     },
                     EventKind::RunStarted => {}
                     EventKind::RunRetried => eprintln!("{prefix}run {run} retried"),
+                    EventKind::RunPaused => eprintln!("{prefix}run {run} paused"),
+                    EventKind::RunResumed => eprintln!("{prefix}run {run} resumed"),
                 }
             }
             Ok(_) => {}

@@ -47,6 +47,12 @@ pub(crate) enum Msg {
         run: RunId,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Pauses (`paused: true`) or resumes a run.
+    Pause {
+        run: RunId,
+        paused: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     Signal {
         run: RunId,
         name: String,
@@ -118,8 +124,9 @@ pub(crate) struct Actor {
     /// `EngineConfig::hot_runs`); loaded when a unit of theirs comes up.
     parked: HashSet<RunId>,
     queue: FairQueue,
-    /// Units held back by their run's or step's concurrency cap, by run:
-    /// only an attempt of the same run finishing can free their slot.
+    /// Units held back by their run's or step's concurrency cap, or by
+    /// their run being paused, by run: only an attempt of the same run
+    /// finishing (or the run's resumption) can free them.
     deferred: HashMap<RunId, Vec<Queued>>,
     /// How many units `deferred` holds, kept as it changes so the stats
     /// need not count them on every turn of the loop.
@@ -344,6 +351,25 @@ impl Actor {
                         handle.abort();
                         self.queue.finished(task.0, task.1, Duration::ZERO);
                     }
+                }
+                self.commit(run, fx, Some(Reply::Done(reply)));
+            }
+            Msg::Pause { run, paused, reply } => {
+                if let Err(e) = self.bring_here(run, now).await {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let Some(fx) = self
+                    .runs
+                    .get_mut(&run)
+                    .and_then(|active| active.set_paused(paused, now))
+                else {
+                    let _ = reply.send(Err(EngineError::NotRunning(run)));
+                    return;
+                };
+                if !paused {
+                    let held = self.take_deferred(run);
+                    self.queue.extend(held);
                 }
                 self.commit(run, fx, Some(Reply::Done(reply)));
             }
@@ -677,7 +703,8 @@ impl Actor {
                 && step
                     .concurrency
                     .is_some_and(|limit| active.running_items[key.step as usize] >= limit as usize);
-            if over_run_limit || over_step_limit {
+            // A paused run's units wait here until it is resumed.
+            if over_run_limit || over_step_limit || active.record.paused {
                 self.deferred_len += 1;
                 self.deferred.entry(queued.run).or_default().push(queued);
                 continue;

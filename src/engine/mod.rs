@@ -557,6 +557,7 @@ impl Engine {
             signals: Vec::new(),
             signal_ids: Vec::new(),
             signals_received: 0,
+            paused: false,
         };
         let (reply, answer) = oneshot::channel();
         self.inbox
@@ -576,6 +577,16 @@ impl Engine {
         let (reply, answer) = oneshot::channel();
         self.inbox
             .send(Msg::Cancel { run, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Pauses (`true`) or resumes a run: while paused no new attempt
+    /// starts; running attempts finish. Answers once durable.
+    pub async fn set_paused(&self, run: RunId, paused: bool) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(Msg::Pause { run, paused, reply })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }

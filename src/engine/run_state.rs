@@ -580,6 +580,28 @@ impl ActiveRun {
         fx
     }
 
+    /// Pauses (`true`) or resumes the run: while paused no new attempt
+    /// starts (the scheduler holds its units), and running ones finish.
+    /// `None` when the run has ended; no changes when it already stands so.
+    pub fn set_paused(&mut self, paused: bool, now: Millis) -> Option<Effects> {
+        if self.record.status.is_final() {
+            return None;
+        }
+        let mut fx = Effects::default();
+        if self.record.paused != paused {
+            self.record.paused = paused;
+            self.record.updated_at = now;
+            fx.changes.push(Change::PutRun(Box::new(self.record.clone())));
+            let kind = if paused {
+                EventKind::RunPaused
+            } else {
+                EventKind::RunResumed
+            };
+            self.event(&mut fx, now, kind);
+        }
+        Some(fx)
+    }
+
     /// Cancels the run: nothing new starts, and it ends `cancelled`.
     pub fn cancel(&mut self, now: Millis) -> Effects {
         let mut fx = Effects::default();

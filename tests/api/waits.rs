@@ -121,4 +121,26 @@ crate::on_both_backends! {
         );
         assert!(ended < due + 3_000, "ended {} ms late", ended - due);
     }
+
+    async fn pause_holds_new_steps_and_resume_releases_them(store: TestStore) {
+        let server = Server::on(&store, &[]);
+        let token = server.tenant("acme", json!({})).await;
+        server.upload(&token, &["hello"]).await;
+        server.push(&token, "short_nap", &NAP.replace("nap\n", "short_nap\n").replace("4s", "1s")).await;
+        let run = server.start_run(&token, "short_nap", json!({})).await;
+        let path = format!("/v1/runs/{run}");
+        let (status, body) = server.call(Some(&token), Method::POST, &format!("{path}/pause"), Body::None).await;
+        assert_eq!((status, &body["paused"]), (StatusCode::OK, &json!(true)), "{body}");
+        // The sleep ends while paused; the step after it is held.
+        tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+        let (_, body) = server.call(Some(&token), Method::GET, &path, Body::None).await;
+        assert_eq!(body["status"], "running", "{body}");
+        assert_eq!(body["steps"][0]["status"], "succeeded", "{body}");
+        assert_eq!(body["steps"][1]["status"], "ready", "{body}");
+        let (status, body) = server.call(Some(&token), Method::POST, &format!("{path}/resume"), Body::None).await;
+        assert_eq!((status, &body["paused"]), (StatusCode::OK, &json!(false)), "{body}");
+        assert_eq!(server.wait(&token, run).await["status"], "succeeded");
+        let (status, body) = server.call(Some(&token), Method::POST, &format!("{path}/pause"), Body::None).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("not_running")), "{body}");
+    }
 }

@@ -40,6 +40,7 @@ fn run(tenant: &str, id: u64) -> RunRecord {
         signals: vec![],
         signal_ids: vec![],
         signals_received: 0,
+        paused: false,
         input: json!({"email": format!("ada-{id}@example.com")}),
         priority: 0,
         status: RunStatus::Succeeded,
