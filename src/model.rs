@@ -363,6 +363,12 @@ pub enum EventKind {
     RunStarted,
     /// The run was retried from its failed steps.
     RunRetried,
+    /// The run was reset: it runs again from this step (and what the
+    /// run's retry would run); earlier attempts stay in its history.
+    RunReset {
+        /// The step it runs again from.
+        from: String,
+    },
     /// The run was paused: no new attempt starts.
     RunPaused,
     /// The run was resumed.
@@ -450,6 +456,7 @@ impl EventKind {
         match self {
             EventKind::RunStarted => "run_started",
             EventKind::RunRetried => "run_retried",
+            EventKind::RunReset { .. } => "run_reset",
             EventKind::RunPaused => "run_paused",
             EventKind::RunResumed => "run_resumed",
             EventKind::AttemptFinished { .. } => "attempt_finished",
@@ -507,6 +514,9 @@ mod tests {
         let kinds = [
             EventKind::RunStarted,
             EventKind::RunRetried,
+            EventKind::RunReset { from: "s".into() },
+            EventKind::RunPaused,
+            EventKind::RunResumed,
             EventKind::AttemptFinished {
                 step: "s".into(),
                 item: None,

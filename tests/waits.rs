@@ -32,8 +32,10 @@ async fn start_with(engine: &Engine, workflow: &str, input: Value) -> RunId {
 }
 
 /// Waits until `run` has a unit in `Waiting`, and returns the units.
+/// Polls in real time (up to 10 s): on the paused clock a tokio sleep
+/// would let time jump while the store's thread commits.
 async fn until_waiting(engine: &Engine, run: RunId) -> Vec<weft::model::UnitRecord> {
-    for _ in 0..1000 {
+    for _ in 0..10_000 {
         let units: Vec<_> = engine
             .store()
             .units("t", run)
@@ -45,7 +47,8 @@ async fn until_waiting(engine: &Engine, run: RunId) -> Vec<weft::model::UnitReco
         if units.iter().any(|u| u.status == UnitStatus::Waiting) {
             return units;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        std::thread::sleep(Duration::from_millis(1));
+        tokio::task::yield_now().await;
     }
     panic!("run {run} never waited");
 }

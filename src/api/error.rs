@@ -60,6 +60,8 @@ pub enum ErrorCode {
     NotRunning,
     /// 409: the run cannot be retried.
     CannotRetry,
+    /// 409: the run cannot be reset from that step.
+    CannotReset,
     /// 409: the run does not take this signal now: the steps that wait
     /// for it are done, or it has taken the most signals a run may.
     SignalRefused,
@@ -108,7 +110,7 @@ impl ErrorCode {
             TenantDisabled => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            VersionExists | ModuleInUse | TenantExists | NotRunning | CannotRetry | SignalRefused => {
+            VersionExists | ModuleInUse | TenantExists | NotRunning | CannotRetry | CannotReset | SignalRefused => {
                 StatusCode::CONFLICT
             }
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -312,6 +314,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotRunning(run) => ApiError::new(NotRunning, format!("run {run} is not running")),
             EngineError::UnknownRun(run) => ApiError::not_found(format!("run {run}")),
             e @ EngineError::CannotRetry { .. } => ApiError::new(CannotRetry, e.to_string()),
+            e @ EngineError::CannotReset { .. } => ApiError::new(CannotReset, e.to_string()),
             e @ EngineError::UnknownSignal { .. } => ApiError::new(UnknownSignal, e.to_string()),
             e @ EngineError::SignalRefused { .. } => ApiError::new(SignalRefused, e.to_string()),
             EngineError::QuotaExceeded(reason) => ApiError::quota(reason),

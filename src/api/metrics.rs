@@ -277,6 +277,7 @@ impl Metrics {
                 self.fuel.get_or_create(&tenant).inc_by(*fuel_used);
             }
             EventKind::RunRetried
+            | EventKind::RunReset { .. }
             | EventKind::RunPaused
             | EventKind::RunResumed
             | EventKind::RetryScheduled { .. }

@@ -111,6 +111,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::retry_run))
+        .routes(routes!(runs::reset_run))
         .routes(routes!(runs::pause_run))
         .routes(routes!(runs::resume_run))
         .routes(routes!(signals::send_signal))

@@ -480,6 +480,47 @@ pub async fn retry_run(
     Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id).await?)))
 }
 
+/// The body of a reset.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    /// The step to run again from: one that succeeded.
+    from: String,
+}
+
+/// Reset an ended run: run it again from a step that succeeded.
+///
+/// That step and everything downstream of it run again, as do steps that
+/// failed or were cancelled; the others keep their results, so the re-run
+/// reads the recorded outputs of everything upstream. The run keeps its
+/// pinned workflow and modules; its history keeps the earlier attempts,
+/// and a `run_reset` event marks the reset.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/reset",
+    tag = "runs",
+    params(RunPath),
+    request_body(content = ResetBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Running again", body = RunSummary),
+        (status = 404, description = "No such run (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The run is still running, has no such step, or the step did not \
+            succeed (`cannot_reset`)", body = ErrorBody),
+    )
+)]
+pub async fn reset_run(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    Path(RunPath { id }): Path<RunPath>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<RunSummary>> {
+    let ResetBody { from } = body::json(&headers, bytes)?;
+    let run = owned_run(&state, &tenant.id, RunId(id)).await?;
+    state.engine.reset(run.id, &from).await?;
+    Ok(Json(RunSummary::from(&owned_run(&state, &tenant.id, run.id).await?)))
+}
+
 /// The run, if `tenant` owns it; another tenant's run is not found.
 pub(super) async fn owned_run(state: &ApiState, tenant: &str, id: RunId) -> ApiResult<RunRecord> {
     match state.store.run(id).await? {

@@ -120,6 +120,12 @@ enum Command {
     /// Retry a failed or cancelled run from its failed steps; steps that
     /// succeeded are kept.
     Retry(remote::RetryArgs),
+    /// Run an ended run again from a step that succeeded: that step and
+    /// everything downstream of it run again (with whatever failed or was
+    /// cancelled), reading the recorded outputs of the steps upstream. The
+    /// history keeps the earlier attempts.
+    #[command(after_help = "Example:\n  weft reset 42 --from reserve_inventory --wait")]
+    Reset(remote::ResetArgs),
     /// Send a signal to a run: the step waiting for it (`wait_for: {signal:
     /// NAME}`) ends with the payload as its output. A signal sent before
     /// its step waits is kept for it.
@@ -207,6 +213,7 @@ pub fn main() -> ExitCode {
             Command::Pause(args) => remote::set_paused(args, true).await,
             Command::Resume(args) => remote::set_paused(args, false).await,
             Command::Retry(args) => remote::retry(args).await,
+            Command::Reset(args) => remote::reset(args).await,
             Command::Signal(args) => signal::signal(args).await,
             Command::Tenant(args) => tenant::tenant(args).await,
             Command::Admin(args) => admin::admin(args).await,

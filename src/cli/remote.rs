@@ -56,6 +56,20 @@ pub(crate) struct RetryArgs {
     remote: Remote,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct ResetArgs {
+    /// The run's id.
+    run: u64,
+    /// The step to run again from: one that succeeded.
+    #[arg(long, value_name = "STEP")]
+    from: String,
+    /// Follow the run live until it ends; exit 1 unless it succeeded.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum ModuleCommand {
     /// Upload a task component (validated and compiled by the server).
@@ -548,14 +562,55 @@ pub(crate) async fn retry(
     let run = client
         .send(client.request(Method::POST, &format!("/v1/runs/{id}/retry")))
         .await?;
+    restarted(
+        &client,
+        id,
+        run,
+        "retried from its failed steps",
+        wait_for_it,
+        remote.json,
+    )
+    .await
+}
+
+pub(crate) async fn reset(
+    ResetArgs {
+        run: id,
+        from,
+        wait: wait_for_it,
+        remote,
+    }: ResetArgs,
+) -> anyhow::Result<u8> {
+    let client = Client::new(&remote)?;
+    let body = json!({ "from": from });
+    let run = client
+        .send(
+            client
+                .request(Method::POST, &format!("/v1/runs/{id}/reset"))
+                .json(&body),
+        )
+        .await?;
+    let what = format!("reset: it runs again from `{from}`");
+    restarted(&client, id, run, &what, wait_for_it, remote.json).await
+}
+
+/// Says that run `id` runs again, and follows it with `--wait`.
+async fn restarted(
+    client: &Client,
+    id: u64,
+    run: Value,
+    what: &str,
+    wait_for_it: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
     if wait_for_it {
-        eprintln!("run {id} retried from its failed steps");
-        return wait(&client, id, remote.json).await;
+        eprintln!("run {id} {what}");
+        return wait(client, id, json).await;
     }
-    if remote.json {
+    if json {
         print_json(&run)?;
     } else {
-        println!("run {id} retried from its failed steps");
+        println!("run {id} {what}");
     }
     Ok(EXIT_OK)
 }

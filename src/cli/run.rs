@@ -376,6 +376,7 @@ async fn follow(
                     },
                     EventKind::RunStarted => {}
                     EventKind::RunRetried => eprintln!("{prefix}run {run} retried"),
+                    EventKind::RunReset { from } => eprintln!("{prefix}run {run} reset to run again from `{from}`"),
                     EventKind::RunPaused => eprintln!("{prefix}run {run} paused"),
                     EventKind::RunResumed => eprintln!("{prefix}run {run} resumed"),
                 }

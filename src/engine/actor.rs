@@ -39,8 +39,10 @@ pub(crate) enum Msg {
         max_active: Option<u32>,
         reply: oneshot::Sender<Result<RunId, EngineError>>,
     },
-    Retry {
+    /// Retries an ended run, or resets it to run again `from` a step.
+    Restart {
         run: RunId,
+        from: Option<String>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Cancel {
@@ -329,7 +331,7 @@ impl Actor {
                 self.commit_as(id, fx, Some(Reply::Started(reply)), true);
                 self.enqueue(id, first);
             }
-            Msg::Retry { run, reply } => match self.retry(run, now).await {
+            Msg::Restart { run, from, reply } => match self.restart(run, from.as_deref(), now).await {
                 Ok(fx) => self.commit(run, fx, Some(Reply::Done(reply))),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -446,26 +448,36 @@ impl Actor {
         }
     }
 
-    /// Reopens a failed or cancelled run from the store.
-    async fn retry(&mut self, id: RunId, now: Millis) -> Result<Effects, EngineError> {
+    /// Reopens an ended run from the store: retries it (`from` is
+    /// `None`: a failed or cancelled run), or resets it to run again from
+    /// step `from`.
+    async fn restart(&mut self, id: RunId, from: Option<&str>, now: Millis) -> Result<Effects, EngineError> {
+        let refuse = |reason: String| match from {
+            None => EngineError::CannotRetry { run: id, reason },
+            Some(_) => EngineError::CannotReset { run: id, reason },
+        };
         if self.runs.contains_key(&id) || self.parked.contains(&id) {
-            return Err(EngineError::CannotRetry {
-                run: id,
-                reason: "it is still running".into(),
-            });
+            return Err(refuse("it is still running".into()));
         }
         let record = self.shared.store.run(id).await?.ok_or(EngineError::UnknownRun(id))?;
-        if !matches!(record.status, RunStatus::Failed | RunStatus::Cancelled) {
-            return Err(EngineError::CannotRetry {
-                run: id,
-                reason: format!("it {}; only failed or cancelled runs can be retried", record.status),
-            });
+        match (from, record.status) {
+            (_, RunStatus::Running) => return Err(refuse("it is still running".into())),
+            (None, RunStatus::Succeeded) => {
+                return Err(refuse(
+                    "it succeeded; only failed or cancelled runs can be retried (reset it to run steps again)".into(),
+                ));
+            }
+            _ => {}
         }
         let stored = match self.take_over(id).await? {
             Some(stored) => stored,
             None => self.read_rest(record).await?,
         };
-        let (run, fx) = ActiveRun::retry(stored, now).map_err(|reason| EngineError::CannotRetry { run: id, reason })?;
+        let (run, fx) = match from {
+            None => ActiveRun::retry(stored, now),
+            Some(from) => ActiveRun::reset(stored, from, now),
+        }
+        .map_err(refuse)?;
         self.insert(run);
         Ok(fx)
     }

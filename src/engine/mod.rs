@@ -155,6 +155,14 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// The run cannot be reset.
+    #[error("run {run} cannot be reset: {reason}")]
+    CannotReset {
+        /// The run.
+        run: RunId,
+        /// Why.
+        reason: String,
+    },
     /// The run cannot be retried.
     #[error("run {run} cannot be retried: {reason}")]
     CannotRetry {
@@ -618,9 +626,20 @@ impl Engine {
     /// Starts a failed or cancelled run again from its failed steps,
     /// keeping the steps that completed.
     pub async fn retry(&self, run: RunId) -> Result<(), EngineError> {
+        self.restart(run, None).await
+    }
+
+    /// Runs an ended run again from step `from`, which succeeded: it and
+    /// everything downstream of it run again (and whatever failed or was
+    /// cancelled), with the recorded outputs of everything upstream.
+    pub async fn reset(&self, run: RunId, from: &str) -> Result<(), EngineError> {
+        self.restart(run, Some(from.to_string())).await
+    }
+
+    async fn restart(&self, run: RunId, from: Option<String>) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
         self.inbox
-            .send(Msg::Retry { run, reply })
+            .send(Msg::Restart { run, from, reply })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }

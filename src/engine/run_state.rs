@@ -4,7 +4,7 @@
 //! the changes to commit, and what to do once they are durable (units to
 //! queue, timers to arm, events to publish).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -16,6 +16,7 @@ use crate::sandbox::{AttemptReport, Outcome};
 use crate::spec::{IfNeedsSkipped, OnFailure, Scope, Workflow};
 use crate::store::Change;
 
+mod restart;
 mod waits;
 
 pub use waits::Delivery;
@@ -68,6 +69,9 @@ pub(crate) struct ActiveRun {
     pub commits: u32,
     next_event: u32,
     dirty: BTreeSet<UnitKey>,
+    /// Stored items of fan-outs not expanded (again, after a reset): an
+    /// expansion carries their attempt numbers on.
+    earlier_items: BTreeMap<UnitKey, UnitRecord>,
 }
 
 impl ActiveRun {
@@ -90,71 +94,6 @@ impl ActiveRun {
         run.advance(now, &mut fx);
         run.flush(&mut fx);
         (run, fx)
-    }
-
-    /// A failed or cancelled run, started again from where it stopped:
-    /// units that failed or were cancelled run again (their attempt numbers
-    /// go on), finished ones keep their results. Refused when a
-    /// compensation already ran, since that undid work the retry would
-    /// build on.
-    pub fn retry(stored: StoredRun, now: Millis) -> Result<(ActiveRun, Effects), String> {
-        let StoredRun {
-            mut record,
-            workflow,
-            mut units,
-            next_event,
-        } = stored;
-        for (key, unit) in &units {
-            let Some(step) = workflow.steps.get(key.step as usize) else {
-                continue;
-            };
-            let ran = !matches!(unit.status, UnitStatus::Pending | UnitStatus::Skipped);
-            if key.item.is_none() && step.is_compensation() && ran {
-                return Err(format!(
-                    "compensation step `{}` already ran ({}); start a new run instead",
-                    step.id, unit.status
-                ));
-            }
-        }
-        let mut reset = Vec::new();
-        for (key, unit) in &mut units {
-            let Some(step) = workflow.steps.get(key.step as usize) else {
-                continue;
-            };
-            let again = match unit.status {
-                UnitStatus::Failed | UnitStatus::Cancelled => true,
-                UnitStatus::Skipped => step.is_compensation(),
-                _ => false,
-            };
-            if !again {
-                continue;
-            }
-            unit.status = match key.item {
-                Some(_) => UnitStatus::Ready,
-                None if unit.items.is_some() => UnitStatus::Running,
-                None => UnitStatus::Pending,
-            };
-            unit.error = None;
-            unit.due = None;
-            reset.push(*key);
-        }
-        record.status = RunStatus::Running;
-        record.error = None;
-        record.output = None;
-        record.updated_at = now;
-        let stored = StoredRun {
-            record,
-            workflow,
-            units,
-            next_event,
-        };
-        let (mut run, mut fx) = ActiveRun::rebuild(stored, now);
-        fx.changes.push(Change::PutRun(Box::new(run.record.clone())));
-        run.event(&mut fx, now, EventKind::RunRetried);
-        run.dirty.extend(reset);
-        run.advance(now, &mut fx);
-        run.flush(&mut fx);
-        Ok((run, fx))
     }
 
     /// The state of a stored run, with what was in flight queued again;
@@ -193,6 +132,9 @@ impl ActiveRun {
                     }
                 }
                 run.items[step] = items;
+            } else {
+                let earlier = stored.into_iter().map(|(i, unit)| (UnitKey::item(step, i), unit));
+                run.earlier_items.extend(earlier);
             }
             if run.steps[step].status == UnitStatus::Failed && run.workflow.steps[step].on_failure == OnFailure::Fail {
                 let failure = run.steps[step]
@@ -234,6 +176,7 @@ impl ActiveRun {
             commits: 0,
             next_event,
             dirty: BTreeSet::new(),
+            earlier_items: BTreeMap::new(),
         }
     }
 
@@ -429,12 +372,50 @@ impl ActiveRun {
                 let parent = self.unit_mut(key);
                 parent.items = Some(count as u32);
                 parent.status = UnitStatus::Running;
-                self.items[index] = values.into_iter().map(|v| (UnitRecord::pending(), v)).collect();
+                self.items[index] = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (self.fresh_item(UnitKey::item(index, i)), v))
+                    .collect();
+                self.drop_earlier_items(index, fx);
                 for item in 0..count {
                     let item_key = UnitKey::item(index, item);
                     self.set_status(item_key, UnitStatus::Ready);
                     fx.ready.push(item_key);
                 }
+            }
+        }
+    }
+
+    /// A new item's record: pending, its attempt numbers going on from an
+    /// earlier expansion's.
+    fn fresh_item(&mut self, key: UnitKey) -> UnitRecord {
+        let attempts = self.earlier_items.remove(&key).map_or(0, |unit| unit.attempts);
+        UnitRecord {
+            attempts,
+            ..UnitRecord::pending()
+        }
+    }
+
+    /// Items of an earlier expansion of `step` beyond this one's: shown
+    /// skipped, with their attempts.
+    fn drop_earlier_items(&mut self, step: usize, fx: &mut Effects) {
+        let keys: Vec<UnitKey> = self
+            .earlier_items
+            .range(UnitKey::item(step, 0)..=UnitKey::item(step, u32::MAX as usize))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            if let Some(unit) = self.earlier_items.remove(&key) {
+                fx.changes.push(Change::PutUnit {
+                    tenant: self.record.tenant.clone(),
+                    run: self.record.id,
+                    key,
+                    record: UnitRecord {
+                        status: UnitStatus::Skipped,
+                        ..unit
+                    },
+                });
             }
         }
     }

@@ -277,7 +277,7 @@ impl Checker {
                 facts.next_seq = seq + 1;
                 match &event.kind {
                     EventKind::RunFinished { status } => facts.ended = Some(*status),
-                    EventKind::RunRetried => facts.ended = None,
+                    EventKind::RunRetried | EventKind::RunReset { .. } => facts.ended = None,
                     _ => {}
                 }
                 if *seq != expected {

@@ -280,5 +280,36 @@ crate::on_both_backends! {
             (status, body["error"]["code"].as_str()),
             (StatusCode::CONFLICT, Some("cannot_retry"))
         );
+
+        // Reset: the succeeded run runs again from `greet`, so both steps
+        // run again, their attempt numbers going on; `flaky` (told to fail
+        // once) succeeds on its third attempt.
+        let reset = format!("/v1/runs/{run}/reset");
+        let (status, body) = server
+            .call(Some(&token), Method::POST, &reset, Body::Json(json!({"from": "greet"})))
+            .await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("running")), "{body}");
+        let again = server.wait(&token, run).await;
+        assert_eq!(again["status"], "succeeded", "{again}");
+        assert_eq!(again["steps"][0]["attempts"].as_array().unwrap().len(), 2);
+        assert_eq!(again["steps"][1]["attempts"].as_array().unwrap().len(), 3);
+        let events = server.call(Some(&token), Method::GET, &format!("/v1/runs/{run}/events"), Body::None).await;
+        let resets: Vec<&Value> = events.1["events"].as_array().into_iter().flatten()
+            .filter(|e| e["event"] == "run_reset").collect();
+        assert_eq!(resets.len(), 1, "{}", events.1);
+        assert_eq!(resets[0]["from"], "greet");
+        for (body, code) in [
+            (json!({"from": "nope"}), "cannot_reset"),
+            (json!({}), "invalid_body"),
+            (json!({"from": "greet", "extra": 1}), "invalid_body"),
+        ] {
+            let (_, answer) = server.call(Some(&token), Method::POST, &reset, Body::Json(body.clone())).await;
+            assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        }
+        let other = server.tenant("other", json!({})).await;
+        let (status, _) = server
+            .call(Some(&other), Method::POST, &reset, Body::Json(json!({"from": "greet"})))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's run is not found");
     }
 }
