@@ -308,6 +308,9 @@ pub struct UnitRecord {
     pub due: Option<Millis>,
     /// For a fan-out parent: how many items it has (once expanded).
     pub items: Option<u32>,
+    /// When its wait began, while `Waiting` for a decision (approvals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Millis>,
 }
 
 impl UnitRecord {
@@ -320,6 +323,7 @@ impl UnitRecord {
             error: None,
             due: None,
             items: None,
+            since: None,
         }
     }
 }
@@ -436,6 +440,27 @@ pub enum EventKind {
         #[schema(required = false)]
         step: Option<String>,
     },
+    /// Nobody decided an approval in time: its escalation targets may
+    /// decide too, from now on.
+    ApprovalEscalated {
+        /// The step's id.
+        step: String,
+        /// Who may decide now, besides its approvers.
+        to: Vec<String>,
+    },
+    /// An approval was decided.
+    ApprovalDecided {
+        /// The step's id.
+        step: String,
+        /// Approved (`true`) or rejected.
+        approved: bool,
+        /// Who decided, as they named themselves.
+        by: String,
+        /// Why, if they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(required = false)]
+        comment: Option<String>,
+    },
     /// A step reached a final status.
     StepFinished {
         /// The step's id.
@@ -463,6 +488,8 @@ impl EventKind {
             EventKind::RetryScheduled { .. } => "retry_scheduled",
             EventKind::Waiting { .. } => "waiting",
             EventKind::SignalReceived { .. } => "signal_received",
+            EventKind::ApprovalEscalated { .. } => "approval_escalated",
+            EventKind::ApprovalDecided { .. } => "approval_decided",
             EventKind::StepFinished { .. } => "step_finished",
             EventKind::RunFinished { .. } => "run_finished",
         }

@@ -62,6 +62,12 @@ pub enum ErrorCode {
     CannotRetry,
     /// 409: the run cannot be reset from that step.
     CannotReset,
+    /// 409: the approval is not waiting for a decision: not reached yet,
+    /// or decided already.
+    ApprovalRefused,
+    /// 403: the caller is not one of the people who may decide the
+    /// approval.
+    NotADecider,
     /// 409: the run does not take this signal now: the steps that wait
     /// for it are done, or it has taken the most signals a run may.
     SignalRefused,
@@ -107,12 +113,11 @@ impl ErrorCode {
             | InvalidQuotas
             | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
-            TenantDisabled => StatusCode::FORBIDDEN,
+            TenantDisabled | NotADecider => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            VersionExists | ModuleInUse | TenantExists | NotRunning | CannotRetry | CannotReset | SignalRefused => {
-                StatusCode::CONFLICT
-            }
+            VersionExists | ModuleInUse | TenantExists | NotRunning | CannotRetry | CannotReset | SignalRefused
+            | ApprovalRefused => StatusCode::CONFLICT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidModule | InvalidWorkflow | NameMismatch | UnknownModule | InvalidInput | UnknownSignal => {
@@ -317,6 +322,9 @@ impl From<EngineError> for ApiError {
             e @ EngineError::CannotReset { .. } => ApiError::new(CannotReset, e.to_string()),
             e @ EngineError::UnknownSignal { .. } => ApiError::new(UnknownSignal, e.to_string()),
             e @ EngineError::SignalRefused { .. } => ApiError::new(SignalRefused, e.to_string()),
+            e @ EngineError::UnknownApproval { .. } => ApiError::new(NotFound, e.to_string()),
+            e @ EngineError::ApprovalRefused { .. } => ApiError::new(ApprovalRefused, e.to_string()),
+            e @ EngineError::NotADecider { .. } => ApiError::new(NotADecider, e.to_string()),
             EngineError::QuotaExceeded(reason) => ApiError::quota(reason),
             EngineError::Store(e) => e.into(),
             EngineError::Stopped => ApiError::unavailable(),

@@ -278,6 +278,8 @@ impl Metrics {
             }
             EventKind::RunRetried
             | EventKind::RunReset { .. }
+            | EventKind::ApprovalEscalated { .. }
+            | EventKind::ApprovalDecided { .. }
             | EventKind::RunPaused
             | EventKind::RunResumed
             | EventKind::RetryScheduled { .. }

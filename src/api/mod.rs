@@ -25,6 +25,7 @@ macro_rules! schema {
 }
 
 mod admin;
+mod approvals;
 mod auth;
 mod body;
 pub mod config;
@@ -115,6 +116,8 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(runs::pause_run))
         .routes(routes!(runs::resume_run))
         .routes(routes!(signals::send_signal))
+        .routes(routes!(approvals::list_approvals))
+        .routes(routes!(approvals::decide))
         .routes(routes!(stream::run_events))
         .routes(routes!(stream::step_logs))
         .routes(routes!(secrets::put_secret, secrets::delete_secret))

@@ -2,6 +2,7 @@
 //! group lives in its own file; `main.rs` only calls [`main`].
 
 mod admin;
+mod approvals;
 mod bench;
 mod client;
 mod nodes;
@@ -132,6 +133,17 @@ enum Command {
     #[command(after_help = "Example:\n  \
         weft signal 42 payment_confirmed --data '{\"amount\": 1999}' --id psp-evt-8812")]
     Signal(signal::SignalArgs),
+    /// List the approval steps waiting for a decision, across the tenant's
+    /// running runs, with who may decide each.
+    Approvals(approvals::ListArgs),
+    /// Approve an approval step: it succeeds, with the decision as its
+    /// output. `--as` names you (or set WEFT_USER).
+    #[command(after_help = "Example:\n  weft approve 42 manager_ok --as ada@example.com -m 'refund is fine'")]
+    Approve(approvals::DecideArgs),
+    /// Reject an approval step: it fails with code `rejected`, so
+    /// `on_failure` and compensation apply.
+    #[command(after_help = "Example:\n  weft reject 42 manager_ok --as ada@example.com -m 'over the limit'")]
+    Reject(approvals::DecideArgs),
     /// Manage tenants and their API keys (needs the admin token).
     Tenant(tenant::TenantArgs),
     /// Work on a store itself, with its servers stopped: `rotate-key`
@@ -213,6 +225,9 @@ pub fn main() -> ExitCode {
             Command::Pause(args) => remote::set_paused(args, true).await,
             Command::Resume(args) => remote::set_paused(args, false).await,
             Command::Retry(args) => remote::retry(args).await,
+            Command::Approvals(args) => approvals::list(args).await,
+            Command::Approve(args) => approvals::decide(args, true).await,
+            Command::Reject(args) => approvals::decide(args, false).await,
             Command::Reset(args) => remote::reset(args).await,
             Command::Signal(args) => signal::signal(args).await,
             Command::Tenant(args) => tenant::tenant(args).await,

@@ -359,6 +359,31 @@ fn print_event(event: &Value) {
         "step_finished" => eprintln!("  {step:<24} {}", event["status"].as_str().unwrap_or("?")),
         "run_finished" => eprintln!("run {}", event["status"].as_str().unwrap_or("?")),
         "run_retried" => eprintln!("run retried"),
+        "run_reset" => eprintln!(
+            "run reset to run again from `{}`",
+            event["from"].as_str().unwrap_or("?")
+        ),
+        "waiting" => match event["signal"].as_str() {
+            Some(signal) => eprintln!("  {step:<24} waiting for signal `{signal}`"),
+            None => eprintln!("  {step:<24} waiting"),
+        },
+        "approval_escalated" => {
+            let to: Vec<&str> = event["to"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            eprintln!("  {step:<24} escalated: {} may decide too", to.join(", "));
+        }
+        "approval_decided" => {
+            let what = if event["approved"] == true {
+                "approved"
+            } else {
+                "rejected"
+            };
+            eprintln!("  {step:<24} {what} by {}", event["by"].as_str().unwrap_or("?"));
+        }
         _ => {}
     }
 }

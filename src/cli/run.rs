@@ -374,6 +374,13 @@ async fn follow(
                         Some(step) => eprintln!("  {prefix}{step:<24} got signal `{signal}`"),
                         None => eprintln!("  {prefix}signal `{signal}` kept for the step that waits for it"),
                     },
+                    EventKind::ApprovalEscalated { step, to } => {
+                        eprintln!("  {prefix}{step:<24} escalated: {} may decide too", to.join(", "))
+                    }
+                    EventKind::ApprovalDecided { step, approved, by, .. } => {
+                        let what = if approved { "approved" } else { "rejected" };
+                        eprintln!("  {prefix}{step:<24} {what} by {by}")
+                    }
                     EventKind::RunStarted => {}
                     EventKind::RunRetried => eprintln!("{prefix}run {run} retried"),
                     EventKind::RunReset { from } => eprintln!("{prefix}run {run} reset to run again from `{from}`"),

@@ -62,6 +62,12 @@ pub(crate) enum Msg {
         payload: serde_json::Value,
         reply: oneshot::Sender<Result<Delivery, EngineError>>,
     },
+    /// Decides an approval step.
+    Decide {
+        run: RunId,
+        decision: super::Decision,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     Attempt {
         run: RunId,
         key: UnitKey,
@@ -382,6 +388,7 @@ impl Actor {
                 payload,
                 reply,
             } => self.signal(run, &name, id, payload, reply, now).await,
+            Msg::Decide { run, decision, reply } => self.decide(run, decision, reply, now).await,
             Msg::Attempt {
                 run,
                 key,

@@ -8,6 +8,7 @@
 //! happens.
 
 mod actor;
+mod approvals;
 mod clock;
 mod queue;
 mod run_state;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use approvals::{Decision, PendingApproval};
 pub use clock::{Clock, TokioClock};
 pub use run_state::Delivery;
 pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner, SecretSource};
@@ -144,6 +146,38 @@ pub enum EngineError {
         workflow: String,
         /// The signal's name.
         signal: String,
+    },
+    /// The run's workflow has no approval step of that id.
+    #[error("workflow {workflow:?} (run {run}) has no approval step {step:?}")]
+    UnknownApproval {
+        /// The run.
+        run: RunId,
+        /// Its workflow.
+        workflow: String,
+        /// The step asked for.
+        step: String,
+    },
+    /// The approval cannot be decided now.
+    #[error("approval {step:?} of run {run} cannot be decided: {reason}")]
+    ApprovalRefused {
+        /// The run.
+        run: RunId,
+        /// The step.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// The caller is not one of the people who may decide the approval.
+    #[error("{by:?} may not decide approval {step:?} of run {run}; {deciders} may")]
+    NotADecider {
+        /// The run.
+        run: RunId,
+        /// The step.
+        step: String,
+        /// Who tried.
+        by: String,
+        /// Who may, listed.
+        deciders: String,
     },
     /// The run does not accept the signal now.
     #[error("run {run} does not accept signal {signal:?}: {reason}")]

@@ -19,8 +19,9 @@ use crate::store::Change;
 mod restart;
 mod waits;
 
-pub use waits::Delivery;
 pub(crate) use waits::Refusal;
+pub(crate) use waits::Undecidable;
+pub use waits::{Delivery, deciders};
 
 /// The most items one `for_each` may expand to.
 pub(crate) const MAX_ITEMS: usize = 10_000;

@@ -46,8 +46,8 @@ pub struct Document {
 }
 
 /// One step: a task run with an input built from earlier results, or a
-/// wait. A step is exactly one of `task`, `sleep`, `sleep_until` and
-/// `wait_for`.
+/// wait. A step is exactly one of `task`, `sleep`, `sleep_until`,
+/// `wait_for` and `approval`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDoc {
@@ -75,6 +75,10 @@ pub struct StepDoc {
     /// payload is the step's output.
     #[serde(default)]
     pub wait_for: Option<WaitForDoc>,
+    /// Wait for a person's decision (`weft approve` / `weft reject`): an
+    /// approval is the step's output, a rejection its failure.
+    #[serde(default)]
+    pub approval: Option<ApprovalDoc>,
     /// Steps that must succeed before this one starts.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
@@ -144,6 +148,35 @@ pub struct WaitForDoc {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,
+}
+
+/// Who decides an `approval` step, and by when.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDoc {
+    /// The people (names or e-mail addresses) who may decide.
+    #[schemars(with = "Vec<String>")]
+    pub approvers: Spanned<Vec<String>>,
+    /// How long to wait for a decision, e.g. `48h`; then the step is
+    /// rejected (code `rejected`). Without it, as long as the run lives.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Widen who may decide when nobody has after a while.
+    #[serde(default)]
+    pub escalate: Option<EscalateDoc>,
+}
+
+/// An approval's escalation.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateDoc {
+    /// How long after the step began, e.g. `4h`; before `timeout`.
+    #[schemars(with = "String")]
+    pub after: Spanned<String>,
+    /// Who may decide too, from then on.
+    #[schemars(with = "Vec<String>")]
+    pub to: Spanned<Vec<String>>,
 }
 
 /// The workflow's `defaults`: what a step uses for the settings it does not

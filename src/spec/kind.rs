@@ -1,12 +1,14 @@
 //! What a step does, as the document says it: exactly one of `task`,
-//! `sleep`, `sleep_until` and `wait_for`, and no setting that only a task
-//! can use on a step that waits.
+//! `sleep`, `sleep_until`, `wait_for` and `approval`, and no setting that
+//! only a task can use on a step that waits.
 
 use serde_json::Value;
 
-use super::document::{StepDoc, is_name};
+use serde_saphyr::Spanned;
+
+use super::document::{ApprovalDoc, StepDoc, is_name};
 use super::expr::Template;
-use super::plan::{StepKind, TaskRef};
+use super::plan::{Approval, StepKind, TaskRef};
 use super::validate::{Problems, duration, parse_task};
 
 /// Compiles the kind of `step` (at path `at`), reporting a step with no
@@ -17,6 +19,7 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
         step.sleep.as_ref().map(|_| "sleep"),
         step.sleep_until.as_ref().map(|_| "sleep_until"),
         step.wait_for.as_ref().map(|_| "wait_for"),
+        step.approval.as_ref().map(|_| "approval"),
     ]
     .into_iter()
     .flatten()
@@ -26,7 +29,7 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
             at,
             &step.id,
             format!(
-                "step `{}` does nothing: give it one of `task`, `sleep`, `sleep_until` or `wait_for`",
+                "step `{}` does nothing: give it one of `task`, `sleep`, `sleep_until`, `wait_for` or `approval`",
                 step.id.value
             ),
         ),
@@ -35,8 +38,8 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
             format!("{at}.{second}"),
             &step.id,
             format!(
-                "step `{}` has both `{first}` and `{second}`: a step is one of `task`, `sleep`, `sleep_until` or \
-                 `wait_for`; use two steps",
+                "step `{}` has both `{first}` and `{second}`: a step is one of `task`, `sleep`, `sleep_until`, \
+                 `wait_for` or `approval`; use two steps",
                 step.id.value
             ),
         ),
@@ -88,6 +91,8 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
             name: name.value.clone(),
             timeout,
         }
+    } else if let Some(approval) = &step.approval {
+        StepKind::Approval(compile_approval(approval, &format!("{at}.approval"), problems))
     } else {
         StepKind::Task(TaskRef::Name {
             name: String::new(),
@@ -97,7 +102,68 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
     if !matches!(kind, StepKind::Task(_)) {
         refuse_task_settings(step, kind.name(), at, problems);
     }
+    if let (StepKind::Approval(_), Some(_)) = (&kind, &step.retry) {
+        problems.at(
+            format!("{at}.retry"),
+            &step.id,
+            format!(
+                "`{}` is an approval, which is not retried: a rejection or a timeout is a decision (use \
+                 `on_failure` or a compensation step)",
+                step.id.value
+            ),
+        );
+    }
     kind
+}
+
+/// The most people one approval (or its escalation) names.
+const MAX_APPROVERS: usize = 100;
+
+fn compile_approval(doc: &ApprovalDoc, at: &str, problems: &mut Problems) -> Approval {
+    let people = |list: &Spanned<Vec<String>>, path: String, problems: &mut Problems| {
+        if list.value.is_empty() {
+            problems.at(&path, list, "name at least one person who may decide");
+        }
+        if list.value.len() > MAX_APPROVERS {
+            problems.at(&path, list, format!("at most {MAX_APPROVERS} people may be named"));
+        }
+        for (i, name) in list.value.iter().enumerate() {
+            if name.trim().is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+                problems.at(
+                    format!("{path}[{i}]"),
+                    list,
+                    format!("{name:?} is not a name: give 1 to 256 printable characters"),
+                );
+            }
+        }
+        list.value.clone()
+    };
+    let approvers = people(&doc.approvers, format!("{at}.approvers"), problems);
+    let timeout = doc
+        .timeout
+        .as_ref()
+        .and_then(|t| duration(t, &format!("{at}.timeout"), problems));
+    let escalate = doc.escalate.as_ref().and_then(|e| {
+        let to = people(&e.to, format!("{at}.escalate.to"), problems);
+        let after = duration(&e.after, &format!("{at}.escalate.after"), problems)?;
+        if timeout.is_some_and(|timeout| after >= timeout) {
+            problems.at(
+                format!("{at}.escalate.after"),
+                &e.after,
+                format!(
+                    "escalating after {} is not before the timeout ({}): nobody could decide in between",
+                    e.after.value,
+                    doc.timeout.as_ref().map_or("", |t| t.value.as_str())
+                ),
+            );
+        }
+        Some((after, to))
+    });
+    Approval {
+        approvers,
+        timeout,
+        escalate,
+    }
 }
 
 /// Settings that mean something only to an attempt of a task.

@@ -26,7 +26,7 @@ pub use error::{SpecError, SpecErrors};
 pub use expr::{EvalError, Expr, Scope, Template};
 pub use http::{HeaderRule, HttpCaps, Piece, StepHttp, is_secret_name};
 pub(crate) use kind::parse_time;
-pub use plan::{IfNeedsSkipped, Jitter, OnFailure, RetryPolicy, Step, StepKind, TaskRef, Workflow};
+pub use plan::{Approval, IfNeedsSkipped, Jitter, OnFailure, RetryPolicy, Step, StepKind, TaskRef, Workflow};
 
 use crate::sandbox::Limits;
 

@@ -81,6 +81,14 @@ impl Step {
         }
     }
 
+    /// Its approval, if it is one.
+    pub fn approval(&self) -> Option<&Approval> {
+        match &self.kind {
+            StepKind::Approval(approval) => Some(approval),
+            _ => None,
+        }
+    }
+
     /// The signal it waits for, if it does.
     pub fn signal(&self) -> Option<&str> {
         match &self.kind {
@@ -88,6 +96,17 @@ impl Step {
             _ => None,
         }
     }
+}
+
+/// Who decides an approval step, and by when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Who may decide.
+    pub approvers: Vec<String>,
+    /// How long to wait before the step is rejected.
+    pub timeout: Option<Duration>,
+    /// Who else may decide, and how long after the step began.
+    pub escalate: Option<(Duration, Vec<String>)>,
 }
 
 /// What a step does.
@@ -99,6 +118,8 @@ pub enum StepKind {
     Sleep(Duration),
     /// Waits until the time the template gives.
     SleepUntil(Template),
+    /// Waits for a person's decision.
+    Approval(Approval),
     /// Waits for a signal of this name, at most `timeout`.
     Signal {
         /// The signal's name.
@@ -116,6 +137,7 @@ impl StepKind {
             StepKind::Sleep(_) => "sleep",
             StepKind::SleepUntil(_) => "sleep_until",
             StepKind::Signal { .. } => "wait_for",
+            StepKind::Approval(_) => "approval",
         }
     }
 }

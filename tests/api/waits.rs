@@ -18,6 +18,12 @@ steps:
   - {id: thanks, task: hello, needs: [decision], input: {name: '${{ steps.decision.output.by }}'}}
 ";
 
+const SIGN_OFF: &str = "
+name: sign_off
+steps:
+  - {id: ok, approval: {approvers: [ada], timeout: 1h}}
+";
+
 const NAP: &str = "
 name: nap
 steps:
@@ -142,5 +148,58 @@ crate::on_both_backends! {
         assert_eq!(server.wait(&token, run).await["status"], "succeeded");
         let (status, body) = server.call(Some(&token), Method::POST, &format!("{path}/pause"), Body::None).await;
         assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("not_running")), "{body}");
+    }
+
+    async fn an_approval_over_http_is_listed_and_decided_by_an_approver_only(store: TestStore) {
+        let server = Server::on(&store, &[]);
+        let token = server.tenant("acme", json!({})).await;
+        let other = server.tenant("globex", json!({})).await;
+        server.push(&token, "sign_off", SIGN_OFF).await;
+        let run = server.start_run(&token, "sign_off", json!({})).await;
+        let mut listed = Value::Null;
+        for _ in 0..200 {
+            listed = server.call(Some(&token), Method::GET, "/v1/approvals", Body::None).await.1;
+            if listed["approvals"].as_array().is_some_and(|a| !a.is_empty()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(listed["approvals"][0]["run"], run, "{listed}");
+        assert_eq!(listed["approvals"][0]["step"], "ok", "{listed}");
+        assert_eq!(listed["approvals"][0]["deciders"], json!(["ada"]), "{listed}");
+        let (_, theirs) = server.call(Some(&other), Method::GET, "/v1/approvals", Body::None).await;
+        assert_eq!(theirs["approvals"], json!([]), "{theirs}");
+
+        let path = format!("/v1/runs/{run}/approvals/ok");
+        let approve = |by: &str| Body::Json(json!({"decision": "approve", "by": by, "comment": "fine"}));
+        let (status, body) = server.call(Some(&other), Method::POST, &path, approve("ada")).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::NOT_FOUND, &json!("not_found")), "{body}");
+        let (status, body) = server.call(Some(&token), Method::POST, &path, approve("mallory")).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::FORBIDDEN, &json!("not_a_decider")), "{body}");
+        let unknown = format!("/v1/runs/{run}/approvals/nope");
+        let (status, body) = server.call(Some(&token), Method::POST, &unknown, approve("ada")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let bad = Body::Json(json!({"decision": "maybe", "by": "ada"}));
+        let (status, body) = server.call(Some(&token), Method::POST, &path, bad).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_body")), "{body}");
+
+        // `weft approve`, as the CLI's users would.
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["approve", &run.to_string(), "ok", "--as", "ADA", "-m", "looks right"])
+            .env("WEFT_URL", &server.url)
+            .env("WEFT_TOKEN", &token)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(printed.contains("step `ok` approved by ADA"), "{printed}");
+        let done = server.wait(&token, run).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["output"]["ok"]["comment"], "looks right", "{done}");
+        let (_, events) = server.call(Some(&token), Method::GET, &format!("/v1/runs/{run}/events"), Body::None).await;
+        let decided: Vec<&Value> = events["events"].as_array().into_iter().flatten()
+            .filter(|e| e["event"] == "approval_decided").collect();
+        assert_eq!(decided.len(), 1, "{events}");
+        assert_eq!((&decided[0]["by"], &decided[0]["approved"]), (&json!("ADA"), &json!(true)));
     }
 }

@@ -1,5 +1,6 @@
 //! The scheduler's side of waits (docs/architecture.md, "Waits"): timers
-//! firing, for parked runs too, and signals delivered to a run.
+//! firing, for parked runs too, signals delivered to a run, and approvals
+//! decided.
 
 use std::cmp::Reverse;
 
@@ -7,9 +8,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{Actor, Reply};
-use crate::engine::EngineError;
-use crate::engine::run_state::{Delivery, Refusal};
-use crate::model::{MAX_SIGNALS, Millis, RunId};
+use crate::engine::run_state::{Delivery, Refusal, Undecidable};
+use crate::engine::{Decision, EngineError};
+use crate::model::{MAX_SIGNALS, Millis, RunId, UnitStatus};
 
 impl Actor {
     /// Fires every timer that is due: retries, sleeps that end, signals
@@ -31,6 +32,53 @@ impl Actor {
                 break;
             }
         }
+    }
+
+    /// Decides an approval step of `run`, answering once it is durable.
+    pub(super) async fn decide(
+        &mut self,
+        run: RunId,
+        decision: Decision,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+        now: Millis,
+    ) {
+        if let Err(e) = self.bring_here(run, now).await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let Some(active) = self.runs.get_mut(&run) else {
+            let _ = reply.send(Err(EngineError::NotRunning(run)));
+            return;
+        };
+        let Decision {
+            step,
+            approve,
+            by,
+            comment,
+        } = decision;
+        let refused = |reason: String| EngineError::ApprovalRefused {
+            run,
+            step: step.clone(),
+            reason,
+        };
+        let error = match active.decide(&step, approve, &by, comment, now) {
+            Ok(fx) => return self.commit(run, fx, Some(Reply::Done(reply))),
+            Err(Undecidable::Finished) => EngineError::NotRunning(run),
+            Err(Undecidable::NotAnApproval) => EngineError::UnknownApproval {
+                run,
+                workflow: active.workflow.name.clone(),
+                step,
+            },
+            Err(Undecidable::NotWaiting(UnitStatus::Pending)) => refused("the run has not reached it yet".into()),
+            Err(Undecidable::NotWaiting(status)) => refused(format!("it is {status}: it was decided already")),
+            Err(Undecidable::NotADecider(deciders)) => EngineError::NotADecider {
+                run,
+                step,
+                by,
+                deciders: deciders.join(", "),
+            },
+        };
+        let _ = reply.send(Err(error));
     }
 
     /// Delivers a signal to `run`, answering once what it did is durable.

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{ActiveRun, Effects};
 use crate::model::{EventKind, Failure, KeptSignal, MAX_SIGNALS, Millis, UnitKey, UnitStatus};
 use crate::sandbox::Outcome;
-use crate::spec::{StepKind, Template};
+use crate::spec::{Approval, StepKind, Template};
 use crate::store::Change;
 
 /// What became of a signal.
@@ -37,6 +37,31 @@ pub enum Refusal {
     TooMany,
 }
 
+/// Why an approval could not be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undecidable {
+    /// The run has ended.
+    Finished,
+    /// The workflow has no approval step of that id.
+    NotAnApproval,
+    /// The step is not waiting for a decision: not reached yet, or done.
+    NotWaiting(UnitStatus),
+    /// The caller is not among these, who may decide now.
+    NotADecider(Vec<String>),
+}
+
+/// Who may decide `approval`, which began waiting at `since`, at `now`:
+/// its approvers, and its escalation's targets once it escalated.
+pub fn deciders(approval: &Approval, since: Millis, now: Millis) -> Vec<String> {
+    let mut who = approval.approvers.clone();
+    if let Some((after, to)) = &approval.escalate
+        && now >= since.saturating_add(after.as_millis() as u64)
+    {
+        who.extend(to.iter().cloned());
+    }
+    who
+}
+
 impl ActiveRun {
     /// Begins the wait of step `index`, whose needs are met and whose
     /// condition held (or a retried wait, again).
@@ -61,10 +86,17 @@ impl ActiveRun {
                 let until = timeout.map(|t| now.saturating_add(t.as_millis() as u64));
                 (until, Some(name.clone()))
             }
+            StepKind::Approval(approval) => {
+                let first = approval.escalate.as_ref().map(|(after, _)| *after).or(approval.timeout);
+                (first.map(|t| now.saturating_add(t.as_millis() as u64)), None)
+            }
         };
         let unit = self.unit_mut(key);
         unit.status = UnitStatus::Waiting;
         unit.due = until;
+        if step.approval().is_some() {
+            unit.since = Some(now);
+        }
         fx.timers.extend(until.map(|due| (due, key)));
         let step = step.id.clone();
         self.event(fx, now, EventKind::Waiting { step, until, signal });
@@ -75,6 +107,9 @@ impl ActiveRun {
     pub(super) fn wait_ended(&mut self, key: UnitKey, now: Millis, unit_random: f64, fx: &mut Effects) {
         let workflow = Arc::clone(&self.workflow);
         let step = &workflow.steps[key.step as usize];
+        if let StepKind::Approval(approval) = &step.kind {
+            return self.approval_timer(key, approval, now, fx);
+        }
         let StepKind::Signal { name, timeout } = &step.kind else {
             return self.end_sleep(key, now, fx);
         };
@@ -159,6 +194,86 @@ impl ActiveRun {
         self.advance(now, &mut fx);
         self.flush(&mut fx);
         Ok((fx, delivery))
+    }
+
+    /// An approval's timer fired: its escalation is due, or its timeout.
+    fn approval_timer(&mut self, key: UnitKey, approval: &Approval, now: Millis, fx: &mut Effects) {
+        let unit = self.unit(key);
+        let since = unit.since.unwrap_or(now);
+        let at = |length: std::time::Duration| since.saturating_add(length.as_millis() as u64);
+        if let Some((after, to)) = &approval.escalate
+            && unit.due == Some(at(*after))
+        {
+            let until = approval.timeout.map(at);
+            self.unit_mut(key).due = until;
+            fx.timers.extend(until.map(|due| (due, key)));
+            let step = self.workflow.steps[key.step as usize].id.clone();
+            let to = to.clone();
+            return self.event(fx, now, EventKind::ApprovalEscalated { step, to });
+        }
+        let waited = humantime::format_duration(approval.timeout.unwrap_or_default());
+        let unit = self.unit_mut(key);
+        unit.due = None;
+        unit.attempts += 1;
+        let failure = Failure::new("rejected", format!("nobody decided within {waited}"));
+        self.fail_unit(key, failure, now, fx);
+    }
+
+    /// `by` approves (`approve`) or rejects approval step `step`, with an
+    /// optional comment: an approval is the step's output, a rejection its
+    /// failure (code `rejected`).
+    pub fn decide(
+        &mut self,
+        step: &str,
+        approve: bool,
+        by: &str,
+        comment: Option<String>,
+        now: Millis,
+    ) -> Result<Effects, Undecidable> {
+        if self.record.status.is_final() {
+            return Err(Undecidable::Finished);
+        }
+        let workflow = Arc::clone(&self.workflow);
+        let Some((index, approval)) = workflow
+            .step(step)
+            .and_then(|(index, s)| s.approval().map(|a| (index, a)))
+        else {
+            return Err(Undecidable::NotAnApproval);
+        };
+        let key = UnitKey::step(index);
+        let unit = self.unit(key);
+        if unit.status != UnitStatus::Waiting {
+            return Err(Undecidable::NotWaiting(unit.status));
+        }
+        let deciders = deciders(approval, unit.since.unwrap_or(now), now);
+        if !deciders.iter().any(|d| d.trim().eq_ignore_ascii_case(by.trim())) {
+            return Err(Undecidable::NotADecider(deciders));
+        }
+        let mut fx = Effects::default();
+        let decided = EventKind::ApprovalDecided {
+            step: step.to_string(),
+            approved: approve,
+            by: by.to_string(),
+            comment: comment.clone(),
+        };
+        self.event(&mut fx, now, decided);
+        let unit = self.unit_mut(key);
+        unit.due = None;
+        unit.attempts += 1;
+        if approve {
+            unit.output = Some(json!({"approved": true, "by": by, "comment": comment, "at": now}));
+            unit.error = None;
+            self.finish_unit(key, UnitStatus::Succeeded, now, &mut fx);
+        } else {
+            let message = match &comment {
+                Some(comment) => format!("rejected by {by}: {comment}"),
+                None => format!("rejected by {by}"),
+            };
+            self.fail_unit(key, Failure::new("rejected", message), now, &mut fx);
+        }
+        self.advance(now, &mut fx);
+        self.flush(&mut fx);
+        Ok(fx)
     }
 
     /// A waiting step takes a signal: its payload is the step's output.
