@@ -213,7 +213,25 @@ pub struct RunRecord {
     /// Signals accepted in all (at most [`MAX_SIGNALS`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub signals_received: u32,
+    /// The run and step that started this one, for a sub-workflow's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
 }
+
+/// Where a child run comes from: a `workflow` step of another run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ParentLink {
+    /// The parent run.
+    #[schema(value_type = u64)]
+    pub run: RunId,
+    /// The parent's step that waits for this run.
+    pub step: String,
+    /// How deep it is nested: 1 for a child of a top-level run.
+    pub depth: u32,
+}
+
+/// The deepest sub-workflows nest.
+pub const MAX_DEPTH: u32 = 8;
 
 /// The most signals one run accepts.
 pub const MAX_SIGNALS: u32 = 1_000;
@@ -308,9 +326,12 @@ pub struct UnitRecord {
     pub due: Option<Millis>,
     /// For a fan-out parent: how many items it has (once expanded).
     pub items: Option<u32>,
-    /// When its wait began, while `Waiting` for a decision (approvals).
+    /// When its wait began, while `Waiting` for a decision or a child run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Millis>,
+    /// The child run a `workflow` step started (its latest attempt's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<RunId>,
 }
 
 impl UnitRecord {
@@ -324,6 +345,7 @@ impl UnitRecord {
             due: None,
             items: None,
             since: None,
+            child: None,
         }
     }
 }
@@ -448,6 +470,14 @@ pub enum EventKind {
         /// Who may decide now, besides its approvers.
         to: Vec<String>,
     },
+    /// A `workflow` step started its child run.
+    ChildStarted {
+        /// The step's id.
+        step: String,
+        /// The child run.
+        #[schema(value_type = u64)]
+        run: RunId,
+    },
     /// An approval was decided.
     ApprovalDecided {
         /// The step's id.
@@ -490,6 +520,7 @@ impl EventKind {
             EventKind::SignalReceived { .. } => "signal_received",
             EventKind::ApprovalEscalated { .. } => "approval_escalated",
             EventKind::ApprovalDecided { .. } => "approval_decided",
+            EventKind::ChildStarted { .. } => "child_started",
             EventKind::StepFinished { .. } => "step_finished",
             EventKind::RunFinished { .. } => "run_finished",
         }

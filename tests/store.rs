@@ -33,6 +33,7 @@ fn run(id: u64, tenant: &str, status: RunStatus) -> RunRecord {
         signal_ids: vec![],
         signals_received: 0,
         paused: false,
+        parent: None,
     }
 }
 

@@ -406,7 +406,7 @@ steps:
     };
     let text = errors.to_string();
     for expected in [
-        "step `nothing` does nothing: give it one of `task`, `sleep`, `sleep_until`, `wait_for` or `approval`",
+        "step `nothing` does nothing: give it one of `task`, `sleep`, `sleep_until`, `wait_for`, `approval` or `workflow`",
         "step `both` has both `task` and `sleep`",
         "`input` is for task steps, and `inputs` is a `sleep` step",
         "`limits` is for task steps, and `inputs` is a `sleep` step",

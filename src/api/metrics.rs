@@ -280,6 +280,7 @@ impl Metrics {
             | EventKind::RunReset { .. }
             | EventKind::ApprovalEscalated { .. }
             | EventKind::ApprovalDecided { .. }
+            | EventKind::ChildStarted { .. }
             | EventKind::RunPaused
             | EventKind::RunResumed
             | EventKind::RetryScheduled { .. }

@@ -18,7 +18,7 @@ use super::params::{self, Cursor, IdempotencyKey, Limit, Name, Path, Query, Wait
 use super::workflows::WorkflowPath;
 use super::{ApiState, location};
 use crate::engine::StartRun;
-use crate::model::{AttemptCaps, Failure, RunId, RunRecord, RunStatus, UnitStatus};
+use crate::model::{AttemptCaps, Failure, ParentLink, RunId, RunRecord, RunStatus, UnitStatus};
 use crate::sandbox::Outcome;
 use crate::sandbox::http::HttpCall;
 use crate::store::RunFilter;
@@ -90,6 +90,10 @@ pub struct RunSummary {
     pub error: Option<Failure>,
     /// Paused: no new attempt starts until it is resumed.
     pub paused: bool,
+    /// The run and step that started it, for a sub-workflow's run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub parent: Option<ParentLink>,
 }
 
 impl From<&RunRecord> for RunSummary {
@@ -103,6 +107,7 @@ impl From<&RunRecord> for RunSummary {
             updated_at: run.updated_at,
             error: run.error.clone(),
             paused: run.paused,
+            parent: run.parent.clone(),
         }
     }
 }
@@ -155,6 +160,10 @@ pub struct StepView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, value_type = Option<u64>)]
     due: Option<u64>,
+    /// The child run a `workflow` step started (its latest attempt's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = Option<u64>)]
+    child: Option<RunId>,
     /// Its finished attempts, in order.
     attempts: Vec<AttemptView>,
 }
@@ -245,6 +254,7 @@ pub async fn start_run(
                 concurrent_attempts: tenant.quotas.max_concurrent_attempts,
             }),
             max_active: Some(tenant.quotas.max_concurrent_runs),
+            parent: None,
         })
         .await?;
     let ended = match query.wait {
@@ -360,6 +370,7 @@ pub async fn get_run(
             output: unit.output,
             error: unit.error,
             due: unit.due,
+            child: unit.child,
             attempts: attempts
                 .iter()
                 .filter(|(k, _)| *k == key)

@@ -367,6 +367,7 @@ fn print_event(event: &Value) {
             Some(signal) => eprintln!("  {step:<24} waiting for signal `{signal}`"),
             None => eprintln!("  {step:<24} waiting"),
         },
+        "child_started" => eprintln!("  {step:<24} started child run {}", event["run"]),
         "approval_escalated" => {
             let to: Vec<&str> = event["to"]
                 .as_array()

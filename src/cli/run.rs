@@ -195,6 +195,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             idempotency_key: None,
             caps: None,
             max_active: None,
+            parent: None,
         })
         .await?;
     eprintln!("run {run} of {} started (store: {location})", workflow.name);
@@ -380,6 +381,9 @@ async fn follow(
                     EventKind::ApprovalDecided { step, approved, by, .. } => {
                         let what = if approved { "approved" } else { "rejected" };
                         eprintln!("  {prefix}{step:<24} {what} by {by}")
+                    }
+                    EventKind::ChildStarted { step, run: child } => {
+                        eprintln!("  {prefix}{step:<24} started child run {child}")
                     }
                     EventKind::RunStarted => {}
                     EventKind::RunRetried => eprintln!("{prefix}run {run} retried"),

@@ -16,13 +16,14 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+mod children;
 mod cluster;
 mod waits;
 
 pub(crate) use cluster::Node;
 
 use super::queue::{FairQueue, Queued};
-use super::run_state::{ActiveRun, Delivery, Effects, StoredRun};
+use super::run_state::{ActiveRun, ChildStart, Delivery, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
 use super::{Clock, EngineConfig, EngineError, EngineStats, ReadyWork, Update, Workflows};
 use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitStatus};
@@ -61,6 +62,16 @@ pub(crate) enum Msg {
         id: Option<String>,
         payload: serde_json::Value,
         reply: oneshot::Sender<Result<Delivery, EngineError>>,
+    },
+    /// A child run a `workflow` step asked for started, or could not.
+    ChildStarted {
+        parent: RunId,
+        key: UnitKey,
+        result: Result<RunId, EngineError>,
+    },
+    /// A child run ended.
+    ChildEnded {
+        child: Box<RunRecord>,
     },
     /// Decides an approval step.
     Decide {
@@ -111,6 +122,11 @@ pub(crate) struct After {
     timers: Vec<(Millis, UnitKey)>,
     events: Vec<(u32, Event)>,
     finished: bool,
+    children: Vec<ChildStart>,
+    cancel_children: Vec<RunId>,
+    check_children: Vec<(UnitKey, RunId)>,
+    /// A child run that ended: its record, for its parent.
+    ended_child: Option<Box<RunRecord>>,
     /// The run's first commit in this process (its start or resumption).
     first: bool,
     reply: Option<Reply>,
@@ -389,6 +405,8 @@ impl Actor {
                 reply,
             } => self.signal(run, &name, id, payload, reply, now).await,
             Msg::Decide { run, decision, reply } => self.decide(run, decision, reply, now).await,
+            Msg::ChildStarted { parent, key, result } => self.child_started(parent, key, result, now).await,
+            Msg::ChildEnded { child } => self.child_ended(*child, now).await,
             Msg::Attempt {
                 run,
                 key,
@@ -559,6 +577,10 @@ impl Actor {
             return;
         }
         self.enqueue(run, after.ready);
+        self.mind_children(run, after.children, after.cancel_children, after.check_children);
+        if let Some(child) = after.ended_child {
+            let _ = self.shared.inbox.send(Msg::ChildEnded { child });
+        }
         let tenant: Arc<str> = self
             .runs
             .get(&run)
@@ -672,14 +694,22 @@ impl Actor {
         if let Some(hold) = self.hold(run) {
             fx.changes.push(hold);
         }
+        let mut ended_child = None;
         if let Some(active) = self.runs.get_mut(&run) {
             active.commits += 1;
+            if fx.finished && active.record.parent.is_some() {
+                ended_child = Some(Box::new(active.record.clone()));
+            }
         }
         let after = After {
             ready: fx.ready,
             timers: fx.timers,
             events: fx.events,
             finished: fx.finished,
+            children: fx.children,
+            cancel_children: fx.cancel_children,
+            check_children: fx.check_children,
+            ended_child,
             first,
             reply,
         };

@@ -13,6 +13,7 @@ mod clock;
 mod queue;
 mod run_state;
 mod runner;
+mod start;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -28,8 +29,8 @@ pub use run_state::Delivery;
 pub use runner::{AttemptRequest, RunFuture, Runner, RunnerError, SandboxRunner, SecretSource};
 
 use crate::digest::Digest;
-use crate::model::{AttemptCaps, Event, Millis, ModuleRecord, RunId, RunRecord, RunStatus};
-use crate::spec::{self, SpecConfig, SpecErrors, TaskRef, Workflow};
+use crate::model::{AttemptCaps, Event, Millis, ModuleRecord, RunId, RunRecord};
+use crate::spec::{self, SpecConfig, SpecErrors, Workflow};
 use crate::store::cluster::{Cluster, Load, NodeInfo, Notice, Timing};
 use crate::store::{Change, Store, StoreError};
 use actor::{Actor, Msg, Node};
@@ -256,6 +257,8 @@ pub struct StartRun {
     pub caps: Option<AttemptCaps>,
     /// Refuse the start if the tenant has this many unfinished runs.
     pub max_active: Option<u32>,
+    /// The run and step that start it, for a sub-workflow's run.
+    pub parent: Option<crate::model::ParentLink>,
 }
 
 /// What the scheduler is doing right now, for metrics.
@@ -516,39 +519,7 @@ impl Engine {
 
     /// The exact module each step of `workflow` runs for `tenant` now.
     pub async fn resolve_modules(&self, tenant: &str, workflow: &Workflow) -> Result<Vec<Digest>, EngineError> {
-        let mut owned = None;
-        let mut modules = Vec::with_capacity(workflow.steps.len());
-        for step in &workflow.steps {
-            let Some(task) = step.task() else {
-                modules.push(Digest::NONE);
-                continue;
-            };
-            let digest = match task {
-                // Only a digest the tenant uploaded: bytes are shared by
-                // content, so another tenant's digest must look missing.
-                TaskRef::Digest(d) => {
-                    let owned = match &mut owned {
-                        Some(owned) => owned,
-                        None => owned.insert(self.store.module_versions(tenant).await?),
-                    };
-                    owned.iter().any(|m: &ModuleRecord| m.digest == *d).then_some(*d)
-                }
-                TaskRef::Name { name, version: None } => self.store.module_named(tenant, name).await?,
-                TaskRef::Name {
-                    name,
-                    version: Some(version),
-                } => self
-                    .store
-                    .module_version(tenant, name, version)
-                    .await?
-                    .map(|m| m.digest),
-            };
-            modules.push(digest.ok_or_else(|| EngineError::UnknownModule {
-                step: step.id.clone(),
-                task: task.to_string(),
-            })?);
-        }
-        Ok(modules)
+        start::resolve_modules(&*self.store, tenant, workflow).await
     }
 
     /// Starts a run of the newest definition of a workflow, pinned to it and
@@ -571,36 +542,7 @@ impl Engine {
             // Refused now rather than held until the database is back.
             return Err(StoreError::Unavailable("the database cannot be reached".into()).into());
         }
-        let digest = self
-            .store
-            .workflow_named(&request.tenant, &request.workflow)
-            .await?
-            .ok_or_else(|| EngineError::UnknownWorkflow(request.workflow.clone()))?;
-        let workflow = self.workflows.load(&*self.store, &request.tenant, &digest).await?;
-        workflow
-            .check_input(&request.input)
-            .map_err(|problems| EngineError::InvalidInput(SpecErrors(problems)))?;
-        let modules = self.resolve_modules(&request.tenant, &workflow).await?;
-        let now = self.clock.now();
-        let record = RunRecord {
-            id: RunId(0),
-            tenant: request.tenant,
-            workflow: workflow.name.clone(),
-            workflow_digest: digest,
-            modules,
-            input: request.input,
-            priority: request.priority,
-            status: RunStatus::Running,
-            output: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            caps: request.caps,
-            signals: Vec::new(),
-            signal_ids: Vec::new(),
-            signals_received: 0,
-            paused: false,
-        };
+        let (record, workflow) = start::prepare(&*self.store, &self.workflows, self.clock.now(), &request).await?;
         let (reply, answer) = oneshot::channel();
         self.inbox
             .send(Msg::Start {

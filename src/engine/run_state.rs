@@ -10,14 +10,18 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    AttemptRecord, Event, EventKind, Failure, HttpTally, Millis, RunRecord, RunStatus, UnitKey, UnitRecord, UnitStatus,
+    AttemptRecord, Event, EventKind, Failure, HttpTally, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitRecord,
+    UnitStatus,
 };
 use crate::sandbox::{AttemptReport, Outcome};
 use crate::spec::{IfNeedsSkipped, OnFailure, Scope, Workflow};
 use crate::store::Change;
 
+mod children;
 mod restart;
 mod waits;
+
+pub(crate) use children::ChildStart;
 
 pub(crate) use waits::Refusal;
 pub(crate) use waits::Undecidable;
@@ -40,6 +44,13 @@ pub(crate) struct Effects {
     pub events: Vec<(u32, Event)>,
     /// Whether the run ended.
     pub finished: bool,
+    /// Child runs to start once committed (`workflow` steps).
+    pub children: Vec<ChildStart>,
+    /// Child runs to cancel once committed.
+    pub cancel_children: Vec<RunId>,
+    /// Child runs to look at, which may have ended while nobody held
+    /// their parent: (the parent's unit, the child).
+    pub check_children: Vec<(UnitKey, RunId)>,
 }
 
 /// A run as the store has it: what a restart, a retry or a parked run's
@@ -160,6 +171,7 @@ impl ActiveRun {
                 _ => {}
             }
         }
+        run.children_to_recover(&mut fx);
         (run, fx)
     }
 
@@ -590,6 +602,7 @@ impl ActiveRun {
         if self.record.status.is_final() {
             return fx;
         }
+        fx.cancel_children = self.waiting_children();
         for key in self.all_keys() {
             if !self.unit(key).status.is_final() {
                 self.set_status(key, UnitStatus::Cancelled);
@@ -689,6 +702,10 @@ impl ActiveRun {
     }
 
     fn finish_step(&mut self, key: UnitKey, status: UnitStatus, now: Millis, fx: &mut Effects) {
+        let unit = self.unit(key);
+        if status == UnitStatus::Cancelled && unit.status == UnitStatus::Waiting {
+            fx.cancel_children.extend(unit.child);
+        }
         self.set_status(key, status);
         let step = self.workflow.steps[key.step as usize].id.clone();
         self.event(fx, now, EventKind::StepFinished { step, status });

@@ -47,7 +47,7 @@ pub struct Document {
 
 /// One step: a task run with an input built from earlier results, or a
 /// wait. A step is exactly one of `task`, `sleep`, `sleep_until`,
-/// `wait_for` and `approval`.
+/// `wait_for`, `approval` and `workflow`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDoc {
@@ -79,6 +79,12 @@ pub struct StepDoc {
     /// approval is the step's output, a rejection its failure.
     #[serde(default)]
     pub approval: Option<ApprovalDoc>,
+    /// Run this workflow of the same tenant as a child run, with the
+    /// step's `input`, and wait for it: its output is the step's output,
+    /// its failure the step's failure.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub workflow: Option<Spanned<String>>,
     /// Steps that must succeed before this one starts.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]

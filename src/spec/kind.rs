@@ -1,6 +1,6 @@
 //! What a step does, as the document says it: exactly one of `task`,
-//! `sleep`, `sleep_until`, `wait_for` and `approval`, and no setting that
-//! only a task can use on a step that waits.
+//! `sleep`, `sleep_until`, `wait_for`, `approval` and `workflow`, and no
+//! setting that only a task can use on a step that waits.
 
 use serde_json::Value;
 
@@ -20,6 +20,7 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
         step.sleep_until.as_ref().map(|_| "sleep_until"),
         step.wait_for.as_ref().map(|_| "wait_for"),
         step.approval.as_ref().map(|_| "approval"),
+        step.workflow.as_ref().map(|_| "workflow"),
     ]
     .into_iter()
     .flatten()
@@ -29,7 +30,8 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
             at,
             &step.id,
             format!(
-                "step `{}` does nothing: give it one of `task`, `sleep`, `sleep_until`, `wait_for` or `approval`",
+                "step `{}` does nothing: give it one of `task`, `sleep`, `sleep_until`, `wait_for`, `approval` or \
+                 `workflow`",
                 step.id.value
             ),
         ),
@@ -39,7 +41,7 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
             &step.id,
             format!(
                 "step `{}` has both `{first}` and `{second}`: a step is one of `task`, `sleep`, `sleep_until`, \
-                 `wait_for` or `approval`; use two steps",
+                 `wait_for`, `approval` or `workflow`; use two steps",
                 step.id.value
             ),
         ),
@@ -93,6 +95,18 @@ pub(super) fn compile(step: &StepDoc, at: &str, problems: &mut Problems) -> Step
         }
     } else if let Some(approval) = &step.approval {
         StepKind::Approval(compile_approval(approval, &format!("{at}.approval"), problems))
+    } else if let Some(name) = &step.workflow {
+        if !is_name(&name.value) {
+            problems.at(
+                format!("{at}.workflow"),
+                name,
+                format!(
+                    "{:?} is not a workflow name: use 1 to 64 lowercase letters, digits, `_` and `-`",
+                    name.value
+                ),
+            );
+        }
+        StepKind::Workflow(name.value.clone())
     } else {
         StepKind::Task(TaskRef::Name {
             name: String::new(),
@@ -169,7 +183,8 @@ fn compile_approval(doc: &ApprovalDoc, at: &str, problems: &mut Problems) -> App
 /// Settings that mean something only to an attempt of a task.
 fn refuse_task_settings(step: &StepDoc, kind: &str, at: &str, problems: &mut Problems) {
     let present = [
-        ("input", step.input.is_some()),
+        // A child run takes the step's input.
+        ("input", step.input.is_some() && kind != "workflow"),
         ("for_each", step.for_each.is_some()),
         ("concurrency", step.concurrency.is_some()),
         ("timeout", step.timeout.is_some()),

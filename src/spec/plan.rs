@@ -81,6 +81,14 @@ impl Step {
         }
     }
 
+    /// The workflow it runs as a child, if it does.
+    pub fn child_workflow(&self) -> Option<&str> {
+        match &self.kind {
+            StepKind::Workflow(name) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Its approval, if it is one.
     pub fn approval(&self) -> Option<&Approval> {
         match &self.kind {
@@ -120,6 +128,8 @@ pub enum StepKind {
     SleepUntil(Template),
     /// Waits for a person's decision.
     Approval(Approval),
+    /// Runs this workflow as a child run and waits for it.
+    Workflow(String),
     /// Waits for a signal of this name, at most `timeout`.
     Signal {
         /// The signal's name.
@@ -138,6 +148,7 @@ impl StepKind {
             StepKind::SleepUntil(_) => "sleep_until",
             StepKind::Signal { .. } => "wait_for",
             StepKind::Approval(_) => "approval",
+            StepKind::Workflow(_) => "workflow",
         }
     }
 }

@@ -71,6 +71,7 @@ impl ActiveRun {
         let step = &workflow.steps[index];
         let (until, signal) = match &step.kind {
             StepKind::Task(_) => return,
+            StepKind::Workflow(_) => return self.begin_child(index, now, fx),
             StepKind::Sleep(length) => (Some(now.saturating_add(length.as_millis() as u64)), None),
             StepKind::SleepUntil(template) => match self.time_of(template) {
                 Ok(at) if at <= now => return self.end_sleep(key, now, fx),

@@ -354,6 +354,7 @@ mod tests {
             signal_ids: vec!["s-1".into()],
             signals_received: 1,
             paused: false,
+            parent: None,
             input: serde_json::json!({"email": "ada@example.com"}),
             priority: 0,
             status: RunStatus::Failed,

@@ -41,6 +41,7 @@ fn run(tenant: &str, id: u64) -> RunRecord {
         signal_ids: vec![],
         signals_received: 0,
         paused: false,
+        parent: None,
         input: json!({"email": format!("ada-{id}@example.com")}),
         priority: 0,
         status: RunStatus::Succeeded,
