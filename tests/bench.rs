@@ -13,7 +13,7 @@ use std::process::Command;
 use pg::outside::skip;
 
 /// The keys the JSON summary must have.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 13] = [
     "sandbox_overhead_ratio",
     "http_call_overhead_ratio",
     "durable_wf_per_s",
@@ -23,6 +23,9 @@ const KEYS: [&str; 10] = [
     "http_p99_ms",
     "rss_per_pending_run_bytes",
     "resume_10k_s",
+    "rss_per_sleeping_run_bytes",
+    "signal_p50_ms",
+    "signal_p99_ms",
     "fairness_ratio",
 ];
 

@@ -1,6 +1,7 @@
 //! `weft bench`: the figures that matter to a user of one small machine —
 //! sandbox overhead, durable workflows per second, HTTP throughput and
-//! latency, memory per pending run, recovery time, a light tenant's
+//! latency, memory per pending and per sleeping run, recovery time, a
+//! signal's delay, a light tenant's
 //! latency while another floods the node (on both stores), the workflow
 //! and HTTP figures again on PostgreSQL, and a cluster of nodes on one
 //! PostgreSQL (throughput by node count, failover, a new node's start) —
@@ -26,6 +27,7 @@ mod report;
 mod sandbox;
 mod server;
 mod service;
+mod waits;
 
 use std::path::PathBuf;
 
@@ -94,6 +96,9 @@ pub enum Section {
     Memory,
     /// Time from process start to every interrupted run resumed.
     Recovery,
+    /// Resident memory per sleeping run, and a signal's delay from its
+    /// answer to its step's completion on the run's event stream.
+    Waits,
     /// A light tenant's 1-step run while another tenant floods the node,
     /// against the same run idle, on redb and on PostgreSQL.
     Fairness,
@@ -107,13 +112,14 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Sandbox,
         Section::Http,
         Section::Engine,
         Section::Service,
         Section::Memory,
         Section::Recovery,
+        Section::Waits,
         Section::Fairness,
         Section::Postgres,
         Section::Cluster,
@@ -133,6 +139,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             Section::Service => service::measure(options, &mut report).await?,
             Section::Memory => backlog::memory(options, &mut report).await?,
             Section::Recovery => backlog::recovery(options, &mut report).await?,
+            Section::Waits => waits::measure(options, &mut report).await?,
             Section::Fairness => fairness::measure(options, &mut report).await?,
             Section::Postgres => postgres::measure(options, &mut report).await?,
             Section::Cluster => cluster::measure(options, &mut report).await?,
