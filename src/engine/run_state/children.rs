@@ -3,8 +3,6 @@
 //! started, and ends as the child ends; a parent that is cancelled or
 //! fails asks for its waiting children to be cancelled.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use super::{ActiveRun, Effects};
@@ -170,25 +168,12 @@ impl ActiveRun {
                 format!("child run {} of `{}` was cancelled", child.id, child.workflow),
             ),
         };
-        let workflow = Arc::clone(&self.workflow);
-        let step = &workflow.steps[key.step as usize];
         let outcome = Outcome::GuestError {
             code: failure.code.clone(),
             message: failure.message.clone(),
             retryable: true,
         };
-        if step.retry.retries(&outcome, attempt) && self.failure.is_none() {
-            let due = now.saturating_add(step.retry.delay(attempt, unit_random).as_millis() as u64);
-            let unit = self.unit_mut(key);
-            unit.status = UnitStatus::Retrying;
-            unit.due = Some(due);
-            unit.error = Some(failure);
-            fx.timers.push((due, key));
-            let step = step.id.clone();
-            self.event(&mut fx, now, EventKind::RetryScheduled { step, item: None, due });
-        } else {
-            self.fail_unit(key, failure, now, &mut fx);
-        }
+        self.wait_failed(key, failure, &outcome, now, unit_random, &mut fx);
         self.advance(now, &mut fx);
         self.flush(&mut fx);
         fx

@@ -120,18 +120,35 @@ impl ActiveRun {
         let unit = self.unit_mut(key);
         unit.attempts = attempt;
         unit.due = None;
-        if step.retry.retries(&Outcome::Timeout, attempt) && self.failure.is_none() {
-            let due = now.saturating_add(step.retry.delay(attempt, unit_random).as_millis() as u64);
-            let unit = self.unit_mut(key);
-            unit.status = UnitStatus::Retrying;
-            unit.due = Some(due);
-            unit.error = Some(failure);
-            fx.timers.push((due, key));
-            let step = step.id.clone();
-            self.event(fx, now, EventKind::RetryScheduled { step, item: None, due });
-        } else {
-            self.fail_unit(key, failure, now, fx);
+        self.wait_failed(key, failure, &Outcome::Timeout, now, unit_random, fx);
+    }
+
+    /// A wait of `key` failed as `outcome` (its `attempts` counting it):
+    /// it waits again after the step's retry delay when its policy says
+    /// so, and fails otherwise.
+    pub(super) fn wait_failed(
+        &mut self,
+        key: UnitKey,
+        failure: Failure,
+        outcome: &Outcome,
+        now: Millis,
+        unit_random: f64,
+        fx: &mut Effects,
+    ) {
+        let workflow = Arc::clone(&self.workflow);
+        let step = &workflow.steps[key.step as usize];
+        let attempt = self.unit(key).attempts;
+        if !step.retry.retries(outcome, attempt) || self.failure.is_some() {
+            return self.fail_unit(key, failure, now, fx);
         }
+        let due = now.saturating_add(step.retry.delay(attempt, unit_random).as_millis() as u64);
+        let unit = self.unit_mut(key);
+        unit.status = UnitStatus::Retrying;
+        unit.due = Some(due);
+        unit.error = Some(failure);
+        fx.timers.push((due, key));
+        let step = step.id.clone();
+        self.event(fx, now, EventKind::RetryScheduled { step, item: None, due });
     }
 
     /// A signal named `name` arrived, with an id if its sender gave one.
