@@ -63,7 +63,7 @@ pub(crate) async fn list(ListArgs { remote }: ListArgs) -> anyhow::Result<u8> {
         };
         println!(
             "{:<8} {:<20} {:<20} {:<21} {:<21} {}{escalated}",
-            approval["run"],
+            approval["run"].to_string(),
             approval["workflow"].as_str().unwrap_or("?"),
             approval["step"].as_str().unwrap_or("?"),
             time("since"),

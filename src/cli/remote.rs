@@ -447,11 +447,19 @@ pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result
     if remote.json {
         print_json(&run)?;
     } else {
+        let paused = if run["paused"] == true { " (paused)" } else { "" };
         println!(
-            "run {id} of {}: {}",
+            "run {id} of {}: {}{paused}",
             run["workflow"].as_str().unwrap_or("?"),
             run["status"].as_str().unwrap_or("?")
         );
+        if let Some(parent) = run["parent"].as_object() {
+            println!(
+                "  child of run {}, step `{}`",
+                parent["run"],
+                parent["step"].as_str().unwrap_or("?")
+            );
+        }
         println!(
             "  {:<24} {:<10} {:>8} {:>12} {:>10}",
             "STEP", "STATUS", "ATTEMPTS", "FUEL", "TIME"
@@ -467,6 +475,12 @@ pub(crate) async fn status(RunArg { run: id, remote }: RunArg) -> anyhow::Result
                 step["status"].as_str().unwrap_or("?"),
                 attempts.len()
             );
+            if let Some(due) = step["due"].as_u64() {
+                println!("    wakes at {}", super::format_time(due));
+            }
+            if let Some(child) = step["child"].as_u64() {
+                println!("    child run {child}");
+            }
             for attempt in &attempts {
                 for call in attempt["http"].as_array().into_iter().flatten() {
                     println!("    attempt {}: {}", attempt["attempt"], http_call(call));
