@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 mod children;
 mod cluster;
+mod restart;
 mod waits;
 
 pub(crate) use cluster::Node;
@@ -26,7 +27,7 @@ use super::queue::{FairQueue, Queued};
 use super::run_state::{ActiveRun, ChildStart, Delivery, Effects, StoredRun};
 use super::runner::{AttemptRequest, Runner, RunnerError};
 use super::{Clock, EngineConfig, EngineError, EngineStats, ReadyWork, Update, Workflows};
-use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, RunStatus, UnitKey, UnitStatus};
+use crate::model::{AttemptCaps, Event, Millis, RunId, RunRecord, UnitKey, UnitStatus};
 use crate::sandbox::{AttemptContext, AttemptLogs, AttemptReport, Limits, Outcome};
 use crate::spec::Workflow;
 use crate::store::cluster::{Lease, Notice};
@@ -471,40 +472,6 @@ impl Actor {
         for watcher in self.watchers.remove(&id).unwrap_or_default() {
             let _ = watcher.send(ended.clone());
         }
-    }
-
-    /// Reopens an ended run from the store: retries it (`from` is
-    /// `None`: a failed or cancelled run), or resets it to run again from
-    /// step `from`.
-    async fn restart(&mut self, id: RunId, from: Option<&str>, now: Millis) -> Result<Effects, EngineError> {
-        let refuse = |reason: String| match from {
-            None => EngineError::CannotRetry { run: id, reason },
-            Some(_) => EngineError::CannotReset { run: id, reason },
-        };
-        if self.runs.contains_key(&id) || self.parked.contains(&id) {
-            return Err(refuse("it is still running".into()));
-        }
-        let record = self.shared.store.run(id).await?.ok_or(EngineError::UnknownRun(id))?;
-        match (from, record.status) {
-            (_, RunStatus::Running) => return Err(refuse("it is still running".into())),
-            (None, RunStatus::Succeeded) => {
-                return Err(refuse(
-                    "it succeeded; only failed or cancelled runs can be retried (reset it to run steps again)".into(),
-                ));
-            }
-            _ => {}
-        }
-        let stored = match self.take_over(id).await? {
-            Some(stored) => stored,
-            None => self.read_rest(record).await?,
-        };
-        let (run, fx) = match from {
-            None => ActiveRun::retry(stored, now),
-            Some(from) => ActiveRun::reset(stored, from, now),
-        }
-        .map_err(refuse)?;
-        self.insert(run);
-        Ok(fx)
     }
 
     /// Removes and returns `run`'s deferred units.
