@@ -103,24 +103,25 @@ fn the_quick_bench_writes_every_promised_figure() {
         "bare redb",
         "GET /healthz",
         "per pending run",
+        "per sleeping run",
         "resumed",
     ] {
         assert!(stdout.contains(label), "no {label:?} in:\n{stdout}");
     }
-    // Every target is judged: 8 without PostgreSQL, and with it 2 more
-    // for the postgres section, 1 for the fairness section's PostgreSQL
-    // half and 2 for the cluster section.
+    // Every target is judged: 11 without PostgreSQL (3 of them the waits
+    // section's), and with it 2 more for the postgres section, 1 for the
+    // fairness section's PostgreSQL half and 2 for the cluster section.
     let targets = summary["targets"].as_array().unwrap().len();
     if let Some(reason) = summary["pg_skipped"].as_str() {
         assert!(stdout.contains("skipped: "), "{stdout}");
         assert!(summary["cluster_skipped"].is_string(), "{summary:#}");
-        assert_eq!(targets, 8, "{summary:#}");
+        assert_eq!(targets, 11, "{summary:#}");
         skip(&format!("the bench could not start PostgreSQL: {reason}"));
         return;
     }
     assert_figures(&summary, &PG_KEYS);
     assert_cluster(&summary);
-    assert_eq!(targets, 13, "{summary:#}");
+    assert_eq!(targets, 16, "{summary:#}");
     assert!(stdout.contains("started by the bench in"), "{stdout}");
     assert!(stdout.contains("bare INSERT transactions"), "{stdout}");
 }
