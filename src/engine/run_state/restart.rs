@@ -17,7 +17,7 @@ impl ActiveRun {
     /// build on.
     pub fn retry(stored: StoredRun, now: Millis) -> Result<(ActiveRun, Effects), String> {
         let StoredRun {
-            mut record,
+            record,
             workflow,
             mut units,
             next_event,
@@ -56,23 +56,19 @@ impl ActiveRun {
             unit.due = None;
             reset.push(*key);
         }
-        record.status = RunStatus::Running;
-        record.error = None;
-        record.output = None;
-        record.updated_at = now;
         let stored = StoredRun {
             record,
             workflow,
             units,
             next_event,
         };
-        let (mut run, mut fx) = ActiveRun::rebuild(stored, now);
-        fx.changes.push(Change::PutRun(Box::new(run.record.clone())));
-        run.event(&mut fx, now, EventKind::RunRetried);
-        run.dirty.extend(reset);
-        run.advance(now, &mut fx);
-        run.flush(&mut fx);
-        Ok((run, fx))
+        Ok(ActiveRun::reopen(
+            stored,
+            Effects::default(),
+            EventKind::RunRetried,
+            reset,
+            now,
+        ))
     }
 
     /// An ended run, started again from step `from`, which succeeded: it
@@ -144,25 +140,42 @@ impl ActiveRun {
                 }),
             }
         }
-        record.status = RunStatus::Running;
-        record.error = None;
-        record.output = None;
         record.paused = false;
-        record.updated_at = now;
         let stored = StoredRun {
             record,
             workflow,
             units,
             next_event,
         };
+        let event = EventKind::RunReset { from: from.to_string() };
+        Ok(ActiveRun::reopen(stored, fx, event, steps_again, now))
+    }
+
+    /// Runs `stored`, an ended run whose units `again` were set back, once
+    /// more: running, with `event` marking why, after the changes in `fx`.
+    fn reopen(
+        mut stored: StoredRun,
+        mut fx: Effects,
+        event: EventKind,
+        again: Vec<UnitKey>,
+        now: Millis,
+    ) -> (ActiveRun, Effects) {
+        let record = &mut stored.record;
+        record.status = RunStatus::Running;
+        record.error = None;
+        record.output = None;
+        record.updated_at = now;
         let (mut run, rebuilt) = ActiveRun::rebuild(stored, now);
         fx.ready.extend(rebuilt.ready);
         fx.timers.extend(rebuilt.timers);
+        fx.children.extend(rebuilt.children);
+        fx.check_children.extend(rebuilt.check_children);
+        fx.changes.extend(rebuilt.changes);
         fx.changes.push(Change::PutRun(Box::new(run.record.clone())));
-        run.event(&mut fx, now, EventKind::RunReset { from: from.to_string() });
-        run.dirty.extend(steps_again);
+        run.event(&mut fx, now, event);
+        run.dirty.extend(again);
         run.advance(now, &mut fx);
         run.flush(&mut fx);
-        Ok((run, fx))
+        (run, fx)
     }
 }
