@@ -16,7 +16,7 @@ async fn connect(url: &str) -> Client {
     client
 }
 
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 18] = [
     "tenants",
     "api_keys",
     "module_bytes",
@@ -34,6 +34,7 @@ const TABLES: [&str; 17] = [
     "nodes",
     "secrets",
     "keycheck",
+    "objects",
 ];
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use backend::TestStore;
 use serde_json::json;
 use weft::Digest;
 use weft::model::{Event, EventKind, ModuleRecord, RunId, RunRecord, RunStatus, UnitKey, UnitRecord, UnitStatus};
-use weft::store::{Change, RunFilter};
+use weft::store::{Change, Expect, ObjectKind, RunFilter};
 
 fn run(id: u64, tenant: &str, status: RunStatus) -> RunRecord {
     RunRecord {
@@ -284,8 +284,20 @@ async fn fill(db: &dyn weft::store::Store) {
             key: format!("i{id}"),
             run: RunId(id),
         });
+        changes.push(Change::InsertObject {
+            kind: ObjectKind::Delivery,
+            tenant: tenant.into(),
+            name: format!("{id}/1"),
+            value: json!({"status": "delivered"}),
+        });
     }
     db.commit(changes).await.unwrap();
+    for tenant in ["acme", "globex"] {
+        let schedule = json!({"cron": "0 2 * * *", "input": {"tenant": tenant}});
+        db.put_object(ObjectKind::Schedule, tenant, "nightly", &schedule, Expect::Any)
+            .await
+            .unwrap();
+    }
 }
 
 /// Every record of `db`, by table, and the tally of them.
@@ -395,6 +407,55 @@ on_both_backends! {
 
         // A second sweep at the same time finds nothing more.
         assert_eq!(sweep(&*db, 2 * DAY).await.unwrap().runs, 0);
+    }
+}
+
+on_both_backends! {
+    async fn named_records_compare_and_set_and_go_with_their_runs(store: TestStore) {
+        let db = store.open().await;
+        let (kind, v1, v2) = (ObjectKind::Schedule, json!({"cron": "* * * * *"}), json!({"cron": "0 * * * *"}));
+        assert_eq!(db.put_object(kind, "acme", "s", &v1, Expect::Absent).await.unwrap(), Some(1));
+        assert_eq!(db.put_object(kind, "acme", "s", &v2, Expect::Absent).await.unwrap(), None, "the name is taken");
+        assert_eq!(db.put_object(kind, "acme", "s", &v2, Expect::Revision(2)).await.unwrap(), None, "not at 2");
+        assert_eq!(db.put_object(kind, "acme", "s", &v2, Expect::Revision(1)).await.unwrap(), Some(2));
+        assert_eq!(db.put_object(kind, "acme", "s", &v1, Expect::Revision(1)).await.unwrap(), None, "moved on");
+        let stored = db.object(kind, "acme", "s").await.unwrap().unwrap();
+        assert_eq!((stored.revision, &stored.value), (2, &v2));
+        assert_eq!(db.object(kind, "globex", "s").await.unwrap(), None, "another tenant's name");
+        assert_eq!(db.object(ObjectKind::Hook, "acme", "s").await.unwrap(), None, "another kind");
+        assert_eq!(db.put_object(kind, "acme", "s", &v1, Expect::Any).await.unwrap(), Some(3));
+        db.put_object(kind, "globex", "t", &v1, Expect::Any).await.unwrap();
+        db.put_object(kind, "acme", "a", &v1, Expect::Any).await.unwrap();
+
+        let names = |list: Vec<weft::store::StoredObject>| -> Vec<String> {
+            list.into_iter().map(|o| format!("{}/{}", o.tenant, o.name)).collect()
+        };
+        assert_eq!(names(db.objects(kind, Some("acme"), "", 10).await.unwrap()), ["acme/a", "acme/s"]);
+        assert_eq!(names(db.objects(kind, None, "", 10).await.unwrap()), ["acme/a", "acme/s", "globex/t"]);
+        assert_eq!(names(db.objects(kind, None, "", 2).await.unwrap()), ["acme/a", "acme/s"]);
+        assert_eq!(names(db.objects(kind, None, "s", 10).await.unwrap()), ["acme/s"]);
+
+        assert!(!db.delete_object(kind, "acme", "s", Expect::Revision(2)).await.unwrap(), "not at 2");
+        assert!(db.delete_object(kind, "acme", "s", Expect::Revision(3)).await.unwrap());
+        assert!(!db.delete_object(kind, "acme", "s", Expect::Any).await.unwrap(), "gone already");
+
+        // An insert from a batch does not overwrite; a run's records go
+        // with the run.
+        let insert = |run: u64, status: &str| Change::InsertObject {
+            kind: ObjectKind::Delivery,
+            tenant: "acme".into(),
+            name: format!("{run}/0"),
+            value: json!({"status": status}),
+        };
+        db.commit(vec![Change::PutRun(Box::new(run(1, "acme", RunStatus::Succeeded))), insert(1, "first")]).await.unwrap();
+        db.commit(vec![Change::PutRun(Box::new(run(11, "acme", RunStatus::Succeeded))), insert(11, "other")]).await.unwrap();
+        db.commit(vec![insert(1, "second")]).await.unwrap();
+        let delivery = db.object(ObjectKind::Delivery, "acme", "1/0").await.unwrap().unwrap();
+        assert_eq!(delivery.value, json!({"status": "first"}));
+        assert_eq!(names(db.objects(ObjectKind::Delivery, Some("acme"), "1/", 10).await.unwrap()), ["acme/1/0"]);
+        db.commit(vec![Change::DeleteRuns { tenant: "acme".into(), runs: vec![RunId(1)] }]).await.unwrap();
+        assert_eq!(db.object(ObjectKind::Delivery, "acme", "1/0").await.unwrap(), None);
+        assert!(db.object(ObjectKind::Delivery, "acme", "11/0").await.unwrap().is_some(), "run 11's stays");
     }
 }
 

@@ -26,7 +26,10 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::cluster::{Cluster, Notice};
-use super::{Change, Continuation, Cursor, Keycheck, Page, Record, RunFilter, SecretRecord, Store, StoreError, Table};
+use super::{
+    Change, Continuation, Cursor, Expect, Keycheck, ObjectKind, Page, Record, RunFilter, SecretRecord, Store,
+    StoreError, StoredObject, Table,
+};
 use crate::digest::Digest;
 use crate::model::{
     AttemptRecord, Event, Millis, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion,
@@ -325,5 +328,37 @@ impl Store for CachedStore {
     }
     async fn put_keycheck(&self, check: Keycheck) -> Result<Keycheck, StoreError> {
         self.inner.put_keycheck(check).await
+    }
+    // Named records are few and changed by any node: not cached.
+    async fn object(&self, kind: ObjectKind, tenant: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.inner.object(kind, tenant, name).await
+    }
+    async fn objects(
+        &self,
+        kind: ObjectKind,
+        tenant: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        self.inner.objects(kind, tenant, prefix, limit).await
+    }
+    async fn put_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        value: &Value,
+        expect: Expect,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.put_object(kind, tenant, name, value, expect).await
+    }
+    async fn delete_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_object(kind, tenant, name, expect).await
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::ObjectKind;
 use crate::digest::Digest;
 use crate::model::{AttemptRecord, Event, Millis, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord};
 use crate::tenant::{KeyRecord, TenantRecord};
@@ -104,7 +105,7 @@ pub enum Change {
         event: Event,
     },
     /// Deletes finished runs with their units, attempts (and so logs),
-    /// events and idempotency keys: retention.
+    /// events, idempotency keys and notification deliveries: retention.
     DeleteRuns {
         /// The tenant that owns them.
         tenant: String,
@@ -127,6 +128,18 @@ pub enum Change {
         key: String,
         /// The new value.
         value: Option<Vec<u8>>,
+    },
+    /// Stores a named record at revision 1 unless one of that name exists
+    /// (then changes nothing): what a batch adds to the outbox.
+    InsertObject {
+        /// What it is.
+        kind: ObjectKind,
+        /// The tenant.
+        tenant: String,
+        /// Its name.
+        name: String,
+        /// Its content.
+        value: serde_json::Value,
     },
     /// The batch holds `run`'s lease: it commits only while the run is
     /// leased to `node` at `epoch`, checked in the same transaction, else

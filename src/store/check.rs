@@ -284,7 +284,7 @@ impl Checker {
                     self.find(Table::Events, at, format!("the history skips from {expected} to {seq}"));
                 }
             }
-            Record::Kv { .. } | Record::Secret(_) | Record::Keycheck(_) => {}
+            Record::Kv { .. } | Record::Secret(_) | Record::Keycheck(_) | Record::Object(_) => {}
             Record::IdempotencyKey { tenant, key, run } => {
                 if !self.runs.contains_key(&run.0) {
                     self.find(

@@ -13,6 +13,7 @@ pub mod check;
 pub mod cluster;
 mod error;
 mod location;
+mod objects;
 pub mod postgres;
 mod records;
 pub mod redb;
@@ -29,6 +30,7 @@ pub use change::Change;
 pub use error::StoreError;
 pub(crate) use error::storage;
 pub use location::{LocationError, PgLocation, StoreLocation, TlsMode};
+pub use objects::{Expect, ObjectKind, StoredObject, run_prefix};
 pub use records::{Corrupt, Cursor, Page, Record, Table, Tally};
 pub use secrets::{Keycheck, SecretRecord};
 
@@ -150,6 +152,37 @@ pub trait Store: Send + Sync + 'static {
     /// the one the store holds afterwards (so two nodes starting at once
     /// agree on one).
     async fn put_keycheck(&self, check: Keycheck) -> Result<Keycheck, StoreError>;
+
+    /// A named record (a schedule, a hook, a delivery).
+    async fn object(&self, kind: ObjectKind, tenant: &str, name: &str) -> Result<Option<StoredObject>, StoreError>;
+    /// Up to `limit` records of `kind` whose names start with `prefix`, of
+    /// `tenant` or (`None`) of every tenant, by tenant then name.
+    async fn objects(
+        &self,
+        kind: ObjectKind,
+        tenant: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError>;
+    /// Writes a named record, durably, if it is as `expect` says; returns
+    /// its new revision, or `None` (nothing written) when it is not.
+    async fn put_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        value: &Value,
+        expect: Expect,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Deletes a named record, durably, if it is as `expect` says; whether
+    /// one was deleted.
+    async fn delete_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError>;
 
     /// Up to `limit` records of `table` after `after`, in the backend's key
     /// order (see [`Record`]).

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{Keycheck, SecretRecord};
+use super::{Keycheck, SecretRecord, StoredObject};
 use crate::digest::Digest;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
 use crate::tenant::{KeyRecord, TenantRecord};
@@ -55,11 +55,13 @@ pub enum Table {
     Secrets,
     /// The master key's check record.
     Keycheck,
+    /// Schedules, hooks and notification deliveries.
+    Objects,
 }
 
 impl Table {
     /// Every table, in copy order.
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::Tenants,
         Table::Keys,
         Table::ModuleBytes,
@@ -76,6 +78,7 @@ impl Table {
         Table::IdempotencyKeys,
         Table::Secrets,
         Table::Keycheck,
+        Table::Objects,
     ];
 
     /// Its name, as reports print it.
@@ -97,6 +100,7 @@ impl Table {
             Table::IdempotencyKeys => "idempotency_keys",
             Table::Secrets => "secrets",
             Table::Keycheck => "keycheck",
+            Table::Objects => "objects",
         }
     }
 }
@@ -218,6 +222,8 @@ pub enum Record {
     Secret(SecretRecord),
     /// The master key's check record.
     Keycheck(Keycheck),
+    /// A schedule, hook or delivery.
+    Object(StoredObject),
 }
 
 impl Record {
@@ -240,6 +246,7 @@ impl Record {
             Record::IdempotencyKey { .. } => Table::IdempotencyKeys,
             Record::Secret(_) => Table::Secrets,
             Record::Keycheck(_) => Table::Keycheck,
+            Record::Object(_) => Table::Objects,
         }
     }
 

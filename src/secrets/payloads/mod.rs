@@ -36,7 +36,8 @@ use crate::model::{
 use crate::secrets::{MasterKey, Sealer};
 use crate::store::cluster::{Cluster, Notice};
 use crate::store::{
-    Change, Continuation, Cursor, Keycheck, Page, Record, RunFilter, SecretRecord, Store, StoreError, Table,
+    Change, Continuation, Cursor, Expect, Keycheck, ObjectKind, Page, Record, RunFilter, SecretRecord, Store,
+    StoreError, StoredObject, Table,
 };
 use crate::tenant::{KeyRecord, TenantRecord};
 
@@ -559,6 +560,39 @@ impl Store for SealedStore {
     }
     async fn export_page(&self, table: Table, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         self.shared.inner.export_page(table, after, limit).await
+    }
+    // Named records (schedules, hooks, deliveries) are stored as they
+    // are: a schedule's input and a delivery's body are not sealed.
+    async fn object(&self, kind: ObjectKind, tenant: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.shared.inner.object(kind, tenant, name).await
+    }
+    async fn objects(
+        &self,
+        kind: ObjectKind,
+        tenant: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        self.shared.inner.objects(kind, tenant, prefix, limit).await
+    }
+    async fn put_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        value: &Value,
+        expect: Expect,
+    ) -> Result<Option<u64>, StoreError> {
+        self.shared.inner.put_object(kind, tenant, name, value, expect).await
+    }
+    async fn delete_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.shared.inner.delete_object(kind, tenant, name, expect).await
     }
     async fn import(&self, records: Vec<Record>) -> Result<(), StoreError> {
         // Imports are copies of stored records: sealed as they were.

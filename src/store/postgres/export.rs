@@ -75,6 +75,11 @@ fn layout(table: Table) -> (&'static str, &'static [(&'static str, Col)], &'stat
             "key_id, nonce, ciphertext, created_at, updated_at",
         ),
         Table::Keycheck => ("keycheck", &[("id", Int)], "key_id, nonce, ciphertext"),
+        Table::Objects => (
+            "objects",
+            &[("kind", Text), ("tenant", Text), ("name", Text)],
+            "revision, value::text",
+        ),
     }
 }
 
@@ -179,6 +184,7 @@ fn record(table: Table, row: &Row) -> Result<Record, StoreError> {
             nonce: row.get(2),
             ciphertext: row.get(3),
         }),
+        Table::Objects => Record::Object(super::objects::object_of(row)?),
     })
 }
 
@@ -288,6 +294,10 @@ impl PgStore {
                     let on: &tokio_postgres::Transaction = &txn;
                     put_secret_on(on, &secret).await.map_err(classify)?;
                 }
+                Record::Object(object) => {
+                    let on: &tokio_postgres::Transaction = &txn;
+                    super::objects::put_verbatim_on(on, &object).await.map_err(classify)?;
+                }
                 Record::Keycheck(check) => {
                     txn.execute(
                         "INSERT INTO keycheck (id, key_id, nonce, ciphertext) VALUES (1, $1, $2, $3)
@@ -383,6 +393,7 @@ fn change_of(record: Record) -> Change {
         | Record::WorkflowVersion { .. }
         | Record::WorkflowName { .. }
         | Record::Secret(_)
-        | Record::Keycheck(_) => unreachable!("written verbatim by import_now"),
+        | Record::Keycheck(_)
+        | Record::Object(_) => unreachable!("written verbatim by import_now"),
     }
 }

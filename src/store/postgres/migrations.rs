@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "secrets",
         sql: include_str!("migrations/0003_secrets.sql"),
     },
+    Migration {
+        version: 4,
+        name: "objects",
+        sql: include_str!("migrations/0004_objects.sql"),
+    },
 ];
 
 /// Why the schema could not be brought to this build's version.

@@ -29,6 +29,7 @@ mod heartbeat;
 mod listen;
 mod migrations;
 mod notify;
+mod objects;
 mod reads;
 mod tls;
 mod writer;

@@ -13,7 +13,8 @@ use crate::digest::Digest;
 use crate::model::Millis;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
 use crate::store::{
-    Change, Continuation, Cursor, Keycheck, Page, Record, RunFilter, SecretRecord, Store, StoreError, Table, kv_display,
+    Change, Continuation, Cursor, Expect, Keycheck, ObjectKind, Page, Record, RunFilter, SecretRecord, Store,
+    StoreError, StoredObject, Table, kv_display,
 };
 use crate::tenant::{KeyRecord, TenantRecord};
 
@@ -430,5 +431,40 @@ impl Store for PgStore {
         self.keycheck()
             .await?
             .ok_or_else(|| StoreError::Storage("the keycheck just written is not there".into()))
+    }
+
+    async fn object(&self, kind: ObjectKind, tenant: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.object_row(kind, tenant, name).await
+    }
+
+    async fn objects(
+        &self,
+        kind: ObjectKind,
+        tenant: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        self.object_rows(kind, tenant, prefix, limit).await
+    }
+
+    async fn put_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        value: &Value,
+        expect: Expect,
+    ) -> Result<Option<u64>, StoreError> {
+        self.put_object_row(kind, tenant, name, value, expect).await
+    }
+
+    async fn delete_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.delete_object_row(kind, tenant, name, expect).await
     }
 }

@@ -431,6 +431,7 @@ impl<'a> Hot<'a> {
                 | Change::DeleteKey { .. }
                 | Change::DeleteRuns { .. }
                 | Change::CollectModuleBytes { .. }
+                | Change::InsertObject { .. }
         )
     }
 
@@ -698,7 +699,20 @@ pub(super) async fn apply_rare(txn: &Transaction<'_>, change: &Change) -> Result
                 let sql = format!("DELETE FROM {table} WHERE tenant = $1 AND run_id = ANY($2)");
                 txn.execute(sql.as_str(), &[tenant, &ids]).await?;
             }
+            let prefixes: Vec<String> = runs.iter().map(|r| crate::store::run_prefix(*r)).collect();
+            txn.execute(
+                "DELETE FROM objects WHERE kind IN ('delivery', 'outbox') AND tenant = $1
+                     AND name ^@ ANY($2)",
+                &[tenant, &prefixes],
+            )
+            .await?;
         }
+        Change::InsertObject {
+            kind,
+            tenant,
+            name,
+            value,
+        } => super::objects::insert_on(txn, *kind, tenant, name, value).await?,
         Change::CollectModuleBytes { tenant } => {
             txn.execute(
                 "DELETE FROM module_bytes b WHERE b.tenant = $1

@@ -344,6 +344,22 @@ impl RedbStore {
                     vec![decoded(v, "secret").map(Record::Secret)]
                 ))
             }
+            Table::Objects => {
+                let key = s0
+                    .as_deref()
+                    .zip(s1.as_deref())
+                    .zip(s2.as_deref())
+                    .map(|((a, b), c)| (a, b, c));
+                let lower = key.map_or(Bound::Unbounded, Bound::Excluded);
+                scan!(OBJECTS, (&str, &str, &str), lower, |k, v| (
+                    json!([k.0, k.1, k.2]),
+                    vec![
+                        super::objects::object_of(k.0, k.1, k.2, v)
+                            .map(Record::Object)
+                            .map_err(|e| e.to_string())
+                    ]
+                ))
+            }
             Table::Keycheck => {
                 let lower = s0.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
                 scan!(KEYCHECK, &str, lower, |k, v| (
@@ -403,6 +419,7 @@ impl RedbStore {
             let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
             let mut secrets = txn.open_table(SECRETS).map_err(storage)?;
             let mut keycheck = txn.open_table(KEYCHECK).map_err(storage)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(storage)?;
             for record in &records {
                 match record {
                     Record::Tenant(t) => tenants.insert(t.id.as_str(), encode(t).as_slice()).map(drop),
@@ -470,6 +487,18 @@ impl RedbStore {
                         )
                         .map(drop),
                     Record::Keycheck(check) => keycheck.insert(KEYCHECK_KEY, encode(check).as_slice()).map(drop),
+                    Record::Object(object) => {
+                        let body = super::objects::Body {
+                            revision: object.revision,
+                            value: object.value.clone(),
+                        };
+                        objects
+                            .insert(
+                                (object.kind.name(), object.tenant.as_str(), object.name.as_str()),
+                                encode(&body).as_slice(),
+                            )
+                            .map(drop)
+                    }
                 }
                 .map_err(storage)?;
             }

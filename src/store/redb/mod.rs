@@ -11,6 +11,7 @@
 //! writer (`reads.rs`).
 
 mod export;
+mod objects;
 mod reads;
 mod secrets;
 mod tables;
@@ -124,6 +125,7 @@ impl RedbStore {
             // Added without a schema version: an older build ignores them.
             txn.open_table(SECRETS).map_err(storage)?;
             txn.open_table(KEYCHECK).map_err(storage)?;
+            txn.open_table(OBJECTS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
 

@@ -11,8 +11,8 @@ use crate::digest::Digest;
 use crate::model::Millis;
 use crate::model::{AttemptRecord, Event, ModuleRecord, RunId, RunRecord, UnitKey, UnitRecord, WorkflowVersion};
 use crate::store::{
-    Change, Continuation, Cursor, Keycheck, Page, Record, RunFilter, SecretRecord, Store, StoreError, Table,
-    kv_display, storage,
+    Change, Continuation, Cursor, Expect, Keycheck, ObjectKind, Page, Record, RunFilter, SecretRecord, Store,
+    StoreError, StoredObject, Table, kv_display, storage,
 };
 use crate::tenant::{KeyRecord, TenantRecord};
 
@@ -332,6 +332,47 @@ impl Store for RedbStore {
     async fn put_keycheck(&self, check: Keycheck) -> Result<Keycheck, StoreError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.put_keycheck_now(check))
+            .await
+            .map_err(storage)?
+    }
+
+    async fn object(&self, kind: ObjectKind, tenant: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.object_now(kind, tenant, name)
+    }
+
+    async fn objects(
+        &self,
+        kind: ObjectKind,
+        tenant: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        self.objects_now(kind, tenant, prefix, limit)
+    }
+
+    async fn put_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        value: &Value,
+        expect: Expect,
+    ) -> Result<Option<u64>, StoreError> {
+        let (store, tenant, name, value) = (self.clone(), tenant.to_string(), name.to_string(), value.clone());
+        tokio::task::spawn_blocking(move || store.put_object_now(kind, &tenant, &name, value, expect))
+            .await
+            .map_err(storage)?
+    }
+
+    async fn delete_object(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        let (store, tenant, name) = (self.clone(), tenant.to_string(), name.to_string());
+        tokio::task::spawn_blocking(move || store.delete_object_now(kind, &tenant, &name, expect))
             .await
             .map_err(storage)?
     }

@@ -53,6 +53,8 @@ pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> = TableDefiniti
 pub(crate) const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");
 /// `keycheck` → the master key's check record (`Keycheck`); one entry.
 pub(crate) const KEYCHECK: TableDefinition<&str, &[u8]> = TableDefinition::new("keycheck");
+/// (kind, tenant, name) → a named record (`objects::Body`).
+pub(crate) const OBJECTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("objects");
 /// The one key of [`KEYCHECK`].
 pub(crate) const KEYCHECK_KEY: &str = "keycheck";
 

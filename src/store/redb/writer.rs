@@ -51,6 +51,7 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), StoreError> {
         let mut workflow_versions = txn.open_table(WORKFLOW_VERSIONS).map_err(storage)?;
         let mut tenant_runs = txn.open_table(TENANT_RUNS).map_err(storage)?;
         let mut idempotency = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        let mut objects = txn.open_table(OBJECTS).map_err(storage)?;
         for change in batch.iter().flat_map(|job| &job.changes) {
             match change {
                 Change::PutModule { digest, bytes, .. } => {
@@ -163,6 +164,7 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), StoreError> {
                         events
                             .retain_in((id.0, 0)..=(id.0, u32::MAX), |_, _| false)
                             .map_err(storage)?;
+                        super::objects::delete_of_run(&mut objects, tenant, id.0)?;
                     }
                     let gone: std::collections::HashSet<u64> = ids.iter().map(|id| id.0).collect();
                     let mut keys = Vec::new();
@@ -206,6 +208,12 @@ fn apply(database: &Database, batch: &[Job]) -> Result<(), StoreError> {
                         modules.remove(digest.as_slice()).map_err(storage)?;
                     }
                 }
+                Change::InsertObject {
+                    kind,
+                    tenant,
+                    name,
+                    value,
+                } => super::objects::insert(&mut objects, *kind, tenant, name, value)?,
                 // One process owns a redb store: no lease can move.
                 Change::Hold { .. } => {}
                 Change::Kv { tenant, key, value } => {
