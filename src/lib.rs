@@ -11,6 +11,7 @@
 //! - [`spec`]: workflow documents parsed, checked and compiled once;
 //! - [`engine`]: the scheduler: queues units, runs attempts, retries,
 //!   compensates, recovers after a crash;
+//! - [`triggers`]: what starts runs besides a request: schedules;
 //! - [`store`]: every state change, committed durably in groups, behind
 //!   one seam with two backends: embedded redb and PostgreSQL;
 //! - [`sandbox`]: loads task components (validated, compiled once, cached
@@ -32,6 +33,7 @@ pub mod secrets;
 pub mod spec;
 pub mod store;
 pub mod tenant;
+pub mod triggers;
 
 pub use digest::Digest;
 pub use sandbox::{Attempt, AttemptContext, AttemptReport, Limits, Module, Outcome, Sandbox, SandboxConfig};

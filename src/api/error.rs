@@ -88,6 +88,9 @@ pub enum ErrorCode {
     InvalidInput,
     /// 422: no step of the run's workflow waits for a signal of that name.
     UnknownSignal,
+    /// 422: a schedule whose cron expression, time zone, grace or
+    /// workflow does not hold (`details`: the field at fault).
+    InvalidSchedule,
     /// 429: over one of the tenant's quotas (`Retry-After` when waiting
     /// helps).
     QuotaExceeded,
@@ -120,9 +123,8 @@ impl ErrorCode {
             | ApprovalRefused => StatusCode::CONFLICT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidModule | InvalidWorkflow | NameMismatch | UnknownModule | InvalidInput | UnknownSignal => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            InvalidModule | InvalidWorkflow | NameMismatch | UnknownModule | InvalidInput | UnknownSignal
+            | InvalidSchedule => StatusCode::UNPROCESSABLE_ENTITY,
             QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -1,5 +1,5 @@
 //! The HTTP API (v1): modules, workflows, runs with their events and
-//! logs, secrets, tenants (admin), health, metrics and the OpenAPI document.
+//! logs, schedules, secrets, tenants (admin), health, metrics and the OpenAPI document.
 //!
 //! [`router`] builds the axum router and the OpenAPI document from the
 //! same handler annotations, so the document cannot drift from the
@@ -36,6 +36,7 @@ mod nodes;
 mod openapi;
 mod params;
 mod runs;
+mod schedules;
 mod secrets;
 mod server;
 mod signals;
@@ -122,6 +123,14 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(stream::step_logs))
         .routes(routes!(secrets::put_secret, secrets::delete_secret))
         .routes(routes!(secrets::list_secrets))
+        .routes(routes!(
+            schedules::put_schedule,
+            schedules::get_schedule,
+            schedules::delete_schedule
+        ))
+        .routes(routes!(schedules::list_schedules))
+        .routes(routes!(schedules::pause_schedule))
+        .routes(routes!(schedules::resume_schedule))
         .layer(json_limit)
         .merge(modules);
     let admin = OpenApiRouter::new()

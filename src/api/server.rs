@@ -111,6 +111,9 @@ pub async fn serve(
         now,
         config.retention_interval,
     ));
+    // Every node fires schedules; each instant starts one run however
+    // many do (`crate::triggers::scheduler`).
+    let scheduler = tokio::spawn(crate::triggers::scheduler::run(engine.clone()));
     let (app, _) = router(state.clone());
     started(&Server {
         resumed,
@@ -133,6 +136,7 @@ pub async fn serve(
         .with_graceful_shutdown(graceful)
         .await
         .map_err(|e| fail("the server failed", &e));
+    scheduler.abort();
     if !engine.drain(config.shutdown_grace).await {
         tracing::warn!(
             grace = ?config.shutdown_grace,

@@ -8,6 +8,7 @@ mod client;
 mod nodes;
 mod remote;
 mod run;
+mod schedule;
 mod secret;
 mod serve;
 mod signal;
@@ -155,6 +156,12 @@ enum Command {
         weft secret set stripe_key < stripe.key\n  \
         weft secret list")]
     Secret(secret::SecretArgs),
+    /// Set, list, show, pause, resume and delete the tenant's schedules on
+    /// a server: cron expressions in a time zone that start runs.
+    #[command(after_help = "Example:\n  \
+        weft schedule set nightly --cron '0 2 * * *' --tz Europe/Paris --workflow report\n  \
+        weft schedule list")]
+    Schedule(schedule::ScheduleArgs),
     /// Measure throughput, latency, memory and recovery on this machine,
     /// each figure next to a baseline measured in the same run.
     #[command(after_help = "Example (from a checkout; builds the example tasks first):\n  \
@@ -233,6 +240,7 @@ pub fn main() -> ExitCode {
             Command::Tenant(args) => tenant::tenant(args).await,
             Command::Admin(args) => admin::admin(args).await,
             Command::Secret(args) => secret::secret(args).await,
+            Command::Schedule(args) => schedule::schedule(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Nodes(args) => nodes::nodes(args).await,
         }

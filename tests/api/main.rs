@@ -17,5 +17,6 @@ mod migrate;
 mod outage;
 mod python;
 mod restart;
+mod schedules;
 mod server;
 mod waits;
