@@ -91,6 +91,9 @@ pub enum ErrorCode {
     /// 422: a schedule whose cron expression, time zone, grace or
     /// workflow does not hold (`details`: the field at fault).
     InvalidSchedule,
+    /// 422: a hook whose workflow, secret name or input mapping does not
+    /// hold (`details`: the field at fault).
+    InvalidHook,
     /// 429: over one of the tenant's quotas (`Retry-After` when waiting
     /// helps).
     QuotaExceeded,
@@ -124,7 +127,7 @@ impl ErrorCode {
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidModule | InvalidWorkflow | NameMismatch | UnknownModule | InvalidInput | UnknownSignal
-            | InvalidSchedule => StatusCode::UNPROCESSABLE_ENTITY,
+            | InvalidSchedule | InvalidHook => StatusCode::UNPROCESSABLE_ENTITY,
             QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,

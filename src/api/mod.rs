@@ -1,5 +1,5 @@
 //! The HTTP API (v1): modules, workflows, runs with their events and
-//! logs, schedules, secrets, tenants (admin), health, metrics and the OpenAPI document.
+//! logs, schedules, inbound hooks, secrets, tenants (admin), health, metrics and the OpenAPI document.
 //!
 //! [`router`] builds the axum router and the OpenAPI document from the
 //! same handler annotations, so the document cannot drift from the
@@ -30,6 +30,7 @@ mod auth;
 mod body;
 pub mod config;
 mod error;
+mod hooks;
 mod metrics;
 mod modules;
 mod nodes;
@@ -129,6 +130,8 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
             schedules::delete_schedule
         ))
         .routes(routes!(schedules::list_schedules))
+        .routes(routes!(hooks::put_hook, hooks::delete_hook))
+        .routes(routes!(hooks::list_hooks))
         .routes(routes!(schedules::pause_schedule))
         .routes(routes!(schedules::resume_schedule))
         .layer(json_limit)
@@ -142,7 +145,9 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(admin::revoke_key))
         .routes(routes!(nodes::list_nodes))
         .layer(json_limit);
+    let inbound = OpenApiRouter::new().routes(routes!(hooks::deliver)).layer(json_limit);
     let open = OpenApiRouter::new()
+        .merge(inbound)
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics::scrape))

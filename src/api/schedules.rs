@@ -21,7 +21,7 @@ use super::params::{Name, Path, check_name};
 use crate::engine::EngineError;
 use crate::spec::SpecErrors;
 use crate::store::{Expect, ObjectKind, StoredObject};
-use crate::triggers::schedule::{ScheduleSpec, ScheduleState, StoredSchedule};
+use crate::triggers::schedule::{CatchUp, Overlap, ScheduleSpec, ScheduleState, StoredSchedule};
 
 /// How many upcoming instants a schedule shows.
 const UPCOMING: usize = 5;
@@ -43,9 +43,24 @@ pub struct SchedulePath {
 pub struct ScheduleView {
     /// Its name.
     pub name: String,
-    /// As written.
-    #[serde(flatten)]
-    pub spec: ScheduleSpec,
+    /// When it fires: the cron expression.
+    pub cron: String,
+    /// The time zone the expression is read in.
+    pub timezone: String,
+    /// The workflow each fire starts a run of.
+    pub workflow: String,
+    /// The runs' input.
+    pub input: serde_json::Map<String, Value>,
+    /// What a fire does while the last run is unfinished.
+    pub overlap: Overlap,
+    /// What happens to missed instants.
+    pub catch_up: CatchUp,
+    /// How late an instant may be seen and still fire as usual.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub grace: Option<String>,
+    /// Whether it is paused.
+    pub paused: bool,
     /// Fires, runs and errors so far.
     pub state: ScheduleState,
     /// Its next instants, RFC 3339 in its time zone (none while paused).
@@ -67,9 +82,17 @@ fn view(name: String, stored: StoredSchedule, now: crate::model::Millis) -> Sche
         }
         _ => Vec::new(),
     };
+    let spec = stored.spec;
     ScheduleView {
         name,
-        spec: stored.spec,
+        cron: spec.cron,
+        timezone: spec.timezone,
+        workflow: spec.workflow,
+        input: spec.input,
+        overlap: spec.overlap,
+        catch_up: spec.catch_up,
+        grace: spec.grace,
+        paused: spec.paused,
         state: stored.state,
         next_fires,
     }

@@ -70,6 +70,11 @@ impl Client {
         })
     }
 
+    /// The server's URL, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))

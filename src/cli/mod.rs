@@ -5,6 +5,7 @@ mod admin;
 mod approvals;
 mod bench;
 mod client;
+mod hook;
 mod nodes;
 mod remote;
 mod run;
@@ -162,6 +163,12 @@ enum Command {
         weft schedule set nightly --cron '0 2 * * *' --tz Europe/Paris --workflow report\n  \
         weft schedule list")]
     Schedule(schedule::ScheduleArgs),
+    /// Set, list and delete the tenant's inbound hooks: signed requests
+    /// from other systems that start runs.
+    #[command(after_help = "Example:\n  \
+        weft hook set stripe --workflow refund --secret stripe_hook --input \"{'order': body.data.id}\"\n  \
+        weft hook list")]
+    Hook(hook::HookArgs),
     /// Measure throughput, latency, memory and recovery on this machine,
     /// each figure next to a baseline measured in the same run.
     #[command(after_help = "Example (from a checkout; builds the example tasks first):\n  \
@@ -241,6 +248,7 @@ pub fn main() -> ExitCode {
             Command::Admin(args) => admin::admin(args).await,
             Command::Secret(args) => secret::secret(args).await,
             Command::Schedule(args) => schedule::schedule(args).await,
+            Command::Hook(args) => hook::hook(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Nodes(args) => nodes::nodes(args).await,
         }

@@ -145,7 +145,7 @@ impl Expr {
 /// JSON to CEL, with whole numbers as `int` (CEL will not mix `uint` and
 /// `int`, so `input.amount > 100` must see an `int`); only integers beyond
 /// `i64` become `uint`, and fractions `double`.
-fn to_cel(value: &Value) -> cel::Value {
+pub(crate) fn to_cel(value: &Value) -> cel::Value {
     match value {
         Value::Null => cel::Value::Null,
         Value::Bool(b) => cel::Value::Bool(*b),
@@ -170,7 +170,7 @@ fn cel_map(fields: &Map<String, Value>) -> cel::Value {
 
 /// Variables bound by CEL's comprehension macros, e.g. `x` in
 /// `list.map(x, x * 2)`: references, but not inputs.
-fn macro_variables(source: &str) -> Vec<String> {
+pub(crate) fn macro_variables(source: &str) -> Vec<String> {
     let mut bound = Vec::new();
     for mac in ["map(", "filter(", "all(", "exists(", "exists_one("] {
         let mut rest = source;

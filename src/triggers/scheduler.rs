@@ -13,11 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::schedule::{Overlap, ScheduleState, StoredSchedule};
-use crate::engine::{Engine, EngineError, StartRun};
-use crate::model::{AttemptCaps, Millis, RunId};
+use crate::engine::{Engine, EngineError};
+use crate::model::{Millis, RunId};
 use crate::store::{Expect, ObjectKind, Store, StoreError, StoredObject};
 
 /// How often a pass runs.
@@ -206,20 +204,12 @@ async fn start(
         Ok(None) => return Err(Unstarted::Never("the tenant does not exist".into())),
         Err(e) => return Err(Unstarted::Later(e.into())),
     };
-    let request = StartRun {
-        tenant: tenant.id.clone(),
-        workflow: stored.spec.workflow.clone(),
-        input: Value::Object(stored.spec.input.clone()),
-        priority: 0,
-        idempotency_key: Some(fire_key(&object.name, instant)),
-        caps: Some(AttemptCaps {
-            fuel: tenant.quotas.max_fuel,
-            memory: tenant.quotas.max_memory,
-            concurrent_attempts: tenant.quotas.max_concurrent_attempts,
-        }),
-        max_active: Some(tenant.quotas.max_concurrent_runs),
-        parent: None,
-    };
+    let request = super::start_request(
+        &tenant,
+        &stored.spec.workflow,
+        stored.spec.input.clone(),
+        fire_key(&object.name, instant),
+    );
     match engine.start_run(request).await {
         Ok((run, _)) => Ok(run),
         Err(e) if e.is_retryable() => Err(Unstarted::Later(e)),

@@ -11,6 +11,7 @@ mod client;
 mod conformance;
 mod docs;
 mod flow;
+mod hooks;
 mod http;
 mod isolation;
 mod migrate;
