@@ -11,7 +11,10 @@
 //! - [`spec`]: workflow documents parsed, checked and compiled once;
 //! - [`engine`]: the scheduler: queues units, runs attempts, retries,
 //!   compensates, recovers after a crash;
-//! - [`triggers`]: what starts runs besides a request: schedules;
+//! - [`triggers`]: what starts runs besides a request: schedules and
+//!   inbound hooks;
+//! - [`notify`]: signed messages to other systems when runs end or
+//!   approvals escalate, from an outbox written with the event;
 //! - [`store`]: every state change, committed durably in groups, behind
 //!   one seam with two backends: embedded redb and PostgreSQL;
 //! - [`sandbox`]: loads task components (validated, compiled once, cached
@@ -28,6 +31,7 @@ pub mod cli;
 pub mod digest;
 pub mod engine;
 pub mod model;
+pub mod notify;
 pub mod sandbox;
 pub mod secrets;
 pub mod spec;

@@ -34,6 +34,7 @@ mod hooks;
 mod metrics;
 mod modules;
 mod nodes;
+mod notifications;
 mod openapi;
 mod params;
 mod runs;
@@ -118,6 +119,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(runs::pause_run))
         .routes(routes!(runs::resume_run))
         .routes(routes!(signals::send_signal))
+        .routes(routes!(notifications::list_notifications))
         .routes(routes!(approvals::list_approvals))
         .routes(routes!(approvals::decide))
         .routes(routes!(stream::run_events))

@@ -114,6 +114,16 @@ pub async fn serve(
     // Every node fires schedules; each instant starts one run however
     // many do (`crate::triggers::scheduler`).
     let scheduler = tokio::spawn(crate::triggers::scheduler::run(engine.clone()));
+    // Every node delivers notifications from the outbox (`crate::notify`).
+    let deliverer = tokio::spawn(crate::notify::deliver::run(crate::notify::deliver::Deliverer {
+        store: state.store.clone(),
+        secrets: state.secrets.clone(),
+        client: crate::notify::client::Client::new(config.allow_private_http),
+        now: Arc::new({
+            let clock = clock.clone();
+            move || clock.now()
+        }),
+    }));
     let (app, _) = router(state.clone());
     started(&Server {
         resumed,
@@ -137,6 +147,7 @@ pub async fn serve(
         .await
         .map_err(|e| fail("the server failed", &e));
     scheduler.abort();
+    deliverer.abort();
     if !engine.drain(config.shutdown_grace).await {
         tracing::warn!(
             grace = ?config.shutdown_grace,

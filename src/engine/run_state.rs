@@ -234,6 +234,13 @@ impl ActiveRun {
             seq: self.next_event,
             event: event.clone(),
         });
+        // Notifications go in the event's own commit (`crate::notify`).
+        fx.changes.extend(crate::notify::changes(
+            &self.workflow,
+            &self.record,
+            self.next_event,
+            &event,
+        ));
         fx.events.push((self.next_event, event));
         self.next_event += 1;
     }

@@ -43,6 +43,11 @@ pub struct Document {
     #[serde(default)]
     #[schemars(with = "Option<Value>")]
     pub output: Option<Spanned<Value>>,
+    /// Where to POST a signed message when a run ends (or only fails,
+    /// ...) and when an approval escalates; delivered at least once.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<super::notify::NotifyDoc>>")]
+    pub notify: Option<Spanned<Vec<super::notify::NotifyDoc>>>,
 }
 
 /// One step: a task run with an input built from earlier results, or a

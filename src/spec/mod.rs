@@ -16,6 +16,7 @@ mod error;
 pub mod expr;
 mod http;
 mod kind;
+pub mod notify;
 mod plan;
 mod validate;
 

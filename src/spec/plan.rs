@@ -30,6 +30,8 @@ pub struct Workflow {
     pub concurrency: Option<u32>,
     /// The input schema, compiled.
     pub input_schema: Option<Arc<jsonschema::Validator>>,
+    /// Where to notify of the run's end and of escalations.
+    pub notify: Vec<super::notify::Notify>,
 }
 
 /// One step, compiled.

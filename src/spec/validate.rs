@@ -148,6 +148,12 @@ pub(crate) fn compile(doc: Document, config: &SpecConfig) -> Result<Workflow, Ve
             }
         });
 
+    let notify = doc
+        .notify
+        .as_ref()
+        .map(|targets| super::notify::compile(targets, &mut problems))
+        .unwrap_or_default();
+
     if !problems.0.is_empty() {
         problems
             .0
@@ -162,6 +168,7 @@ pub(crate) fn compile(doc: Document, config: &SpecConfig) -> Result<Workflow, Ve
         output,
         concurrency: doc.concurrency.as_ref().map(|c| c.value),
         input_schema,
+        notify,
     })
 }
 

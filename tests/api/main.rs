@@ -15,6 +15,7 @@ mod hooks;
 mod http;
 mod isolation;
 mod migrate;
+mod notifications;
 mod outage;
 mod python;
 mod restart;

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+pub use guard::private_kind;
 pub use journal::HttpCall;
 pub(crate) use journal::Journal;
 pub use pattern::{AllowList, Scheme, Target, UrlPattern, quota_entry_pattern};
-pub(crate) use send::HttpHooks;
+pub(crate) use send::{HttpHooks, tls_config};
 
 /// What one attempt's requests may use together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

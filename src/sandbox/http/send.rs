@@ -331,7 +331,7 @@ async fn secure(stream: TcpStream, target: &Target) -> Result<tokio_rustls::clie
         })
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
