@@ -40,10 +40,10 @@ const PG_KEYS: [&str; 5] = [
 
 /// The keys of the cluster section that are single figures
 /// (`cluster_wf_per_s` is a list: see [`assert_cluster`]).
-const CLUSTER_KEYS: [&str; 2] = ["failover_s", "node_start_s"];
+const CLUSTER_KEYS: [&str; 3] = ["failover_s", "node_start_s", "cluster_fairness_ratio"];
 
 /// The cluster section's figures: durable workflows/s with 1, 2 and 3
-/// nodes, failover and node start.
+/// nodes, failover, node start and fairness.
 fn assert_cluster(summary: &serde_json::Value) {
     assert_figures(summary, &CLUSTER_KEYS);
     let rates = summary["cluster_wf_per_s"]
@@ -110,7 +110,7 @@ fn the_quick_bench_writes_every_promised_figure() {
     }
     // Every target is judged: 11 without PostgreSQL (3 of them the waits
     // section's), and with it 2 more for the postgres section, 1 for the
-    // fairness section's PostgreSQL half and 2 for the cluster section.
+    // fairness section's PostgreSQL half and 3 for the cluster section.
     let targets = summary["targets"].as_array().unwrap().len();
     if let Some(reason) = summary["pg_skipped"].as_str() {
         assert!(stdout.contains("skipped: "), "{stdout}");
@@ -121,7 +121,7 @@ fn the_quick_bench_writes_every_promised_figure() {
     }
     assert_figures(&summary, &PG_KEYS);
     assert_cluster(&summary);
-    assert_eq!(targets, 16, "{summary:#}");
+    assert_eq!(targets, 17, "{summary:#}");
     assert!(stdout.contains("started by the bench in"), "{stdout}");
     assert!(stdout.contains("bare INSERT transactions"), "{stdout}");
 }
@@ -137,9 +137,9 @@ fn the_postgres_sections_bench_the_server_given_with_store_and_leave_nothing_the
     assert!(summary.get("cluster_skipped").is_none(), "{stdout}");
     assert_figures(&summary, &PG_KEYS);
     assert_cluster(&summary);
-    // 2 in the postgres section, the fairness ratio on each store, and 2
+    // 2 in the postgres section, the fairness ratio on each store, and 3
     // in the cluster section.
-    assert_eq!(summary["targets"].as_array().unwrap().len(), 6, "{summary:#}");
+    assert_eq!(summary["targets"].as_array().unwrap().len(), 7, "{summary:#}");
     assert!(stdout.contains(" at postgres"), "{stdout}");
     assert!(!stdout.contains("started by the bench"), "{stdout}");
     // Its databases are dropped, and the one given is left as it was.

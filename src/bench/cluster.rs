@@ -71,7 +71,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The databases the section creates, by the suffix of their names.
-const DATABASES: [&str; 4] = ["n1", "n2", "n3", "join"];
+const DATABASES: [&str; 5] = ["n1", "n2", "n3", "join", "fair"];
 
 /// Measures and reports the cluster figures, or why there are none.
 pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<()> {
@@ -194,7 +194,7 @@ async fn measure_on(database: &Database, options: &Options, report: &mut Report)
         claims.seconds / claims.queries.max(1.0) * 1e3,
         "ms",
     );
-    Ok(())
+    super::cluster_fairness::measure(options, &database.url("fair"), report).await
 }
 
 /// Claim queries made, and the time spent in them, from nodes' metrics.
@@ -391,18 +391,18 @@ async fn attempt_starts(node: &Server, token: &str, ids: &[String], since: u64) 
 
 /// Nodes `n1`, `n2`, ... on one database, with a tenant that can run the
 /// section's workflows.
-struct Cluster {
-    nodes: Vec<Arc<Server>>,
+pub(super) struct Cluster {
+    pub(super) nodes: Vec<Arc<Server>>,
     /// Their data directories, removed with the cluster.
     _dirs: Vec<TempDir>,
-    token: Arc<str>,
+    pub(super) token: Arc<str>,
 }
 
 impl Cluster {
     /// Starts `n` nodes on `url` with extra `flags`, one after another
     /// (the first creates the schema), and runs `one` once on each, which
     /// compiles the component there.
-    async fn start(options: &Options, url: &str, n: usize, flags: &[&str]) -> anyhow::Result<Cluster> {
+    pub(super) async fn start(options: &Options, url: &str, n: usize, flags: &[&str]) -> anyhow::Result<Cluster> {
         let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
         for i in 1..=n {
             let data = options.scratch()?;
@@ -434,7 +434,7 @@ impl Cluster {
     }
 
     /// SIGKILLs every node still running.
-    async fn kill(cluster: Cluster) {
+    pub(super) async fn kill(cluster: Cluster) {
         for node in cluster.nodes {
             if let Ok(node) = Arc::try_unwrap(node) {
                 let _ = node.kill().await;

@@ -34,7 +34,7 @@ use crate::sandbox::{Attempt, AttemptContext, Limits, MemoryKv, Sandbox, Sandbox
 use crate::store::{self, Store, StoreLocation};
 
 /// The heavy tenant's runs unfinished at once.
-const FLOOD: usize = 100;
+pub(super) const FLOOD: usize = 100;
 /// The CPU each of its attempts burns.
 const BURN: Duration = Duration::from_millis(40);
 
@@ -219,7 +219,7 @@ async fn median_commit(engine: &Engine, samples: usize) -> anyhow::Result<Durati
 }
 
 /// Burn iterations that take about [`BURN`] in the sandbox alone.
-async fn calibrate(sandbox: &Sandbox, misbehave: &[u8]) -> anyhow::Result<u64> {
+pub(super) async fn calibrate(sandbox: &Sandbox, misbehave: &[u8]) -> anyhow::Result<u64> {
     const PROBE: u64 = 2_000_000;
     let module = sandbox.load(misbehave)?;
     let input = json!({"mode": "burn", "iterations": PROBE}).to_string();

@@ -17,6 +17,7 @@
 
 mod backlog;
 mod cluster;
+mod cluster_fairness;
 mod engine;
 mod fairness;
 mod http;
