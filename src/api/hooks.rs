@@ -351,18 +351,8 @@ pub async fn deliver(
             }),
         ));
     }
-    if let Err(wait_ms) = state
-        .limiter
-        .take(&tenant.id, tenant.quotas.start_rate, state.engine.now())
-    {
-        let mut error = ApiError::quota(format!(
-            "the tenant may start {} runs per second",
-            tenant.quotas.start_rate
-        ));
-        error.retry_after = Some(wait_ms.div_ceil(1000).max(1));
-        return Err(error);
-    }
-    let request = crate::triggers::start_request(&tenant, &stored.spec.workflow, input, key);
+    super::runs::take_start(&state, &tenant)?;
+    let request = crate::triggers::start_request(&tenant, &stored.spec.workflow, input, Some(key));
     let (run, created) = state.engine.start_run(request).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((

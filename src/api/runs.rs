@@ -17,8 +17,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::{self, Cursor, IdempotencyKey, Limit, Name, Path, Query, Wait, check_name};
 use super::workflows::WorkflowPath;
 use super::{ApiState, location};
-use crate::engine::StartRun;
-use crate::model::{AttemptCaps, Failure, ParentLink, RunId, RunRecord, RunStatus, UnitStatus};
+use crate::model::{Failure, ParentLink, RunId, RunRecord, RunStatus, UnitStatus};
 use crate::sandbox::Outcome;
 use crate::sandbox::http::HttpCall;
 use crate::store::RunFilter;
@@ -229,34 +228,10 @@ pub async fn start_run(
     if state.store.workflow_named(&tenant.id, &name).await?.is_none() {
         return Err(ApiError::not_found(format!("workflow {name:?}")));
     }
-    if let Err(wait_ms) = state
-        .limiter
-        .take(&tenant.id, tenant.quotas.start_rate, state.engine.now())
-    {
-        let mut error = ApiError::quota(format!(
-            "the tenant may start {} runs per second",
-            tenant.quotas.start_rate
-        ));
-        error.retry_after = Some(wait_ms.div_ceil(1000).max(1));
-        return Err(error);
-    }
-    let (id, created) = state
-        .engine
-        .start_run(StartRun {
-            tenant: tenant.id.clone(),
-            workflow: name,
-            input: Value::Object(start.input),
-            priority: start.priority,
-            idempotency_key,
-            caps: Some(AttemptCaps {
-                fuel: tenant.quotas.max_fuel,
-                memory: tenant.quotas.max_memory,
-                concurrent_attempts: tenant.quotas.max_concurrent_attempts,
-            }),
-            max_active: Some(tenant.quotas.max_concurrent_runs),
-            parent: None,
-        })
-        .await?;
+    take_start(&state, &tenant)?;
+    let mut request = crate::triggers::start_request(&tenant, &name, start.input, idempotency_key);
+    request.priority = start.priority;
+    let (id, created) = state.engine.start_run(request).await?;
     let ended = match query.wait {
         // Over the wait, the run is answered as it is now.
         Some(Wait(wait)) => tokio::time::timeout(wait, state.engine.wait(id))
@@ -533,6 +508,23 @@ pub async fn reset_run(
 }
 
 /// The run, if `tenant` owns it; another tenant's run is not found.
+/// Takes one start from the tenant's start-rate bucket, or answers 429
+/// with how long to wait.
+pub(super) fn take_start(state: &ApiState, tenant: &crate::tenant::TenantRecord) -> ApiResult<()> {
+    if let Err(wait_ms) = state
+        .limiter
+        .take(&tenant.id, tenant.quotas.start_rate, state.engine.now())
+    {
+        let mut error = ApiError::quota(format!(
+            "the tenant may start {} runs per second",
+            tenant.quotas.start_rate
+        ));
+        error.retry_after = Some(wait_ms.div_ceil(1000).max(1));
+        return Err(error);
+    }
+    Ok(())
+}
+
 pub(super) async fn owned_run(state: &ApiState, tenant: &str, id: RunId) -> ApiResult<RunRecord> {
     match state.store.run(id).await? {
         Some(run) if run.tenant == tenant => Ok(run),

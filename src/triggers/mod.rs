@@ -16,15 +16,21 @@ use crate::engine::StartRun;
 use crate::model::AttemptCaps;
 use crate::tenant::TenantRecord;
 
-/// The start of a run of `workflow` for `tenant`, under its quotas, keyed
-/// by `key`: what a schedule's fire and a hook's request ask the engine.
-pub fn start_request(tenant: &TenantRecord, workflow: &str, input: Map<String, Value>, key: String) -> StartRun {
+/// The start of a run of `workflow` for `tenant`, under its quotas,
+/// keyed by `key`: what a request, a schedule's fire and a hook's
+/// delivery ask the engine.
+pub fn start_request(
+    tenant: &TenantRecord,
+    workflow: &str,
+    input: Map<String, Value>,
+    key: Option<String>,
+) -> StartRun {
     StartRun {
         tenant: tenant.id.clone(),
         workflow: workflow.to_string(),
         input: Value::Object(input),
         priority: 0,
-        idempotency_key: Some(key),
+        idempotency_key: key,
         caps: Some(AttemptCaps {
             fuel: tenant.quotas.max_fuel,
             memory: tenant.quotas.max_memory,

@@ -208,7 +208,7 @@ async fn start(
         &tenant,
         &stored.spec.workflow,
         stored.spec.input.clone(),
-        fire_key(&object.name, instant),
+        Some(fire_key(&object.name, instant)),
     );
     match engine.start_run(request).await {
         Ok((run, _)) => Ok(run),
