@@ -6,6 +6,7 @@
 //! - [`api`]: the HTTP API (`weft serve`): auth, tenants' resources, live
 //!   events, metrics, the OpenAPI document;
 //! - [`tenant`]: tenants, API keys (stored hashed) and quotas;
+//! - [`roles`]: what each key's role may do, per route;
 //! - [`secrets`]: tenants' secrets, sealed by the master key before they
 //!   reach the store, revealed to the attempts whose steps name them;
 //! - [`spec`]: workflow documents parsed, checked and compiled once;
@@ -32,6 +33,7 @@ pub mod digest;
 pub mod engine;
 pub mod model;
 pub mod notify;
+pub mod roles;
 pub mod sandbox;
 pub mod secrets;
 pub mod spec;

@@ -107,6 +107,9 @@ pub struct KeyRecord {
     pub secret_sha256: String,
     /// When it was made.
     pub created_at: Millis,
+    /// What it may do; keys made before roles existed are admins.
+    #[serde(default)]
+    pub role: crate::roles::Role,
 }
 
 /// A key just made: the only time its full text exists.
@@ -120,8 +123,8 @@ pub struct NewKey {
 
 const KEY_PREFIX: &str = "wk_";
 
-/// Makes a new random key for `tenant`.
-pub fn new_key(tenant: &str, now: Millis) -> NewKey {
+/// Makes a new random key for `tenant` with `role`.
+pub fn new_key(tenant: &str, role: crate::roles::Role, now: Millis) -> NewKey {
     let key_id = hex::encode(rand::random::<[u8; 6]>());
     let secret = hex::encode(rand::random::<[u8; 24]>());
     NewKey {
@@ -131,6 +134,7 @@ pub fn new_key(tenant: &str, now: Millis) -> NewKey {
             tenant: tenant.into(),
             secret_sha256: sha256_hex(secret.as_bytes()),
             created_at: now,
+            role,
         },
     }
 }
@@ -289,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_key_matches_only_its_own_secret() {
-        let key = new_key("acme", 1);
+        let key = new_key("acme", crate::roles::Role::Admin, 1);
         let (id, secret) = split_key(&key.token).unwrap();
         assert_eq!(id, key.record.key_id);
         assert!(key_matches(&key.record, secret));

@@ -207,6 +207,7 @@ async fn fill(db: &dyn weft::store::Store) {
                 tenant: tenant.into(),
                 secret_sha256: "00".into(),
                 created_at: 1,
+                role: weft::roles::Role::Operator,
             })),
             Change::PutModule {
                 tenant: tenant.into(),
@@ -528,7 +529,7 @@ on_both_backends! {
         db.commit(vec![Change::PutTenant(Box::new(tenant.clone()))]).await.unwrap();
         assert!(!db.tenant("acme").await.unwrap().unwrap().disabled);
 
-        let key = KeyRecord { key_id: "k1".into(), tenant: "acme".into(), secret_sha256: "00".into(), created_at: 1 };
+        let key = KeyRecord { key_id: "k1".into(), tenant: "acme".into(), secret_sha256: "00".into(), created_at: 1, role: weft::roles::Role::Viewer };
         assert_eq!(db.key("k1").await.unwrap(), None);
         db.commit(vec![Change::PutKey(Box::new(key.clone()))]).await.unwrap();
         assert_eq!(db.key("k1").await.unwrap(), Some(key));
@@ -545,5 +546,108 @@ on_both_backends! {
         assert_eq!(db.module_named("acme", "m").await.unwrap(), Some(record.digest));
         db.commit(vec![Change::DeleteModule { tenant: "acme".into(), name: "m".into() }]).await.unwrap();
         assert_eq!(db.module_named("acme", "m").await.unwrap(), None);
+    }
+}
+
+/// Nodes share a PostgreSQL database, and two may start a run for the same
+/// idempotency key at once: the batch whose key names another run already
+/// is refused, with every later batch of its run, and told that run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_starts_one_run_across_stores() {
+    use weft::store::StoreError;
+    let Some(store) = TestStore::postgres() else { return };
+    let (a, b) = (store.open().await, store.open().await);
+    let start = |id: u64, key: &str| {
+        vec![
+            Change::PutRun(Box::new(run(id, "acme", RunStatus::Running))),
+            Change::PutIdempotencyKey {
+                tenant: "acme".into(),
+                key: key.into(),
+                run: RunId(id),
+            },
+        ]
+    };
+    let duplicate_of = |id: u64| Err(StoreError::Duplicate { run: RunId(id) });
+
+    a.commit(start(1, "k")).await.unwrap();
+    assert_eq!(b.commit(start(2, "k")).await, duplicate_of(1));
+    assert_eq!(
+        b.run(RunId(2)).await.unwrap(),
+        None,
+        "nothing of a refused batch is written"
+    );
+    assert_eq!(b.idempotent_run("acme", "k").await.unwrap(), Some(RunId(1)));
+    b.commit(start(1, "k"))
+        .await
+        .expect("the key's own run again (a group sent twice) is no conflict");
+    let finished = vec![
+        Change::PutRun(Box::new(run(2, "acme", RunStatus::Succeeded))),
+        Change::PutUnit {
+            tenant: "acme".into(),
+            run: RunId(2),
+            key: UnitKey::step(0),
+            record: UnitRecord::pending(),
+        },
+    ];
+    assert_eq!(
+        b.commit(finished).await,
+        duplicate_of(1),
+        "what follows a refused start is refused"
+    );
+    assert_eq!(b.run(RunId(2)).await.unwrap(), None);
+    assert!(b.units("acme", RunId(2)).await.unwrap().is_empty());
+
+    // Many at once from both stores, with batches of one store in one
+    // group: the first to commit wins each key; the others commit
+    // beside the refused ones.
+    let mut answers = Vec::new();
+    for k in 0..40u64 {
+        for (db, id) in [(&a, 100 + 3 * k), (&b, 101 + 3 * k), (&a, 102 + 3 * k)] {
+            let db = Arc::clone(db);
+            let key = format!("key-{k}");
+            let mut batch = start(id, &key);
+            batch.push(Change::Kv {
+                tenant: "acme".into(),
+                key: format!("kv-{id}"),
+                value: Some(b"1".to_vec()),
+            });
+            answers.push((k, id, tokio::spawn(async move { db.commit(batch).await })));
+        }
+        let db = Arc::clone(&a);
+        let plain = 1000 + k;
+        answers.push((
+            k,
+            plain,
+            tokio::spawn(async move { db.commit(start(plain, &format!("plain-{plain}"))).await }),
+        ));
+    }
+    let mut winners = std::collections::HashMap::new();
+    let mut results = Vec::new();
+    for (k, id, answer) in answers {
+        let result = answer.await.unwrap();
+        if result.is_ok() && id < 1000 {
+            assert!(winners.insert(k, id).is_none(), "key-{k} started two runs");
+        }
+        results.push((k, id, result));
+    }
+    for (k, id, result) in results {
+        let stored = a.run(RunId(id)).await.unwrap().is_some();
+        let kv = a.kv_get("acme", &format!("kv-{id}")).await.unwrap().is_some();
+        if id >= 1000 {
+            assert_eq!(result, Ok(()), "a batch with a key of its own commits");
+            assert!(stored);
+            continue;
+        }
+        let winner = winners[&k];
+        assert_eq!(
+            a.idempotent_run("acme", &format!("key-{k}")).await.unwrap(),
+            Some(RunId(winner))
+        );
+        if id == winner {
+            assert!(stored && kv, "run {id} won key-{k} and is stored");
+        } else {
+            assert_eq!(result, duplicate_of(winner), "run {id} of key-{k}");
+            assert!(!stored && !kv, "run {id} lost key-{k} and left no trace");
+        }
     }
 }

@@ -14,6 +14,7 @@ use super::body;
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use super::params::{Name, Path, check_name, name_schema};
 use super::{ApiState, location};
+use crate::roles::Role;
 use crate::store::Change;
 use crate::tenant::{self, Quotas, TenantRecord};
 
@@ -190,9 +191,20 @@ pub struct TenantWithKey {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NewKeyView {
     /// Its id, to revoke it.
-    key_id: String,
+    pub key_id: String,
     /// The bearer token. It cannot be shown again.
-    token: String,
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// The key to make.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    /// Its role; `admin` when left out.
+    #[serde(default)]
+    pub role: Role,
 }
 
 /// Every tenant.
@@ -239,7 +251,7 @@ pub async fn create_tenant(
         disabled: false,
         created_at: now,
     };
-    let key = tenant::new_key(&record.id, now);
+    let key = tenant::new_key(&record.id, Role::Admin, now);
     state
         .store
         .commit(vec![
@@ -257,6 +269,7 @@ pub async fn create_tenant(
             api_key: NewKeyView {
                 key_id: key.record.key_id,
                 token: key.token,
+                role: key.record.role,
             },
         }),
     ))
@@ -411,12 +424,14 @@ async fn set_disabled(state: &ApiState, id: &str, disabled: bool) -> ApiResult<T
     Ok(record)
 }
 
-/// Make another API key for a tenant.
+/// Make another API key for a tenant, with a role (`admin` when none is
+/// given).
 #[utoipa::path(
     post,
     path = "/v1/admin/tenants/{id}/keys",
     tag = "admin",
     params(TenantPath),
+    request_body(content = NewKeyBody, content_type = "application/json"),
     responses(
         (status = 201, description = "The key, shown this once", body = NewKeyView),
         (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
@@ -426,9 +441,12 @@ pub async fn create_key(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(TenantPath { id }): Path<TenantPath>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<NewKeyView>)> {
+    let NewKeyBody { role } = body::json(&headers, bytes)?;
     tenant_named(&state, &id).await?;
-    let key = tenant::new_key(&id, state.engine.now());
+    let key = tenant::new_key(&id, role, state.engine.now());
     state
         .store
         .commit(vec![Change::PutKey(Box::new(key.record.clone()))])
@@ -438,6 +456,7 @@ pub async fn create_key(
         Json(NewKeyView {
             key_id: key.record.key_id,
             token: key.token,
+            role: key.record.role,
         }),
     ))
 }

@@ -4,12 +4,13 @@
 //! The check is a layer over a whole group of routes ([`tenant`],
 //! [`admin`], put there by `openapi::guarded`, which also documents it),
 //! so no route can forget it. A missing or wrong token is 401; a key of a
-//! disabled tenant is 403. Handlers read who passed with [`Caller`] or
+//! disabled tenant is 403, and so is a key whose role lacks the
+//! permission the route needs (`crate::roles`). Handlers read who passed with [`Caller`] or
 //! [`Admin`]; a handler outside its group finds neither and fails loudly.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -17,11 +18,21 @@ use axum::response::Response;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorCode};
-use crate::tenant::{self, TenantRecord};
+use crate::roles::{self, Role};
+use crate::tenant::{self, KeyRecord, TenantRecord};
 
 /// The tenant a request acts as.
 #[derive(Debug, Clone)]
 pub struct Caller(pub TenantRecord);
+
+/// The key a tenant request came with: its id and role.
+#[derive(Debug, Clone)]
+pub struct CallerKey {
+    /// The key's id.
+    pub key_id: String,
+    /// What it may do.
+    pub role: Role,
+}
 
 /// A request made with the admin token.
 #[derive(Debug, Clone, Copy)]
@@ -46,8 +57,8 @@ fn wrong_token() -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, "the token is not valid")
 }
 
-/// The tenant whose key `parts` carries.
-async fn authenticate(parts: &Parts, state: &ApiState) -> Result<TenantRecord, ApiError> {
+/// The tenant whose key `parts` carries, and the key.
+async fn authenticate(parts: &Parts, state: &ApiState) -> Result<(TenantRecord, KeyRecord), ApiError> {
     let token = bearer(parts)?;
     let (key_id, secret) = tenant::split_key(token).ok_or_else(wrong_token)?;
     let key = state.store.key(key_id).await?.ok_or_else(wrong_token)?;
@@ -61,15 +72,48 @@ async fn authenticate(parts: &Parts, state: &ApiState) -> Result<TenantRecord, A
             format!("tenant {:?} is disabled", tenant.id),
         ));
     }
-    Ok(tenant)
+    Ok((tenant, key))
+}
+
+/// Refuses a request whose key's role lacks the permission its route
+/// needs (`crate::roles::required`).
+fn permit(parts: &Parts, role: Role) -> Result<(), ApiError> {
+    let method = parts.method.as_str();
+    let path = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let Some(permission) = roles::required(method, &path) else {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("{method} {path} is not open to API keys"),
+        ));
+    };
+    if role.allows(permission) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::PermissionDenied,
+        format!(
+            "{method} {path} needs the `{}` permission, which this key's role `{}` lacks (role `{}` or above has it)",
+            permission.name(),
+            role.name(),
+            permission.least_role().name()
+        ),
+    ))
 }
 
 /// The layer over tenant routes: lets a request with a valid key of an
 /// enabled tenant through, as that tenant.
 pub async fn tenant(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let tenant = authenticate(&parts, &state).await?;
+    let (tenant, key) = authenticate(&parts, &state).await?;
+    permit(&parts, key.role)?;
     parts.extensions.insert(Caller(tenant));
+    parts.extensions.insert(CallerKey {
+        key_id: key.key_id,
+        role: key.role,
+    });
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 
@@ -95,6 +139,14 @@ fn passed<T: Clone + Send + Sync + 'static>(parts: &mut Parts, guard: &str) -> R
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        passed(parts, "tenant")
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {

@@ -45,6 +45,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// 403: the key's tenant is disabled.
     TenantDisabled,
+    /// 403: the key's role lacks the permission the operation needs (the
+    /// message names both).
+    PermissionDenied,
     /// 404: no such resource (another tenant's is not found either).
     NotFound,
     /// 405: the path exists, the method does not (`Allow` lists those
@@ -119,7 +122,7 @@ impl ErrorCode {
             | InvalidQuotas
             | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
-            TenantDisabled | NotADecider => StatusCode::FORBIDDEN,
+            TenantDisabled | PermissionDenied | NotADecider => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             VersionExists | ModuleInUse | TenantExists | NotRunning | CannotRetry | CannotReset | SignalRefused

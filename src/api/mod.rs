@@ -31,6 +31,7 @@ mod body;
 pub mod config;
 mod error;
 mod hooks;
+mod keys;
 mod metrics;
 mod modules;
 mod nodes;
@@ -134,6 +135,9 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(schedules::list_schedules))
         .routes(routes!(hooks::put_hook, hooks::delete_hook))
         .routes(routes!(hooks::list_hooks))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::whoami))
         .routes(routes!(schedules::pause_schedule))
         .routes(routes!(schedules::resume_schedule))
         .layer(json_limit)

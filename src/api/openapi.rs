@@ -86,7 +86,7 @@ pub(super) fn guarded(
     guard: Guard,
     state: &Arc<ApiState>,
 ) -> OpenApiRouter<Arc<ApiState>> {
-    for operation in operations(routes.get_openapi_mut()) {
+    for (path, method, operation) in operations_at(routes.get_openapi_mut()) {
         operation.security = Some(vec![SecurityRequirement::new(guard.scheme(), Vec::<String>::new())]);
         declare(
             operation,
@@ -94,7 +94,28 @@ pub(super) fn guarded(
             "No token, or a token that is not valid here (`unauthorized`)",
         );
         if guard == Guard::Tenant {
-            declare(operation, 403, "The key's tenant is disabled (`tenant_disabled`)");
+            // The guard checks each route's permission from the same
+            // table; a route the table does not know is a bug, found by
+            // any test that builds the router.
+            let permission = crate::roles::required(method, &path)
+                .unwrap_or_else(|| panic!("{method} {path} has no permission in crate::roles::required"));
+            declare(
+                operation,
+                403,
+                "The key's tenant is disabled (`tenant_disabled`), or the key's role lacks the permission the \
+                 operation needs (`permission_denied`)",
+            );
+            let extensions = operation.extensions.get_or_insert_with(Default::default);
+            extensions.insert("x-weft-permission".into(), permission.name().into());
+            let needs = format!(
+                "Needs the `{}` permission (role `{}` or above).",
+                permission.name(),
+                permission.least_role().name()
+            );
+            operation.description = Some(match operation.description.take() {
+                Some(text) => format!("{text}\n\n{needs}"),
+                None => needs,
+            });
         }
     }
     match guard {
@@ -169,6 +190,28 @@ fn body_schema(body: &RequestBody) -> Option<String> {
         RefOr::Ref(reference) => reference.ref_location.rsplit('/').next().map(str::to_string),
         RefOr::T(_) => None,
     }
+}
+
+/// Every operation of the document, with its path and method.
+fn operations_at(openapi: &mut OpenApi) -> Vec<(String, &'static str, &mut Operation)> {
+    let mut out = Vec::new();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        for (method, operation) in [
+            ("GET", &mut item.get),
+            ("PUT", &mut item.put),
+            ("POST", &mut item.post),
+            ("DELETE", &mut item.delete),
+            ("PATCH", &mut item.patch),
+            ("HEAD", &mut item.head),
+            ("OPTIONS", &mut item.options),
+            ("TRACE", &mut item.trace),
+        ] {
+            if let Some(operation) = operation.as_mut() {
+                out.push((path.clone(), method, operation));
+            }
+        }
+    }
+    out
 }
 
 /// Every operation of the document.

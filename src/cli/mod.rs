@@ -6,6 +6,7 @@ mod approvals;
 mod bench;
 mod client;
 mod hook;
+mod key;
 mod nodes;
 mod remote;
 mod run;
@@ -169,6 +170,15 @@ enum Command {
         weft hook set stripe --workflow refund --secret stripe_hook --input \"{'order': body.data.id}\"\n  \
         weft hook list")]
     Hook(hook::HookArgs),
+    /// Make, list and revoke your tenant's API keys, each with a role
+    /// (needs a key whose role is admin).
+    #[command(after_help = "Example:\n  weft key create --role operator\n  weft key list")]
+    Key(key::KeyArgs),
+    /// Show the tenant, key and role your token acts as.
+    Whoami {
+        #[command(flatten)]
+        remote: client::Remote,
+    },
     /// Measure throughput, latency, memory and recovery on this machine,
     /// each figure next to a baseline measured in the same run.
     #[command(after_help = "Example (from a checkout; builds the example tasks first):\n  \
@@ -249,6 +259,8 @@ pub fn main() -> ExitCode {
             Command::Secret(args) => secret::secret(args).await,
             Command::Schedule(args) => schedule::schedule(args).await,
             Command::Hook(args) => hook::hook(args).await,
+            Command::Key(args) => key::key(args).await,
+            Command::Whoami { remote } => key::whoami(remote).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Nodes(args) => nodes::nodes(args).await,
         }

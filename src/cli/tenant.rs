@@ -151,6 +151,10 @@ pub(crate) enum TenantCommand {
     AddKey {
         /// The tenant.
         id: String,
+        /// What the key may do: viewer (read), operator (+ act on runs),
+        /// developer (+ push and configure), admin (+ the tenant's keys).
+        #[arg(long, default_value = "admin")]
+        role: super::key::RoleArg,
     },
     /// Revoke an API key.
     RevokeKey {
@@ -243,13 +247,15 @@ pub(crate) async fn tenant(TenantArgs { command, remote: admin }: TenantArgs) ->
             admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/disable")).await?
         }
         TenantCommand::Enable { id } => admin_post(&client, &remote, &format!("/v1/admin/tenants/{id}/enable")).await?,
-        TenantCommand::AddKey { id } => {
-            let key = client
-                .send(client.request(Method::POST, &format!("/v1/admin/tenants/{id}/keys")))
-                .await?;
+        TenantCommand::AddKey { id, role } => {
+            let request = client
+                .request(Method::POST, &format!("/v1/admin/tenants/{id}/keys"))
+                .json(&json!({"role": role.name()}));
+            let key = client.send(request).await?;
             if !remote.json {
                 println!(
-                    "new key {} for {id} (shown only this once):",
+                    "new {} key {} for {id} (shown only this once):",
+                    key["role"].as_str().unwrap_or("?"),
                     key["key_id"].as_str().unwrap_or("?")
                 );
                 println!("{}", key["token"].as_str().unwrap_or("?"));

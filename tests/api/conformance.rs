@@ -68,9 +68,32 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
     assert_eq!(run, 1, "schemathesis.toml names run 1");
     server.wait(&token, run).await;
 
-    for (pass, filter) in [("tenant", "--exclude-path-regex"), ("admin", "--include-path-regex")] {
-        run_schemathesis(&venv, &server, dir.path(), &token, pass, &[filter, "^/v1/admin"]);
-    }
+    run_schemathesis(
+        &venv,
+        &server,
+        dir.path(),
+        &token,
+        "tenant",
+        &["--exclude-path-regex", "^/v1/admin"],
+    );
+    // The admin pass has no stateful scenario of its own (its operations
+    // link to none of each other), and schemathesis's link inference,
+    // seeing the tenant operations it does not run, links the admin's
+    // new tenant to the tenant's `/v1/api-keys` with a parameter those do
+    // not take, then refuses to run: so no stateful phase there.
+    run_schemathesis(
+        &venv,
+        &server,
+        dir.path(),
+        &token,
+        "admin",
+        &[
+            "--include-path-regex",
+            "^/v1/admin",
+            "--phases",
+            "examples,coverage,fuzzing",
+        ],
+    );
 }
 
 /// Runs schemathesis over the operations `filter` selects, and fails with

@@ -19,6 +19,7 @@ mod notifications;
 mod outage;
 mod python;
 mod restart;
+mod roles;
 mod schedules;
 mod server;
 mod waits;

@@ -1,0 +1,183 @@
+//! `/v1/api-keys`: a tenant's own API keys, for keys whose role is `admin`:
+//! make one with a role, list them (ids, roles, dates; never secrets),
+//! revoke one. The server admin's `/v1/admin/tenants/{id}/keys` stays
+//! above them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::admin::{NewKeyBody, NewKeyView};
+use super::auth::{Caller, CallerKey};
+use super::body;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::params::Path;
+use crate::model::Millis;
+use crate::roles::Role;
+use crate::store::{Change, Record, Table};
+use crate::tenant;
+
+/// The key a path names.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyIdPath {
+    /// The key's id (the part of the token after `wk_`, before the next
+    /// `_`).
+    pub key_id: String,
+}
+
+/// A key, without its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyView {
+    /// Its id.
+    pub key_id: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it was made (ms since the epoch).
+    pub created_at: Millis,
+    /// Whether it is the key this request came with.
+    pub current: bool,
+}
+
+/// A tenant's keys.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    /// Each key, by id.
+    pub keys: Vec<KeyView>,
+}
+
+/// Make an API key for the tenant, with a role.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    tag = "keys",
+    request_body(content = NewKeyBody, content_type = "application/json"),
+    responses((status = 201, description = "The key, shown this once", body = NewKeyView))
+)]
+pub async fn create_key(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<NewKeyView>)> {
+    let NewKeyBody { role } = body::json(&headers, bytes)?;
+    let key = tenant::new_key(&tenant.id, role, state.engine.now());
+    state
+        .store
+        .commit(vec![Change::PutKey(Box::new(key.record.clone()))])
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKeyView {
+            key_id: key.record.key_id,
+            token: key.token,
+            role,
+        }),
+    ))
+}
+
+/// List the tenant's keys: ids, roles and dates, never secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/api-keys",
+    tag = "keys",
+    responses((status = 200, description = "Every key of the tenant, by id", body = KeyList))
+)]
+pub async fn list_keys(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    caller: CallerKey,
+) -> ApiResult<Json<KeyList>> {
+    // Keys are few and listed rarely: read through the store's export of
+    // the key table rather than keep an index per tenant.
+    let mut keys = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.store.export_page(Table::Keys, after, 500).await?;
+        for record in page.records.into_iter().flatten() {
+            if let Record::Key(key) = record
+                && key.tenant == tenant.id
+            {
+                keys.push(KeyView {
+                    current: key.key_id == caller.key_id,
+                    key_id: key.key_id,
+                    role: key.role,
+                    created_at: key.created_at,
+                });
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    Ok(Json(KeyList { keys }))
+}
+
+/// Revoke one of the tenant's keys at once (the key of this request
+/// too, if asked).
+#[utoipa::path(
+    delete,
+    path = "/v1/api-keys/{key_id}",
+    tag = "keys",
+    params(KeyIdPath),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such key of the tenant (`not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn revoke_key(
+    State(state): State<Arc<ApiState>>,
+    Caller(tenant): Caller,
+    Path(KeyIdPath { key_id }): Path<KeyIdPath>,
+) -> ApiResult<StatusCode> {
+    match state.store.key(&key_id).await? {
+        Some(key) if key.tenant == tenant.id => {}
+        _ => return Err(ApiError::not_found(format!("key {key_id:?}"))),
+    }
+    state.store.commit(vec![Change::DeleteKey { key_id }]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who a key is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// Its id.
+    pub key_id: String,
+    /// What it may do.
+    pub role: Role,
+    /// The permissions of its role.
+    pub permissions: Vec<&'static str>,
+}
+
+/// The tenant, key and role this request comes with: what a client needs
+/// to know which actions to offer.
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "keys",
+    responses((status = 200, description = "The caller", body = WhoAmI))
+)]
+pub async fn whoami(Caller(tenant): Caller, caller: CallerKey) -> Json<WhoAmI> {
+    use crate::roles::Permission::*;
+    let permissions = [Read, Operate, Develop, ManageKeys]
+        .into_iter()
+        .filter(|p| caller.role.allows(*p))
+        .map(|p| p.name())
+        .collect();
+    Json(WhoAmI {
+        tenant: tenant.id,
+        key_id: caller.key_id,
+        role: caller.role,
+        permissions,
+    })
+}
