@@ -10,13 +10,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::ApiState;
+use super::audit::{self, ActorKind, Pending};
 use super::error::{ApiError, ErrorCode};
 use crate::roles::{self, Role};
 use crate::tenant::{self, KeyRecord, TenantRecord};
@@ -108,13 +111,48 @@ fn permit(parts: &Parts, role: Role) -> Result<(), ApiError> {
 pub async fn tenant(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let (tenant, key) = authenticate(&parts, &state).await?;
-    permit(&parts, key.role)?;
+    let pending = audit::audited(&parts.method).then(|| Pending {
+        actor: ActorKind::Key,
+        key_id: Some(key.key_id.clone()),
+        role: Some(key.role),
+        ..pending_of(&parts)
+    });
+    if let Err(refused) = permit(&parts, key.role) {
+        if let Some(pending) = pending {
+            audit::record(&state, &tenant.id, pending, refused.code.status()).await;
+        }
+        return Err(refused);
+    }
+    let trail = tenant.id.clone();
     parts.extensions.insert(Caller(tenant));
     parts.extensions.insert(CallerKey {
         key_id: key.key_id,
         role: key.role,
     });
-    Ok(next.run(Request::from_parts(parts, body)).await)
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if let Some(pending) = pending {
+        audit::record(&state, &trail, pending, response.status()).await;
+    }
+    Ok(response)
+}
+
+/// What the audit trail keeps of a request, but who made it.
+fn pending_of(parts: &Parts) -> Pending {
+    Pending {
+        actor: ActorKind::Admin,
+        key_id: None,
+        role: None,
+        method: parts.method.to_string(),
+        route: parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+        path: parts.uri.path().to_string(),
+        address: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string()),
+    }
 }
 
 /// The layer over admin routes: lets a request with the admin token
@@ -124,8 +162,13 @@ pub async fn admin(State(state): State<Arc<ApiState>>, request: Request, next: N
     if !tenant::admin_matches(&state.admin_token, bearer(&parts)?) {
         return Err(wrong_token());
     }
+    let pending = audit::audited(&parts.method).then(|| pending_of(&parts));
     parts.extensions.insert(Admin);
-    Ok(next.run(Request::from_parts(parts, body)).await)
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if let Some(pending) = pending {
+        audit::record(&state, audit::SERVER, pending, response.status()).await;
+    }
+    Ok(response)
 }
 
 /// What the guard of a route group left for its handlers.

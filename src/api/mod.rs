@@ -26,6 +26,7 @@ macro_rules! schema {
 
 mod admin;
 mod approvals;
+mod audit;
 mod auth;
 mod body;
 pub mod config;
@@ -138,6 +139,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(keys::create_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::whoami))
+        .routes(routes!(audit::tenant_audit))
         .routes(routes!(schedules::pause_schedule))
         .routes(routes!(schedules::resume_schedule))
         .layer(json_limit)
@@ -150,6 +152,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(admin::create_key))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(nodes::list_nodes))
+        .routes(routes!(audit::server_audit))
         .layer(json_limit);
     let inbound = OpenApiRouter::new().routes(routes!(hooks::deliver)).layer(json_limit);
     let open = OpenApiRouter::new()

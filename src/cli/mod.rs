@@ -3,6 +3,7 @@
 
 mod admin;
 mod approvals;
+mod audit;
 mod bench;
 mod client;
 mod hook;
@@ -174,6 +175,10 @@ enum Command {
     /// (needs a key whose role is admin).
     #[command(after_help = "Example:\n  weft key create --role operator\n  weft key list")]
     Key(key::KeyArgs),
+    /// The audit trail: who changed what, when, from where and how it
+    /// ended, newest first (`--server` for the admin token's requests).
+    #[command(after_help = "Example:\n  weft audit --limit 20")]
+    Audit(audit::AuditArgs),
     /// Show the tenant, key and role your token acts as.
     Whoami {
         #[command(flatten)]
@@ -260,6 +265,7 @@ pub fn main() -> ExitCode {
             Command::Schedule(args) => schedule::schedule(args).await,
             Command::Hook(args) => hook::hook(args).await,
             Command::Key(args) => key::key(args).await,
+            Command::Audit(args) => audit::audit(args).await,
             Command::Whoami { remote } => key::whoami(remote).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Nodes(args) => nodes::nodes(args).await,

@@ -164,6 +164,16 @@ pub trait Store: Send + Sync + 'static {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<StoredObject>, StoreError>;
+    /// Up to `limit` of `tenant`'s records of `kind` whose names come after
+    /// `after` (all, when `None`), by name: a page of a list that a cursor
+    /// resumes.
+    async fn objects_after(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError>;
     /// Writes a named record, durably, if it is as `expect` says; returns
     /// its new revision, or `None` (nothing written) when it is not.
     async fn put_object(

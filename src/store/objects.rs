@@ -24,6 +24,9 @@ pub enum ObjectKind {
     /// A delivery still to make, named as its delivery: the outbox the
     /// delivery loop reads.
     Outbox,
+    /// An entry of the audit trail (`crate::api::audit`), named so that
+    /// names sort newest first.
+    Audit,
 }
 
 impl ObjectKind {
@@ -34,6 +37,7 @@ impl ObjectKind {
             ObjectKind::Hook => "hook",
             ObjectKind::Delivery => "delivery",
             ObjectKind::Outbox => "outbox",
+            ObjectKind::Audit => "audit",
         }
     }
 
@@ -44,6 +48,7 @@ impl ObjectKind {
             ObjectKind::Hook,
             ObjectKind::Delivery,
             ObjectKind::Outbox,
+            ObjectKind::Audit,
         ]
         .into_iter()
         .find(|kind| kind.name() == name)

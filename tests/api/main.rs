@@ -6,6 +6,7 @@ mod backend;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit;
 mod bad_input;
 mod client;
 mod conformance;

@@ -575,6 +575,15 @@ impl Store for SealedStore {
     ) -> Result<Vec<StoredObject>, StoreError> {
         self.shared.inner.objects(kind, tenant, prefix, limit).await
     }
+    async fn objects_after(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        self.shared.inner.objects_after(kind, tenant, after, limit).await
+    }
     async fn put_object(
         &self,
         kind: ObjectKind,

@@ -94,6 +94,23 @@ impl PgStore {
         rows.iter().map(object_of).collect()
     }
 
+    pub(super) async fn object_rows_after(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM objects
+             WHERE kind = $1 AND tenant = $2 AND ($3::text IS NULL OR name > $3)
+             ORDER BY name LIMIT $4"
+        );
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let rows = self.query(&sql, &[&kind.name(), &tenant, &after, &limit]).await?;
+        rows.iter().map(object_of).collect()
+    }
+
     pub(super) async fn put_object_row(
         &self,
         kind: ObjectKind,

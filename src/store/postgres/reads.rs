@@ -447,6 +447,16 @@ impl Store for PgStore {
         self.object_rows(kind, tenant, prefix, limit).await
     }
 
+    async fn objects_after(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        self.object_rows_after(kind, tenant, after, limit).await
+    }
+
     async fn put_object(
         &self,
         kind: ObjectKind,

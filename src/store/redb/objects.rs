@@ -116,6 +116,35 @@ impl RedbStore {
         Ok(out)
     }
 
+    pub(super) fn objects_after_now(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        use std::ops::Bound;
+        let txn = self.database.begin_read().map_err(storage)?;
+        let table = txn.open_table(OBJECTS).map_err(storage)?;
+        let lower = match after {
+            Some(after) => Bound::Excluded((kind.name(), tenant, after)),
+            None => Bound::Included((kind.name(), tenant, "")),
+        };
+        let mut out = Vec::new();
+        for entry in table
+            .range::<(&str, &str, &str)>((lower, Bound::Unbounded))
+            .map_err(storage)?
+        {
+            let (k, v) = entry.map_err(storage)?;
+            let (k_kind, k_tenant, k_name) = k.value();
+            if k_kind != kind.name() || k_tenant != tenant || out.len() >= limit {
+                break;
+            }
+            out.push(object_of(k_kind, k_tenant, k_name, v.value())?);
+        }
+        Ok(out)
+    }
+
     pub(super) fn put_object_now(
         &self,
         kind: ObjectKind,

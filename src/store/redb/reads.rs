@@ -350,6 +350,16 @@ impl Store for RedbStore {
         self.objects_now(kind, tenant, prefix, limit)
     }
 
+    async fn objects_after(
+        &self,
+        kind: ObjectKind,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        self.objects_after_now(kind, tenant, after, limit)
+    }
+
     async fn put_object(
         &self,
         kind: ObjectKind,
