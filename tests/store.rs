@@ -596,6 +596,14 @@ async fn an_idempotency_key_starts_one_run_across_stores() {
     );
     assert_eq!(b.run(RunId(2)).await.unwrap(), None);
     assert!(b.units("acme", RunId(2)).await.unwrap().is_empty());
+    // A start and what follows it sent together (one group, as a rule).
+    let (start3, then3) = (
+        b.commit(start(3, "k")),
+        b.commit(vec![Change::PutRun(Box::new(run(3, "acme", RunStatus::Succeeded)))]),
+    );
+    let (start3, then3) = tokio::join!(start3, then3);
+    assert_eq!((start3, then3), (duplicate_of(1), duplicate_of(1)));
+    assert_eq!(b.run(RunId(3)).await.unwrap(), None);
 
     // Many at once from both stores, with batches of one store in one
     // group: the first to commit wins each key; the others commit

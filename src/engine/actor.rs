@@ -499,6 +499,9 @@ impl Actor {
         }
         match &result {
             Err(StoreError::Fenced(_)) => self.fenced(run),
+            // Another node started the run for the key: this one (its start
+            // and all that followed) is left out, and the caller told.
+            Err(StoreError::Duplicate { run: key_run }) => tracing::debug!(%run, %key_run, "a duplicate start"),
             // The state in memory ran ahead of the disk; a restart resumes
             // from what is durable.
             Err(e) => tracing::error!(run = %run, error = %e, "commit failed"),
@@ -603,6 +606,7 @@ impl Actor {
     /// no run to record into; what is queued of it is dropped when it
     /// comes up.
     fn abandon(&mut self, run: RunId) {
+        self.handed_off(run);
         self.remove(run);
     }
 

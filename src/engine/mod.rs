@@ -534,7 +534,14 @@ impl Engine {
         if let Some(run) = self.store.idempotent_run(&request.tenant, key).await? {
             return Ok((run, false));
         }
-        self.start_new(request).await.map(|id| (id, true))
+        // The lock holds one process only: another node may have started
+        // a run for the key since. The store then refuses this start, and
+        // names that run.
+        match self.start_new(request).await {
+            Ok(run) => Ok((run, true)),
+            Err(EngineError::Store(StoreError::Duplicate { run })) => Ok((run, false)),
+            Err(e) => Err(e),
+        }
     }
 
     async fn start_new(&self, request: StartRun) -> Result<RunId, EngineError> {

@@ -60,7 +60,11 @@ pub enum Change {
         /// Its id.
         key_id: String,
     },
-    /// Remembers which run an idempotency key started.
+    /// Remembers which run an idempotency key started. On a database that
+    /// several nodes share, a key that already names another run makes
+    /// the whole batch fail with `StoreError::Duplicate`, naming that run
+    /// (and later batches of the refused run fail too): so one key starts
+    /// one run, whichever node is asked.
     PutIdempotencyKey {
         /// The tenant.
         tenant: String,

@@ -1,5 +1,7 @@
 //! Why a store failed, in terms every backend shares.
 
+use crate::model::RunId;
+
 /// Why the store failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -30,6 +32,16 @@ pub enum StoreError {
     /// run was taken over). Nothing of the batch was written.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// The batch stored an idempotency key that already names another
+    /// run: two nodes started a run for the same key at once, and the
+    /// other's start committed. Nothing of the batch was written, nor of
+    /// any other batch of the run it would have started. Not retryable:
+    /// the key's run is `run`.
+    #[error("the idempotency key already started run {run}")]
+    Duplicate {
+        /// The run the key started.
+        run: RunId,
+    },
     /// The store has been closed.
     #[error("the store is closed")]
     Closed,

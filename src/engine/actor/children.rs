@@ -8,6 +8,7 @@ use super::{Actor, Msg};
 use crate::engine::run_state::ChildStart;
 use crate::engine::{EngineError, StartRun, start};
 use crate::model::{Failure, Millis, RunId, RunRecord, UnitKey};
+use crate::store::StoreError;
 
 impl Actor {
     /// Acts on what a durable commit of `run` asked of its children:
@@ -78,7 +79,12 @@ impl Actor {
                         reply,
                     })
                     .map_err(|_| EngineError::Stopped)?;
-                answer.await.map_err(|_| EngineError::Stopped)?
+                match answer.await.map_err(|_| EngineError::Stopped)? {
+                    // Another node started this child first (a takeover
+                    // race on a shared database): that run is the child.
+                    Err(EngineError::Store(StoreError::Duplicate { run })) => Ok(run),
+                    answer => answer,
+                }
             }
             .await;
             let _ = inbox.send(Msg::ChildStarted { parent, key, result });

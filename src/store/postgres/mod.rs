@@ -7,10 +7,11 @@
 //! - One writer task (`writer.rs`) per process owns one connection. It
 //!   commits every queued batch in one transaction of a few multi-row
 //!   statements, pipelined, fenced by the leases the batches hold
-//!   (`fence.rs`), and runs each batch's continuation after `COMMIT`
-//!   returns. When the connection drops it reconnects with backoff and
-//!   re-applies the batch it was committing (every change is an
-//!   idempotent upsert).
+//!   (`fence.rs`) and by the idempotency keys they store (one run per
+//!   key, `idempotency.rs`), and runs each batch's continuation after
+//!   `COMMIT` returns. When the connection drops it reconnects with
+//!   backoff and re-applies the batch it was committing (every change is
+//!   an idempotent upsert).
 //! - The cluster (`cluster.rs`): claims and take-overs of runs, the node
 //!   registry with a heartbeat thread per node (`heartbeat.rs`), and the
 //!   database's notifications (`listen.rs`).
@@ -26,6 +27,7 @@ mod codes;
 mod export;
 mod fence;
 mod heartbeat;
+mod idempotency;
 mod listen;
 mod migrations;
 mod notify;

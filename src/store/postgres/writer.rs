@@ -5,15 +5,18 @@
 //! keys) one statement each, in order; the hot ones (runs, units,
 //! attempts, events, kv, idempotency keys) as one multi-row `UNNEST`
 //! statement per table, sent pipelined. About eight round trips' worth of
-//! statements per transaction, however many runs it carries.
+//! statements per transaction, however many runs it carries. A batch whose
+//! lease moved on (`fence.rs`), or whose idempotency key started another
+//! run already (`idempotency.rs`), is left out of its group and fails
+//! alone; the others commit.
 //!
 //! A lost connection keeps the group at the head of the queue; the writer
 //! reconnects (and takes the store's lock again) with backoff and
-//! re-applies it. Every change is an upsert by its natural key and events
-//! are inserted with `ON CONFLICT DO NOTHING`, so a group whose `COMMIT`
-//! was sent but not answered lands once either way. A group the database
-//! refuses is split and its batches retried one by one, so one bad batch
-//! fails alone.
+//! re-applies it. Every change is an upsert by its natural key, events are
+//! inserted with `ON CONFLICT DO NOTHING` and a key already naming the
+//! batch's own run is no conflict, so a group whose `COMMIT` was sent but
+//! not answered lands once either way. A group the database refuses is
+//! split and its batches retried one by one, so one bad batch fails alone.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -26,6 +29,7 @@ use tokio_postgres::{Client, Config, GenericClient, Statement, Transaction};
 
 use super::codes::{encode, item, millis, ready_at, run_status, unit_status};
 use super::fence::{self, Holds};
+use super::idempotency::{self, Keys, Outcome, Refused};
 use super::notify::Notices;
 use super::{classify, connect, take_lock, tls};
 use crate::store::{Change, Continuation, StoreError};
@@ -74,8 +78,6 @@ const KV_SET: &str = "INSERT INTO kv (tenant, key, value)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[])
     ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value";
 const KV_DELETE: &str = "DELETE FROM kv WHERE (tenant, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))";
-const IDEMPOTENCY: &str = "INSERT INTO idempotency_keys (tenant, key, run_id)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING";
 
 /// The hot statements, prepared on the writer's connection.
 pub(super) struct Statements {
@@ -98,7 +100,7 @@ impl Statements {
             events: client.prepare(EVENTS).await?,
             kv_set: client.prepare(KV_SET).await?,
             kv_delete: client.prepare(KV_DELETE).await?,
-            idempotency: client.prepare(IDEMPOTENCY).await?,
+            idempotency: client.prepare(idempotency::STORE).await?,
             fence: client.prepare(fence::CHECK).await?,
         })
     }
@@ -123,6 +125,9 @@ pub(super) struct Writer {
     exclusive: bool,
     /// What committed groups did, for `notify.rs` to tell other nodes.
     notices: mpsc::UnboundedSender<Notices>,
+    /// The runs whose start was left out lately: their later batches are
+    /// left out too.
+    refused: Refused,
     /// How long, in milliseconds, the database may keep one of this
     /// writer's transactions open while it hears nothing from it (0: no
     /// limit). A node sets it to its node timeout when it joins: a
@@ -156,6 +161,7 @@ impl Writer {
             available,
             exclusive,
             notices,
+            refused: Refused::default(),
             idle_limit: Arc::default(),
         })
     }
@@ -196,15 +202,11 @@ impl Writer {
                 .unwrap_or_else(|_| Err(StoreError::Unavailable("a commit got no answer in time".into())));
             drop(changes);
             match result {
-                Ok(fenced) => {
+                Ok(outcomes) => {
                     backoff = MIN_BACKOFF;
                     self.available.store(true, Ordering::Relaxed);
-                    for (job, fenced) in group.into_iter().zip(fenced) {
-                        (job.then)(if fenced {
-                            Err(StoreError::Fenced("the run's lease has moved to another node".into()))
-                        } else {
-                            Ok(())
-                        });
+                    for (job, outcome) in group.into_iter().zip(outcomes) {
+                        (job.then)(outcome.result());
                     }
                 }
                 Err(StoreError::Unavailable(why)) => {
@@ -287,9 +289,10 @@ impl Writer {
         }
     }
 
-    /// Commits the group's batches but those whose lease moved on; returns,
-    /// per batch, whether it was fenced (left out).
-    async fn apply(&mut self, group: &[&Vec<Change>]) -> Result<Vec<bool>, StoreError> {
+    /// Commits the group's batches but those left out (their lease moved
+    /// on, or their idempotency key started another run); returns what
+    /// became of each.
+    async fn apply(&mut self, group: &[&Vec<Change>]) -> Result<Vec<Outcome>, StoreError> {
         let connection = self.connection.as_mut().expect("connected before applying");
         let idle_limit = self.idle_limit.load(Ordering::Relaxed);
         if connection.idle_limit != idle_limit {
@@ -299,14 +302,17 @@ impl Writer {
         }
         let statements = &connection.statements;
         let holds = Holds::of(group);
-        let all_hot = group.iter().flat_map(|changes| changes.iter()).all(Hot::is_hot);
+        let keys = Keys::of(group, &vec![Outcome::Kept; group.len()]);
+        let all_hot = keys.clash_free()
+            && !self.refused.touches(group)
+            && group.iter().flat_map(|changes| changes.iter()).all(Hot::is_hot);
         if all_hot {
             // The common group, all runs' changes, optimistically: BEGIN,
             // the lease check and the statements go out in one round trip,
             // and COMMIT (with the notices after it) in a second, once
-            // they all succeeded and no batch was fenced. A fenced batch
-            // is rare: the group is rolled back and written again without
-            // it, below.
+            // they all succeeded and no batch was left out. A left-out
+            // batch is rare: the group is rolled back and written again
+            // without it, below.
             let client = &connection.client;
             let mut hot = Hot::with_leases(holds.leases());
             for changes in group {
@@ -315,7 +321,9 @@ impl Writer {
                 }
             }
             let notices = hot.notices();
-            let (begun, fenced, written) = tokio::join!(
+            // In the slow path's order (lease rows, keys, the rest), so
+            // that two writers never wait on each other in a circle.
+            let (begun, fenced, stored, written) = tokio::join!(
                 client.batch_execute("BEGIN"),
                 async {
                     match holds.is_empty() {
@@ -323,15 +331,16 @@ impl Writer {
                         false => holds.check(client, &statements.fence, group.len()).await,
                     }
                 },
+                keys.store(client, &statements.idempotency),
                 hot.write(client, statements)
             );
-            match begun.and(written).and(fenced) {
-                Ok(fenced) if !fenced.contains(&true) => {
+            match begun.and(written).and(fenced).and_then(|f| Ok((f, stored?))) {
+                Ok((fenced, stored)) if !fenced.contains(&true) && keys.taken(&stored).is_empty() => {
                     client.batch_execute("COMMIT").await.map_err(classify)?;
                     let _ = self.notices.send(notices);
-                    return Ok(fenced);
+                    return Ok(vec![Outcome::Kept; group.len()]);
                 }
-                Ok(_fenced) => {
+                Ok(_left_out) => {
                     client.batch_execute("ROLLBACK").await.map_err(classify)?;
                 }
                 Err(e) => {
@@ -341,16 +350,29 @@ impl Writer {
             }
         }
         let txn = connection.client.transaction().await.map_err(classify)?;
-        let fenced = match holds.is_empty() {
-            true => vec![false; group.len()],
+        let mut outcomes = match holds.is_empty() {
+            true => vec![Outcome::Kept; group.len()],
             false => holds
                 .check(&txn, &statements.fence, group.len())
                 .await
-                .map_err(classify)?,
+                .map_err(classify)?
+                .into_iter()
+                .map(|fenced| if fenced { Outcome::Fenced } else { Outcome::Kept })
+                .collect(),
         };
+        // Which batches are duplicates is known before anything else is
+        // written: the keys go first.
+        self.refused.leave_out(group, &mut outcomes);
+        let keys = Keys::of(group, &outcomes);
+        let stored = keys.store(&txn, &statements.idempotency).await.map_err(classify)?;
+        for (batch, run) in keys.taken(&stored) {
+            outcomes[batch] = Outcome::Duplicate(run);
+        }
+        idempotency::spread(group, &mut outcomes);
+        keys.take_back(&txn, &stored, &outcomes).await.map_err(classify)?;
         let mut hot = Hot::with_leases(holds.leases());
         let mut renamed = false;
-        for (changes, _) in group.iter().zip(&fenced).filter(|(_, fenced)| !**fenced) {
+        for (changes, _) in group.iter().zip(&outcomes).filter(|(_, o)| **o == Outcome::Kept) {
             for change in changes.iter() {
                 if !hot.take(change) {
                     renamed |= fence::renames(change);
@@ -365,7 +387,8 @@ impl Writer {
         if !notices.is_empty() {
             let _ = self.notices.send(notices);
         }
-        Ok(fenced)
+        self.refused.remember(group, &outcomes);
+        Ok(outcomes)
     }
 }
 
@@ -381,6 +404,10 @@ pub(super) struct Hot<'a> {
     idempotency: Keyed<(&'a str, &'a str), u64>,
     /// The lease each held run is inserted with, if it is new.
     leases: HashMap<(&'a str, u64), (i64, u64)>,
+    /// Whether idempotency keys are left to `idempotency.rs` (the
+    /// writer's groups, whose keys decide which batches commit), rather
+    /// than taken (an import).
+    keys_apart: bool,
 }
 
 /// Values by key, in the order keys were first seen, last value winning.
@@ -414,6 +441,7 @@ impl<'a> Hot<'a> {
     fn with_leases(leases: HashMap<(&'a str, u64), (i64, u64)>) -> Hot<'a> {
         Hot {
             leases,
+            keys_apart: true,
             ..Hot::default()
         }
     }
@@ -461,6 +489,7 @@ impl<'a> Hot<'a> {
                 event,
             } => self.events.put((tenant, run.0, *seq), event),
             Change::Kv { tenant, key, value } => self.kv.put((tenant, key), value.as_deref()),
+            Change::PutIdempotencyKey { .. } if self.keys_apart => {}
             Change::PutIdempotencyKey { tenant, key, run } => self.idempotency.put((tenant, key), run.0),
             // Checked before the group is written (`fence`).
             Change::Hold { .. } => {}
