@@ -446,19 +446,31 @@ pub async fn create_key(
 ) -> ApiResult<(StatusCode, Json<NewKeyView>)> {
     let NewKeyBody { role } = body::json(&headers, bytes)?;
     tenant_named(&state, &id).await?;
-    let key = tenant::new_key(&id, role, state.engine.now());
+    Ok((StatusCode::CREATED, Json(make_key(&state, &id, role).await?)))
+}
+
+/// Makes and stores a key of `tenant` with `role`, durably.
+pub(super) async fn make_key(state: &ApiState, tenant: &str, role: Role) -> ApiResult<NewKeyView> {
+    let key = tenant::new_key(tenant, role, state.engine.now());
     state
         .store
         .commit(vec![Change::PutKey(Box::new(key.record.clone()))])
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NewKeyView {
-            key_id: key.record.key_id,
-            token: key.token,
-            role: key.record.role,
-        }),
-    ))
+    Ok(NewKeyView {
+        key_id: key.record.key_id,
+        token: key.token,
+        role,
+    })
+}
+
+/// Revokes `tenant`'s key `key_id`, durably; 404 when it has none such.
+pub(super) async fn revoke(state: &ApiState, tenant: &str, key_id: String) -> ApiResult<StatusCode> {
+    match state.store.key(&key_id).await? {
+        Some(key) if key.tenant == tenant => {}
+        _ => return Err(ApiError::not_found(format!("key {key_id:?} of tenant {tenant:?}"))),
+    }
+    state.store.commit(vec![Change::DeleteKey { key_id }]).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Revoke an API key at once.
@@ -478,10 +490,5 @@ pub async fn revoke_key(
     Path(KeyPath { id, key_id }): Path<KeyPath>,
 ) -> ApiResult<StatusCode> {
     check_name("tenant", "id", &id)?;
-    match state.store.key(&key_id).await? {
-        Some(key) if key.tenant == id => {}
-        _ => return Err(ApiError::not_found(format!("key {key_id:?} of tenant {id:?}"))),
-    }
-    state.store.commit(vec![Change::DeleteKey { key_id }]).await?;
-    Ok(StatusCode::NO_CONTENT)
+    revoke(&state, &id, key_id).await
 }

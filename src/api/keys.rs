@@ -13,15 +13,14 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
-use super::admin::{NewKeyBody, NewKeyView};
+use super::admin::{NewKeyBody, NewKeyView, make_key, revoke};
 use super::auth::{Caller, CallerKey};
 use super::body;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiResult, ErrorBody};
 use super::params::Path;
 use crate::model::Millis;
 use crate::roles::Role;
-use crate::store::{Change, Record, Table};
-use crate::tenant;
+use crate::store::{Record, Table};
 
 /// The key a path names.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -67,19 +66,7 @@ pub async fn create_key(
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<NewKeyView>)> {
     let NewKeyBody { role } = body::json(&headers, bytes)?;
-    let key = tenant::new_key(&tenant.id, role, state.engine.now());
-    state
-        .store
-        .commit(vec![Change::PutKey(Box::new(key.record.clone()))])
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NewKeyView {
-            key_id: key.record.key_id,
-            token: key.token,
-            role,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(make_key(&state, &tenant.id, role).await?)))
 }
 
 /// List the tenant's keys: ids, roles and dates, never secrets.
@@ -138,12 +125,7 @@ pub async fn revoke_key(
     Caller(tenant): Caller,
     Path(KeyIdPath { key_id }): Path<KeyIdPath>,
 ) -> ApiResult<StatusCode> {
-    match state.store.key(&key_id).await? {
-        Some(key) if key.tenant == tenant.id => {}
-        _ => return Err(ApiError::not_found(format!("key {key_id:?}"))),
-    }
-    state.store.commit(vec![Change::DeleteKey { key_id }]).await?;
-    Ok(StatusCode::NO_CONTENT)
+    revoke(&state, &tenant.id, key_id).await
 }
 
 /// Who a key is.
