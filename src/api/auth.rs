@@ -19,8 +19,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::ApiState;
-use super::audit::{self, ActorKind, Pending};
 use super::error::{ApiError, ErrorCode};
+use super::trail::{self, ActorKind, Pending};
 use crate::roles::{self, Role};
 use crate::tenant::{self, KeyRecord, TenantRecord};
 
@@ -111,7 +111,7 @@ fn permit(parts: &Parts, role: Role) -> Result<(), ApiError> {
 pub async fn tenant(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let (tenant, key) = authenticate(&parts, &state).await?;
-    let pending = audit::audited(&parts.method).then(|| Pending {
+    let pending = trail::audited(&parts.method).then(|| Pending {
         actor: ActorKind::Key,
         key_id: Some(key.key_id.clone()),
         role: Some(key.role),
@@ -119,7 +119,7 @@ pub async fn tenant(State(state): State<Arc<ApiState>>, request: Request, next: 
     });
     if let Err(refused) = permit(&parts, key.role) {
         if let Some(pending) = pending {
-            audit::record(&state, &tenant.id, pending, refused.code.status()).await;
+            trail::record(&state, &tenant.id, pending, refused.code.status()).await;
         }
         return Err(refused);
     }
@@ -131,7 +131,7 @@ pub async fn tenant(State(state): State<Arc<ApiState>>, request: Request, next: 
     });
     let response = next.run(Request::from_parts(parts, body)).await;
     if let Some(pending) = pending {
-        audit::record(&state, &trail, pending, response.status()).await;
+        trail::record(&state, &trail, pending, response.status()).await;
     }
     Ok(response)
 }
@@ -162,11 +162,11 @@ pub async fn admin(State(state): State<Arc<ApiState>>, request: Request, next: N
     if !tenant::admin_matches(&state.admin_token, bearer(&parts)?) {
         return Err(wrong_token());
     }
-    let pending = audit::audited(&parts.method).then(|| pending_of(&parts));
+    let pending = trail::audited(&parts.method).then(|| pending_of(&parts));
     parts.extensions.insert(Admin);
     let response = next.run(Request::from_parts(parts, body)).await;
     if let Some(pending) = pending {
-        audit::record(&state, audit::SERVER, pending, response.status()).await;
+        trail::record(&state, trail::SERVER, pending, response.status()).await;
     }
     Ok(response)
 }

@@ -45,6 +45,7 @@ mod secrets;
 mod server;
 mod signals;
 mod stream;
+mod trail;
 mod workflows;
 
 use std::sync::Arc;

@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::cluster_fairness;
 use super::pg_server::PgServer;
 use super::report::{Report, Target};
 use super::server::{Server, UNLIMITED};
@@ -194,7 +195,10 @@ async fn measure_on(database: &Database, options: &Options, report: &mut Report)
         claims.seconds / claims.queries.max(1.0) * 1e3,
         "ms",
     );
-    super::cluster_fairness::measure(options, &database.url("fair"), report).await
+    let cluster = Cluster::start(options, &database.url("fair"), cluster_fairness::NODES, &[]).await?;
+    let measured = cluster_fairness::measure(options, &cluster.nodes, &cluster.token, report).await;
+    Cluster::kill(cluster).await;
+    measured
 }
 
 /// Claim queries made, and the time spent in them, from nodes' metrics.
@@ -391,18 +395,18 @@ async fn attempt_starts(node: &Server, token: &str, ids: &[String], since: u64) 
 
 /// Nodes `n1`, `n2`, ... on one database, with a tenant that can run the
 /// section's workflows.
-pub(super) struct Cluster {
-    pub(super) nodes: Vec<Arc<Server>>,
+struct Cluster {
+    nodes: Vec<Arc<Server>>,
     /// Their data directories, removed with the cluster.
     _dirs: Vec<TempDir>,
-    pub(super) token: Arc<str>,
+    token: Arc<str>,
 }
 
 impl Cluster {
     /// Starts `n` nodes on `url` with extra `flags`, one after another
     /// (the first creates the schema), and runs `one` once on each, which
     /// compiles the component there.
-    pub(super) async fn start(options: &Options, url: &str, n: usize, flags: &[&str]) -> anyhow::Result<Cluster> {
+    async fn start(options: &Options, url: &str, n: usize, flags: &[&str]) -> anyhow::Result<Cluster> {
         let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
         for i in 1..=n {
             let data = options.scratch()?;
@@ -434,7 +438,7 @@ impl Cluster {
     }
 
     /// SIGKILLs every node still running.
-    pub(super) async fn kill(cluster: Cluster) {
+    async fn kill(cluster: Cluster) {
         for node in cluster.nodes {
             if let Ok(node) = Arc::try_unwrap(node) {
                 let _ = node.kill().await;

@@ -20,15 +20,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::cluster::Cluster;
 use super::fairness::{FLOOD, calibrate};
 use super::report::{Report, Target};
 use super::server::{Server, UNLIMITED};
 use super::{ONE_STEP, Options};
 use crate::sandbox::{Sandbox, SandboxConfig};
-
-/// The nodes.
-const NODES: usize = 2;
 
 /// The heavy tenant's workflow, within a server's default fuel cap.
 const HEAVY: &str = "name: burn\nsteps:
@@ -38,14 +34,21 @@ const HEAVY: &str = "name: burn\nsteps:
     input: {mode: burn, iterations: '${{ input.iterations }}'}
 ";
 
-/// Measures and reports the cluster's fairness figures.
-pub(super) async fn measure(options: &Options, url: &str, report: &mut Report) -> anyhow::Result<()> {
+/// The nodes [`measure`] wants.
+pub(super) const NODES: usize = 2;
+
+/// Measures and reports the cluster's fairness figures on `nodes` (fresh
+/// ones, on a database of their own), whose tenant `token` can run
+/// `misbehave`.
+pub(super) async fn measure(
+    options: &Options,
+    nodes: &[Arc<Server>],
+    token: &Arc<str>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let samples = if options.quick { 12 } else { 40 };
     let iterations = calibrate(&Sandbox::new(SandboxConfig::default())?, &options.module("misbehave")?).await?;
-    let cluster = Cluster::start(options, url, NODES, &[]).await?;
-    let measured = latency(options, &cluster, iterations, samples).await;
-    Cluster::kill(cluster).await;
-    let (idle, flooded) = measured?;
+    let (idle, flooded) = latency(options, nodes, token, iterations, samples).await?;
     report.figure(
         "cluster_fairness_idle_ms",
         &format!("{NODES} nodes: light tenant's 1-step run, idle (median of {samples})"),
@@ -71,34 +74,30 @@ pub(super) async fn measure(options: &Options, url: &str, report: &mut Report) -
 /// The light tenant's median latency idle, then under the flood.
 async fn latency(
     options: &Options,
-    cluster: &Cluster,
+    nodes: &[Arc<Server>],
+    token: &Arc<str>,
     iterations: u64,
     samples: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let first = &cluster.nodes[0];
+    let first = &nodes[0];
     let light: Arc<str> = first.tenant("light", UNLIMITED).await?.into();
     first.upload(&light, "hello", options.module("hello")?).await?;
     first.push(&light, "one", ONE_STEP).await?;
-    first.push(&cluster.token, "burn", HEAVY).await?;
+    first.push(token, "burn", HEAVY).await?;
     // Compiles `hello` on each node and warms the caches.
     for _ in 0..3 {
-        for node in &cluster.nodes {
+        for node in nodes {
             node.start_run(&light, "one", &json!({}), true).await?;
         }
     }
-    let idle = median(&cluster.nodes, &light, samples).await?;
+    let idle = median(nodes, &light, samples).await?;
 
     let flooding = Arc::new(AtomicBool::new(true));
-    let flood = tokio::spawn(flood(
-        cluster.nodes.clone(),
-        cluster.token.clone(),
-        iterations,
-        flooding.clone(),
-    ));
+    let flood = tokio::spawn(flood(nodes.to_vec(), token.clone(), iterations, flooding.clone()));
     // The flood is in place once its first attempts (which compile
     // `misbehave` on each node) are done and the queues are full.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    let flooded = median(&cluster.nodes, &light, samples).await;
+    let flooded = median(nodes, &light, samples).await;
     flooding.store(false, Ordering::Relaxed);
     flood.await??;
     Ok((idle, flooded?))
