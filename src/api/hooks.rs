@@ -307,11 +307,8 @@ pub async fn deliver(
         .ok_or_else(|| refused("no such hook"))?;
     let stored: StoredHook = serde_json::from_value(object.value)
         .map_err(|e| ApiError::internal(format!("hook {name:?} does not decode: {e}")))?;
-    let secret = match secrets
-        .reveal(&tenant.id, std::slice::from_ref(&stored.spec.secret))
-        .await
-    {
-        Ok(mut values) => values.remove(&stored.spec.secret).unwrap_or_default(),
+    let secret = match secrets.value(&tenant.id, &stored.spec.secret).await {
+        Ok(secret) => secret,
         Err(e) => {
             tracing::warn!(tenant = %tenant.id, hook = %name, error = %e, "a hook's secret cannot be read; its requests are refused");
             return Err(refused("the hook's secret is not set"));

@@ -21,7 +21,7 @@ use super::params::{Name, Path, check_name};
 use crate::engine::EngineError;
 use crate::spec::SpecErrors;
 use crate::store::{Expect, ObjectKind, StoredObject};
-use crate::triggers::schedule::{CatchUp, Overlap, ScheduleSpec, ScheduleState, StoredSchedule};
+use crate::triggers::schedule::{CatchUp, Overlap, ScheduleSpec, ScheduleState, StoredSchedule, Timing};
 
 /// How many upcoming instants a schedule shows.
 const UPCOMING: usize = 5;
@@ -113,20 +113,14 @@ async fn load(state: &ApiState, tenant: &str, name: &str) -> ApiResult<(StoredSc
 }
 
 async fn store(state: &ApiState, tenant: &str, name: &str, stored: &StoredSchedule, expect: Expect) -> ApiResult<bool> {
-    let value = serde_json::to_value(stored).map_err(ApiError::internal)?;
-    Ok(state
-        .store
-        .put_object(ObjectKind::Schedule, tenant, name, &value, expect)
-        .await?
-        .is_some())
+    Ok(stored.put(&*state.store, tenant, name, expect).await?.is_some())
 }
 
-/// Checks what the store can tell of a spec: its workflow and input.
-async fn check(state: &ApiState, tenant: &str, spec: &ScheduleSpec) -> ApiResult<()> {
+/// Checks a spec, its workflow and input included; its timing.
+async fn check(state: &ApiState, tenant: &str, spec: &ScheduleSpec) -> ApiResult<Timing> {
     let timing = spec
         .timing()
         .map_err(|e| ApiError::invalid(ErrorCode::InvalidSchedule, e.field, e.to_string()))?;
-    drop(timing);
     check_name("workflow", "workflow", &spec.workflow)?;
     let Some(digest) = state.store.workflow_named(tenant, &spec.workflow).await? else {
         return Err(ApiError::invalid(
@@ -139,7 +133,7 @@ async fn check(state: &ApiState, tenant: &str, spec: &ScheduleSpec) -> ApiResult
     workflow
         .check_input(&Value::Object(spec.input.clone()))
         .map_err(|problems| EngineError::InvalidInput(SpecErrors(problems)))?;
-    Ok(())
+    Ok(timing)
 }
 
 /// Set a schedule.
@@ -172,10 +166,7 @@ pub async fn put_schedule(
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
     check_name("schedule", "name", &name)?;
     let spec: ScheduleSpec = body::json(&headers, bytes)?;
-    check(&state, &tenant.id, &spec).await?;
-    let timing = spec
-        .timing()
-        .map_err(|e| ApiError::invalid(ErrorCode::InvalidSchedule, e.field, e.to_string()))?;
+    let timing = check(&state, &tenant.id, &spec).await?;
     // Read, change, write with the revision read; a scheduler pass in
     // between moves the revision, and the change is made again on top.
     for _ in 0..8 {

@@ -169,8 +169,8 @@ impl Deliverer {
         let Some(secrets) = &self.secrets else {
             return failed("this node has no master key, so cannot read the secret that signs the message".into());
         };
-        let secret = match secrets.reveal(tenant, std::slice::from_ref(&delivery.secret)).await {
-            Ok(mut values) => values.remove(&delivery.secret).unwrap_or_default(),
+        let secret = match secrets.value(tenant, &delivery.secret).await {
+            Ok(secret) => secret,
             Err(e) => return failed(format!("cannot sign: {e}")),
         };
         let body = serde_json::to_vec(&delivery.payload).expect("a payload is JSON");

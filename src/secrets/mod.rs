@@ -210,15 +210,20 @@ impl Secrets {
     pub async fn reveal(&self, tenant: &str, names: &[String]) -> Result<HashMap<String, String>, SecretsError> {
         let mut values = HashMap::with_capacity(names.len());
         for name in names {
-            let record = self
-                .store
-                .secret(tenant, name)
-                .await?
-                .ok_or_else(|| SecretsError::Missing(name.clone()))?;
-            let value = self.open_record(record)?;
-            values.insert(name.clone(), value);
+            values.insert(name.clone(), self.value(tenant, name).await?);
         }
         Ok(values)
+    }
+
+    /// The value of one of a tenant's secrets; an error names it when it
+    /// is not set.
+    pub async fn value(&self, tenant: &str, name: &str) -> Result<String, SecretsError> {
+        let record = self
+            .store
+            .secret(tenant, name)
+            .await?
+            .ok_or_else(|| SecretsError::Missing(name.to_string()))?;
+        self.open_record(record)
     }
 
     fn open_record(&self, record: SecretRecord) -> Result<String, SecretsError> {

@@ -140,6 +140,24 @@ pub struct StoredSchedule {
     pub state: ScheduleState,
 }
 
+impl StoredSchedule {
+    /// Writes it as `tenant`'s schedule `name`, durably, if the stored one
+    /// is as `expect` says; its new revision, or `None` when it is not.
+    pub async fn put(
+        &self,
+        store: &dyn crate::store::Store,
+        tenant: &str,
+        name: &str,
+        expect: crate::store::Expect,
+    ) -> Result<Option<u64>, crate::store::StoreError> {
+        let value = serde_json::to_value(self)
+            .map_err(|e| crate::store::StoreError::Storage(format!("a schedule does not encode: {e}")))?;
+        store
+            .put_object(crate::store::ObjectKind::Schedule, tenant, name, &value, expect)
+            .await
+    }
+}
+
 /// A schedule that does not hold: the field at fault and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

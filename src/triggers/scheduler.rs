@@ -174,19 +174,12 @@ async fn save(
     state: ScheduleState,
     revision: u64,
 ) -> Result<Option<u64>, StoreError> {
-    let value = serde_json::to_value(StoredSchedule {
+    let stored = StoredSchedule {
         spec: stored.spec.clone(),
         state,
-    })
-    .map_err(|e| StoreError::Storage(format!("a schedule does not encode: {e}")))?;
-    store
-        .put_object(
-            ObjectKind::Schedule,
-            &object.tenant,
-            &object.name,
-            &value,
-            Expect::Revision(revision),
-        )
+    };
+    stored
+        .put(&**store, &object.tenant, &object.name, Expect::Revision(revision))
         .await
 }
 
