@@ -111,9 +111,12 @@ steps:
 ";
     let s = setup(workflow, 8).await;
     s.fake.script("a", 1, Script::Fail("busy", true));
+    // Subscribe before starting: the first attempt may fail, and its retry be
+    // scheduled, before `start` returns; an update sent before subscribing
+    // is never seen, and waiting for it would wait for ever.
+    let mut updates = s.engine.subscribe();
     let run = start(&s.engine, "slow_retry", 0).await;
     // Let the first attempt fail and its retry be scheduled (durably).
-    let mut updates = s.engine.subscribe();
     loop {
         let update = updates.recv().await.unwrap();
         if matches!(update.event.kind, EventKind::RetryScheduled { .. }) {

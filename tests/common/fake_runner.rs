@@ -133,6 +133,30 @@ pub struct Setup {
     pub engine: Engine,
     pub fake: Arc<FakeRunner>,
     pub dir: tempfile::TempDir,
+    pub watchdog: Watchdog,
+}
+
+/// Aborts the test binary when a test outlives its limit in real time.
+///
+/// On the paused clock, a test waiting for an update it missed waits with no
+/// timer left to wake it: it would hang until CI's own timeout, naming
+/// nothing. These tests take well under a second; the watchdog turns such a
+/// hang into a failure that names the test. Dropping it (with the `Setup`)
+/// stands it down.
+pub struct Watchdog(std::sync::mpsc::Sender<()>);
+
+impl Watchdog {
+    pub fn new(limit: Duration) -> Watchdog {
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let (stand_down, watch) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(limit) {
+                eprintln!("{test} ran for over {limit:?} in real time: it is stuck; aborting its test binary");
+                std::process::abort();
+            }
+        });
+        Watchdog(stand_down)
+    }
 }
 
 pub async fn setup(workflow: &str, max_concurrent: usize) -> Setup {
@@ -147,6 +171,7 @@ pub async fn setup(workflow: &str, max_concurrent: usize) -> Setup {
 }
 
 pub async fn setup_with(workflow: &str, config: EngineConfig) -> Setup {
+    let watchdog = Watchdog::new(Duration::from_secs(300));
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(FakeRunner::default());
     let engine = start_engine_with(dir.path(), fake.clone(), T0, config).await;
@@ -159,7 +184,12 @@ pub async fn setup_with(workflow: &str, config: EngineConfig) -> Setup {
         .await
         .unwrap();
     engine.put_workflow("t", workflow).await.unwrap();
-    Setup { engine, fake, dir }
+    Setup {
+        engine,
+        fake,
+        dir,
+        watchdog,
+    }
 }
 
 pub async fn start_engine(dir: &Path, fake: Arc<FakeRunner>, at: u64, max_concurrent: usize) -> Engine {
