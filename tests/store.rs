@@ -130,7 +130,9 @@ on_both_backends! {
 
     async fn a_tenant_s_runs_page_newest_first(store: TestStore) {
         let db = store.open().await;
-        let mut changes: Vec<Change> = (1..=25).map(|i| Change::PutRun(Box::new(run(i, "acme", RunStatus::Running)))).collect();
+        // Run i is created at i seconds.
+        let created = |i: u64| RunRecord { created_at: i * 1000, ..run(i, "acme", RunStatus::Running) };
+        let mut changes: Vec<Change> = (1..=25).map(|i| Change::PutRun(Box::new(created(i)))).collect();
         changes.push(Change::PutRun(Box::new(run(26, "globex", RunStatus::Running))));
         db.commit(changes).await.unwrap();
         let mut seen = Vec::new();
@@ -149,6 +151,15 @@ on_both_backends! {
         let (page, next) = db.tenant_runs("acme", &odd).await.unwrap();
         assert_eq!(page.len(), 13);
         assert_eq!(next, None);
+        let window = RunFilter {
+            created_from: Some(5_000),
+            created_until: Some(9_000),
+            limit: 100,
+            ..RunFilter::default()
+        };
+        let (page, _) = db.tenant_runs("acme", &window).await.unwrap();
+        let ids: Vec<u64> = page.iter().map(|r| r.id.0).collect();
+        assert_eq!(ids, [8, 7, 6, 5], "from is inclusive, until exclusive");
     }
 
     async fn modules_and_workflows_are_versioned_per_tenant(store: TestStore) {

@@ -164,7 +164,7 @@ fn allow_entry() -> &'static regex::Regex {
 pub struct TenantPath {
     /// The tenant's id (its name).
     #[param(inline, value_type = Name)]
-    id: String,
+    pub(super) id: String,
 }
 
 /// A key of a tenant, as a path names it.
@@ -367,7 +367,7 @@ fn can_seal(state: &ApiState, quotas: &Quotas) -> ApiResult<()> {
 }
 
 /// The tenant `id`, or 400 for a name no tenant can have, or 404.
-async fn tenant_named(state: &ApiState, id: &str) -> ApiResult<TenantRecord> {
+pub(super) async fn tenant_named(state: &ApiState, id: &str) -> ApiResult<TenantRecord> {
     check_name("tenant", "id", id)?;
     state
         .store

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
-use super::admin::{NewKeyBody, NewKeyView, make_key, revoke};
-use super::auth::{Caller, CallerKey};
+use super::admin::{NewKeyBody, NewKeyView, TenantPath, make_key, revoke, tenant_named};
+use super::auth::{Admin, Caller, CallerKey};
 use super::body;
 use super::error::{ApiResult, ErrorBody};
 use super::params::Path;
@@ -81,6 +81,31 @@ pub async fn list_keys(
     Caller(tenant): Caller,
     caller: CallerKey,
 ) -> ApiResult<Json<KeyList>> {
+    keys_of(&state, &tenant.id, Some(&caller.key_id)).await.map(Json)
+}
+
+/// List a tenant's keys: ids, roles and dates, never secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{id}/keys",
+    tag = "admin",
+    params(TenantPath),
+    responses(
+        (status = 200, description = "Every key of the tenant, by id", body = KeyList),
+        (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn admin_list_keys(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(TenantPath { id }): Path<TenantPath>,
+) -> ApiResult<Json<KeyList>> {
+    tenant_named(&state, &id).await?;
+    keys_of(&state, &id, None).await.map(Json)
+}
+
+/// `tenant`'s keys by id; `current` marks the one a request came with.
+async fn keys_of(state: &ApiState, tenant: &str, current: Option<&str>) -> ApiResult<KeyList> {
     // Keys are few and listed rarely: read through the store's export of
     // the key table rather than keep an index per tenant.
     let mut keys = Vec::new();
@@ -89,10 +114,10 @@ pub async fn list_keys(
         let page = state.store.export_page(Table::Keys, after, 500).await?;
         for record in page.records.into_iter().flatten() {
             if let Record::Key(key) = record
-                && key.tenant == tenant.id
+                && key.tenant == tenant
             {
                 keys.push(KeyView {
-                    current: key.key_id == caller.key_id,
+                    current: current == Some(key.key_id.as_str()),
                     key_id: key.key_id,
                     role: key.role,
                     created_at: key.created_at,
@@ -105,7 +130,7 @@ pub async fn list_keys(
         }
     }
     keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
-    Ok(Json(KeyList { keys }))
+    Ok(KeyList { keys })
 }
 
 /// Revoke one of the tenant's keys at once (the key of this request

@@ -30,6 +30,7 @@ mod audit;
 mod auth;
 mod body;
 pub mod config;
+mod console;
 mod error;
 mod hooks;
 mod keys;
@@ -150,7 +151,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(admin::get_tenant, admin::update_tenant))
         .routes(routes!(admin::disable_tenant))
         .routes(routes!(admin::enable_tenant))
-        .routes(routes!(admin::create_key))
+        .routes(routes!(admin::create_key, keys::admin_list_keys))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(nodes::list_nodes))
         .routes(routes!(audit::server_audit))
@@ -161,7 +162,10 @@ pub fn router(state: Arc<ApiState>) -> (Router, OpenApi) {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics::scrape))
-        .routes(routes!(openapi_document));
+        .routes(routes!(openapi_document))
+        .routes(routes!(console::root))
+        .routes(routes!(console::page))
+        .routes(routes!(console::file));
     let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(guarded(tenant, Guard::Tenant, &state))
         .merge(guarded(admin, Guard::Admin, &state))

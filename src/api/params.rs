@@ -175,19 +175,53 @@ schema!(
 impl<'de> Deserialize<'de> for Limit {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        // `type: integer` takes `5.0` as well as `5`.
-        let whole = text.parse::<u64>().ok().or_else(|| {
-            text.parse::<f64>()
-                .ok()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                .map(|f| f as u64)
-        });
-        match whole.and_then(|n| usize::try_from(n).ok()) {
+        match whole(&text).and_then(|n| usize::try_from(n).ok()) {
             Some(limit) if (Limit::MIN..=Limit::MAX).contains(&limit) => Ok(Limit(limit)),
             _ => Err(serde::de::Error::custom(format!(
                 "{text:?} is not a page size: a whole number from {} to {}",
                 Limit::MIN,
                 Limit::MAX
+            ))),
+        }
+    }
+}
+
+/// A whole number at least 0. `type: integer` takes `5.0` as well as `5`.
+fn whole(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().or_else(|| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    })
+}
+
+/// A time in a query: milliseconds since the Unix epoch, as every time the
+/// API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochMs(pub u64);
+
+impl EpochMs {
+    /// What a PostgreSQL `bigint` holds.
+    const MAX: u64 = i64::MAX as u64;
+}
+
+schema!(
+    EpochMs,
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0.0))
+        .maximum(Some(EpochMs::MAX as f64))
+        .build()
+);
+
+impl<'de> Deserialize<'de> for EpochMs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match whole(&text) {
+            Some(ms) if ms <= EpochMs::MAX => Ok(EpochMs(ms)),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is not a time: a whole number of milliseconds since the Unix epoch"
             ))),
         }
     }

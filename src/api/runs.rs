@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::auth::Caller;
 use super::body;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::params::{self, Cursor, IdempotencyKey, Limit, Name, Path, Query, Wait, check_name};
+use super::params::{self, Cursor, EpochMs, IdempotencyKey, Limit, Name, Path, Query, Wait, check_name};
 use super::workflows::WorkflowPath;
 use super::{ApiState, location};
 use crate::model::{Failure, ParentLink, RunId, RunRecord, RunStatus, UnitStatus};
@@ -147,6 +147,15 @@ pub struct StepView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false)]
     item: Option<u32>,
+    /// What the step does, as the document says it.
+    #[schema(schema_with = step_kind_schema)]
+    kind: &'static str,
+    /// The steps it needs, by id (its edges in the workflow's graph).
+    needs: Vec<String>,
+    /// The steps it compensates, for a compensation step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    compensates: Vec<String>,
     /// Its state.
     status: UnitStatus,
     /// Its output (any JSON), once succeeded; `null` before.
@@ -165,6 +174,22 @@ pub struct StepView {
     child: Option<RunId>,
     /// Its finished attempts, in order.
     attempts: Vec<AttemptView>,
+}
+
+/// The kinds of step, as `StepView::kind` names them.
+pub(super) fn step_kind_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([
+            "task",
+            "sleep",
+            "sleep_until",
+            "wait_for",
+            "approval",
+            "workflow",
+        ]))
+        .build()
 }
 
 /// One finished attempt (its logs are at `.../steps/{step}/logs`).
@@ -269,6 +294,12 @@ pub struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[param(inline)]
     cursor: Option<Cursor>,
+    /// Only runs created at or after this time (ms since the epoch).
+    #[param(inline)]
+    created_from: Option<EpochMs>,
+    /// Only runs created before this time (ms since the epoch).
+    #[param(inline)]
+    created_until: Option<EpochMs>,
 }
 
 /// List the tenant's runs, newest first.
@@ -292,6 +323,8 @@ pub async fn list_runs(
         status: query.status,
         before: query.cursor.map(|Cursor(id)| RunId(id)),
         limit: query.limit.map_or(50, |Limit(limit)| limit),
+        created_from: query.created_from.map(|EpochMs(t)| t),
+        created_until: query.created_until.map(|EpochMs(t)| t),
     };
     let (runs, next) = state.store.tenant_runs(&tenant.id, &filter).await?;
     Ok(Json(RunPage {
@@ -326,39 +359,46 @@ pub async fn get_run(
 ) -> ApiResult<Json<RunView>> {
     let run = owned_run(&state, &tenant.id, RunId(id)).await?;
     let workflow = state.engine.workflow(&run.tenant, &run.workflow_digest).await?;
-    let step_id = |index: u32| {
+    let step_id = |index: usize| {
         workflow
             .steps
-            .get(index as usize)
+            .get(index)
             .map_or_else(|| index.to_string(), |s| s.id.clone())
     };
+    let step_ids = |indices: &[usize]| indices.iter().map(|&i| step_id(i)).collect::<Vec<_>>();
     let attempts = state.store.attempts(&run.tenant, run.id).await?;
     let steps = state
         .store
         .units(&run.tenant, run.id)
         .await?
         .into_iter()
-        .map(|(key, unit)| StepView {
-            step: step_id(key.step),
-            item: key.item,
-            status: unit.status,
-            output: unit.output,
-            error: unit.error,
-            due: unit.due,
-            child: unit.child,
-            attempts: attempts
-                .iter()
-                .filter(|(k, _)| *k == key)
-                .map(|(_, a)| AttemptView {
-                    attempt: a.attempt,
-                    outcome: a.outcome.kind(),
-                    error: (!a.outcome.is_ok()).then(|| Failure::from_outcome(&a.outcome)),
-                    fuel_used: a.fuel_used,
-                    started_at: a.started_at,
-                    duration_us: a.duration_us,
-                    http: a.http.clone(),
-                })
-                .collect(),
+        .map(|(key, unit)| {
+            let definition = workflow.steps.get(key.step as usize);
+            StepView {
+                step: step_id(key.step as usize),
+                item: key.item,
+                kind: definition.map_or("task", |s| s.kind.name()),
+                needs: definition.map(|s| step_ids(&s.needs)).unwrap_or_default(),
+                compensates: definition.map(|s| step_ids(&s.compensates)).unwrap_or_default(),
+                status: unit.status,
+                output: unit.output,
+                error: unit.error,
+                due: unit.due,
+                child: unit.child,
+                attempts: attempts
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, a)| AttemptView {
+                        attempt: a.attempt,
+                        outcome: a.outcome.kind(),
+                        error: (!a.outcome.is_ok()).then(|| Failure::from_outcome(&a.outcome)),
+                        fuel_used: a.fuel_used,
+                        started_at: a.started_at,
+                        duration_us: a.duration_us,
+                        http: a.http.clone(),
+                    })
+                    .collect(),
+            }
         })
         .collect();
     Ok(Json(RunView {

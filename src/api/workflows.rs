@@ -48,6 +48,26 @@ pub struct WorkflowView {
     versions: Vec<WorkflowVersion>,
     /// The newest version's document.
     source: String,
+    /// The newest version's steps in the document's order: its graph.
+    steps: Vec<GraphStep>,
+}
+
+/// A step as the workflow's graph shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GraphStep {
+    /// Its id.
+    id: String,
+    /// What it does, as the document says it.
+    #[schema(schema_with = super::runs::step_kind_schema)]
+    kind: &'static str,
+    /// The steps it needs, by id.
+    needs: Vec<String>,
+    /// The steps it compensates, for a compensation step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    compensates: Vec<String>,
+    /// Whether it runs once per item of a list.
+    for_each: bool,
 }
 
 /// The tenant's workflows.
@@ -187,10 +207,24 @@ async fn view(state: &ApiState, tenant: &str, name: &str) -> ApiResult<WorkflowV
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("workflow {name:?}")))?;
     let source = state.store.workflow(tenant, &latest.digest).await?.unwrap_or_default();
+    let plan = state.engine.workflow(tenant, &latest.digest).await?;
+    let ids = |indices: &[usize]| indices.iter().map(|&i| plan.steps[i].id.clone()).collect();
+    let steps = plan
+        .steps
+        .iter()
+        .map(|step| GraphStep {
+            id: step.id.clone(),
+            kind: step.kind.name(),
+            needs: ids(&step.needs),
+            compensates: ids(&step.compensates),
+            for_each: step.for_each.is_some(),
+        })
+        .collect();
     Ok(WorkflowView {
         name: name.to_string(),
         latest,
         versions,
         source,
+        steps,
     })
 }

@@ -75,8 +75,8 @@ impl Engine {
         let mut filter = RunFilter {
             workflow: None,
             status: Some(RunStatus::Running),
-            before: None,
             limit: 500,
+            ..RunFilter::default()
         };
         let mut scanned = 0;
         loop {

@@ -52,6 +52,10 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs older than this one (the previous page's cursor).
     pub before: Option<RunId>,
+    /// Only runs created at or after this time (ms since the epoch).
+    pub created_from: Option<Millis>,
+    /// Only runs created before this time (ms since the epoch).
+    pub created_until: Option<Millis>,
     /// The most runs to return.
     pub limit: usize,
 }

@@ -8,8 +8,10 @@ mod common;
 
 mod audit;
 mod bad_input;
+mod browser;
 mod client;
 mod conformance;
+mod console;
 mod docs;
 mod flow;
 mod hooks;

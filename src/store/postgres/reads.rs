@@ -189,6 +189,8 @@ impl Store for PgStore {
     ) -> Result<(Vec<RunRecord>, Option<RunId>), StoreError> {
         let before = filter.before.map_or(i64::MAX, id);
         let status = filter.status.map(run_status);
+        let from = filter.created_from.map(|t| t as i64);
+        let until = filter.created_until.map(|t| t as i64);
         // One more than a page, to learn whether another follows.
         let limit = filter.limit as i64 + 1;
         let rows = self
@@ -196,8 +198,9 @@ impl Store for PgStore {
                 "SELECT record::text FROM runs
                  WHERE tenant = $1 AND run_id < $2
                    AND ($3::text IS NULL OR workflow = $3) AND ($4::smallint IS NULL OR status = $4)
+                   AND ($6::bigint IS NULL OR created_at >= $6) AND ($7::bigint IS NULL OR created_at < $7)
                  ORDER BY run_id DESC LIMIT $5",
-                &[&tenant, &before, &filter.workflow, &status, &limit],
+                &[&tenant, &before, &filter.workflow, &status, &limit, &from, &until],
             )
             .await?;
         let mut runs: Vec<RunRecord> = records(rows, "run")?;

@@ -264,6 +264,8 @@ impl Store for RedbStore {
             let run: RunRecord = decode(bytes.value(), "run")?;
             if filter.workflow.as_ref().is_some_and(|w| *w != run.workflow)
                 || filter.status.is_some_and(|s| s != run.status)
+                || filter.created_from.is_some_and(|t| run.created_at < t)
+                || filter.created_until.is_some_and(|t| run.created_at >= t)
             {
                 continue;
             }
