@@ -45,6 +45,7 @@ mod secrets;
 mod server;
 mod signals;
 mod stream;
+pub mod tls;
 mod trail;
 mod workflows;
 
