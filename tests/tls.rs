@@ -1,8 +1,8 @@
 //! HTTPS without a proxy, on real `weft serve` processes with
-//! certificates made for the test by two CAs of its own: a plain HTTPS
-//! client, plain HTTP sent to the TLS port, a certificate swapped by
-//! SIGHUP (and a broken one refused by it), and the start-up errors of
-//! certificates that cannot be used.
+//! certificates made for the test by two CAs of its own: the CLI with and
+//! without `--ca`, a plain HTTPS client, plain HTTP sent to the TLS port,
+//! a certificate swapped by SIGHUP (and a broken one refused by it), and
+//! the start-up errors of certificates that cannot be used.
 
 #[path = "common/serve.rs"]
 mod serve;
@@ -156,6 +156,20 @@ async fn get(port: u16, ca: &Path, path: &str, token: Option<&str>) -> Result<(u
     Ok(exchange(&mut stream, "GET", path, token, None).await)
 }
 
+/// Runs the CLI with `args`, with no WEFT_* setting from the environment
+/// but those in `env`.
+fn weft(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.args(args).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("WEFT_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().unwrap()
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -228,6 +242,78 @@ async fn a_plain_https_client_is_served_and_plain_http_is_refused() {
         entry["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1")),
         "{entry}"
     );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_trusts_the_ca_it_is_given() {
+    let pki = Pki::new();
+    pki.install("one");
+    let data = tempfile::tempdir().unwrap();
+    let server = start(&pki, data.path());
+    let (ca_one, ca_two) = (pki.ca("one"), pki.ca("two"));
+    let (ca_one, ca_two) = (ca_one.to_str().unwrap(), ca_two.to_str().unwrap());
+
+    // An admin command, then tenant commands, with WEFT_CA in place of
+    // the flag for the last.
+    let created = weft(
+        &[
+            "tenant",
+            "create",
+            "acme",
+            "--json",
+            "--url",
+            &server.url,
+            "--ca",
+            ca_one,
+        ],
+        &[("WEFT_ADMIN_TOKEN", ADMIN)],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let token = created["api_key"]["token"].as_str().unwrap().to_string();
+    let me = weft(
+        &["whoami", "--url", &server.url, "--ca", ca_one],
+        &[("WEFT_TOKEN", &token)],
+    );
+    assert!(me.status.success(), "{}", stderr(&me));
+    assert!(String::from_utf8_lossy(&me.stdout).contains("of tenant acme"));
+    let listed = weft(
+        &["workflow", "list", "--json", "--url", &server.url],
+        &[("WEFT_TOKEN", &token), ("WEFT_CA", ca_one)],
+    );
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap()["workflows"],
+        serde_json::json!([])
+    );
+
+    // Without --ca the system's roots do not know the test CA; with the
+    // other CA's file, that file is named.
+    let untrusted = weft(&["whoami", "--url", &server.url], &[("WEFT_TOKEN", &token)]);
+    assert_eq!(untrusted.status.code(), Some(2));
+    let message = stderr(&untrusted);
+    assert!(
+        message.contains("certificate is not trusted") && message.contains("--ca FILE"),
+        "{message}"
+    );
+    let wrong_ca = weft(
+        &["whoami", "--url", &server.url, "--ca", ca_two],
+        &[("WEFT_TOKEN", &token)],
+    );
+    let message = stderr(&wrong_ca);
+    assert!(!wrong_ca.status.success());
+    assert!(
+        message.contains("certificate is not trusted") && message.contains(ca_two),
+        "{message}"
+    );
+
+    // http:// to the TLS port: no answer, and the CLI says what to do.
+    let http_url = server.url.replacen("https://", "http://", 1);
+    let plain = weft(&["whoami", "--url", &http_url], &[("WEFT_TOKEN", &token)]);
+    let message = stderr(&plain);
+    assert!(!plain.status.success());
+    assert!(message.contains("use an https:// URL"), "{message}");
     server.stop();
 }
 

@@ -7,6 +7,7 @@ mod audit;
 mod bench;
 mod client;
 mod hook;
+mod https;
 mod key;
 mod nodes;
 mod remote;
