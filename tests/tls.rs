@@ -4,6 +4,7 @@
 //! a certificate swapped by SIGHUP (and a broken one refused by it), and
 //! the start-up errors of certificates that cannot be used.
 
+mod common;
 #[path = "common/serve.rs"]
 mod serve;
 
@@ -287,6 +288,36 @@ async fn the_cli_trusts_the_ca_it_is_given() {
         serde_json::from_slice::<Value>(&listed.stdout).unwrap()["workflows"],
         serde_json::json!([])
     );
+
+    // A module upload (a body of some size), a workflow, and a run
+    // followed live over its event stream, all over HTTPS.
+    let with_ca = [("WEFT_TOKEN", token.as_str()), ("WEFT_CA", ca_one)];
+    let hello = common::guest("hello");
+    let pushed = weft(
+        &["module", "push", "hello", hello.to_str().unwrap(), "--url", &server.url],
+        &with_ca,
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let workflow = data.path().join("greet.yaml");
+    std::fs::write(
+        &workflow,
+        "name: greet\nsteps:\n  - id: greet\n    task: hello\n    input: {name: Ada}\n",
+    )
+    .unwrap();
+    let pushed = weft(
+        &["workflow", "push", workflow.to_str().unwrap(), "--url", &server.url],
+        &with_ca,
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let run = weft(&["start", "greet", "--wait", "--url", &server.url], &with_ca);
+    let followed = stderr(&run);
+    assert!(run.status.success(), "{followed}");
+    // Lines only the event stream prints.
+    assert!(
+        followed.contains("attempt 1") && followed.contains("run succeeded"),
+        "{followed}"
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("Ada"), "{followed}");
 
     // Without --ca the system's roots do not know the test CA; with the
     // other CA's file, that file is named.
