@@ -212,6 +212,13 @@ async fn a_plain_https_client_is_served_and_plain_http_is_refused() {
     let refused = get(port, &ca_two, "/healthz", None).await.unwrap_err();
     assert!(refused.contains("UnknownIssuer"), "{refused}");
 
+    // A client that connects and never shakes hands holds up no one.
+    let _silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let asked = Instant::now();
+    let (status, _) = get(port, &ca_one, "/healthz", None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
+
     // Plain HTTP to the TLS port gets no HTTP answer ...
     let mut plain = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     plain
