@@ -4,7 +4,7 @@
 //! Modules, and the path of a run through them:
 //!
 //! - [`api`]: the HTTP API (`weft serve`): auth, tenants' resources, live
-//!   events, metrics, the OpenAPI document;
+//!   events, metrics, the OpenAPI document, HTTPS with its reload;
 //! - [`tenant`]: tenants, API keys (stored hashed) and quotas;
 //! - [`roles`]: what each key's role may do, per route;
 //! - [`secrets`]: tenants' secrets, sealed by the master key before they

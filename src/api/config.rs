@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// Whether tasks may reach loopback, link-local and private addresses
     /// that their step's `http.allow` names explicitly.
     pub allow_private_http: bool,
+    /// HTTPS: the certificate and key to serve with (reloaded on SIGHUP);
+    /// `None` serves plain HTTP.
+    pub tls: Option<super::tls::TlsFiles>,
 }
 
 impl ServerConfig {
@@ -72,6 +75,7 @@ impl ServerConfig {
             advertise: None,
             timing: crate::store::cluster::Timing::default(),
             allow_private_http: false,
+            tls: None,
         }
     }
 }
@@ -94,6 +98,8 @@ impl ServerConfig {
 /// heartbeat_interval = "250ms"
 /// node_timeout = "1.5s"
 /// allow_private_http = false
+/// tls_cert = "/etc/weft/tls/cert.pem"
+/// tls_key = "/etc/weft/tls/key.pem"
 ///
 /// [default_quotas]
 /// max_concurrent_runs = 100
@@ -137,6 +143,10 @@ pub struct FileConfig {
     pub node_timeout: Option<String>,
     /// Whether tasks may reach private addresses their steps name.
     pub allow_private_http: Option<bool>,
+    /// The PEM certificate chain to serve HTTPS with.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Default tenant quotas.
     pub default_quotas: Option<Quotas>,
 }
@@ -222,6 +232,18 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
         config.timing.timeout = parse_duration(&after).map_err(|e| format!("node_timeout {after:?}: {e}"))?;
     }
     config.allow_private_http = given.allow_private_http.or(file.allow_private_http).unwrap_or_default();
+    config.tls = match (given.tls_cert.or(file.tls_cert), given.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => Some(super::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(
+                "--tls-cert needs --tls-key (or tls_key in the config file): the certificate's private key".into(),
+            );
+        }
+        (None, Some(_)) => {
+            return Err("--tls-key needs --tls-cert (or tls_cert in the config file): the certificate chain".into());
+        }
+    };
     let timing = config.timing;
     if timing.heartbeat.is_zero() || timing.timeout < timing.heartbeat * 3 {
         return Err(format!(
@@ -285,6 +307,16 @@ mod tests {
                 .unwrap_err()
                 .contains("sandbox_cpus")
         );
+        let half_tls = FileConfig {
+            data: Some("/d".into()),
+            tls_cert: Some("/cert.pem".into()),
+            ..FileConfig::default()
+        };
+        let error = resolve(half_tls, FileConfig::default()).unwrap_err();
+        assert!(error.contains("--tls-key"), "{error}");
+        let other_half: FileConfig = toml::from_str("data = \"/d\"\ntls_key = \"/key.pem\"\n").unwrap();
+        let error = resolve(FileConfig::default(), other_half).unwrap_err();
+        assert!(error.contains("--tls-cert"), "{error}");
         let unknown = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
         assert!(unknown.contains("colour"), "{unknown}");
     }

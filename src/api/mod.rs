@@ -4,8 +4,9 @@
 //! [`router`] builds the axum router and the OpenAPI document from the
 //! same handler annotations, so the document cannot drift from the
 //! routes; what whole groups of routes answer (auth, bodies, the store) is
-//! declared once in `openapi`. [`serve`] runs it on a listener until a
-//! shutdown signal, then drains the engine. Routes sit in a tenant or an
+//! declared once in `openapi`. [`serve`] runs it on a listener (over TLS
+//! when the config names a certificate: [`tls`]) until a shutdown signal,
+//! then drains the engine. Routes sit in a tenant or an
 //! admin group whose layer checks the token; handlers read who passed
 //! with `Caller` (a tenant) or `Admin`, and look resources up under the
 //! caller's tenant only: another tenant's resource is simply not found.
@@ -46,6 +47,7 @@ mod secrets;
 mod server;
 mod signals;
 mod stream;
+pub mod tls;
 mod trail;
 mod workflows;
 

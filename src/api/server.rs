@@ -11,6 +11,7 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::tls::{Certificates, TlsListener};
 use super::{ApiState, Metrics, ServerConfig, router};
 use crate::engine::{Engine, EngineConfig, NodeConfig, SandboxRunner, TokioClock};
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -46,6 +47,21 @@ pub async fn serve(
     started: impl FnOnce(&Server),
 ) -> Result<(), ServeError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| ServeError(format!("{what}: {e}"));
+    // Before anything else: a certificate that cannot be used stops the
+    // start with the file named, before the store is touched.
+    let certificates = match &config.tls {
+        Some(files) => Some(Certificates::open(files.clone()).map_err(|e| ServeError(e.to_string()))?),
+        None => None,
+    };
+    // In place long before `started`, so that a SIGHUP sent once the
+    // server says it listens reloads rather than kills it.
+    #[cfg(unix)]
+    let reloader = match &certificates {
+        Some(certificates) => {
+            Some(super::tls::reload_on_sighup(certificates.clone()).map_err(|e| fail("cannot handle SIGHUP", &e))?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&config.data).map_err(|e| fail(&format!("cannot create {}", config.data.display()), &e))?;
     let (admin_token, admin_token_file) = admin_token(&config.data)?;
     let location = config
@@ -135,18 +151,33 @@ pub async fn serve(
         tracing::info!("shutting down: no new requests; waiting for running attempts");
         let _ = stop.send(true);
     };
-    // A response written in two parts on a keep-alive connection would
-    // otherwise wait for the client's delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
-        .await
-        .map_err(|e| fail("the server failed", &e));
+    let result = match certificates {
+        None => {
+            // A response written in two parts on a keep-alive connection
+            // would otherwise wait for the client's delayed ACK (~40 ms).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+        }
+        Some(certificates) => {
+            let listener = TlsListener::new(listener, certificates.server_config());
+            // TlsListener sets TCP_NODELAY itself, before the handshake.
+            // The empty tap is for `ConnectInfo<SocketAddr>`: axum gives
+            // it to tapped listeners whatever they are.
+            axum::serve(listener.tap_io(|_| {}), app)
+                .with_graceful_shutdown(graceful)
+                .await
+        }
+    }
+    .map_err(|e| fail("the server failed", &e));
+    #[cfg(unix)]
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     scheduler.abort();
     deliverer.abort();
     if !engine.drain(config.shutdown_grace).await {

@@ -2,11 +2,15 @@
 //! where the server is, which token to send, and errors that say what the
 //! server said.
 
+use std::path::PathBuf;
+
 use anyhow::{Context as _, bail};
 use clap::Args;
 use futures_util::StreamExt as _;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
+
+use super::https::Https;
 
 /// Where the server is and who we are, for tenant commands.
 #[derive(Debug, Clone, Args)]
@@ -18,6 +22,12 @@ pub(crate) struct Remote {
     /// A tenant API key (`wk_...`).
     #[arg(long, env = "WEFT_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+
+    /// Trust only the CA certificates in this PEM file for an https://
+    /// --url (a private CA, or the server's own self-signed certificate);
+    /// without it, the system's trusted roots.
+    #[arg(long, env = "WEFT_CA", value_name = "FILE", global = true)]
+    ca: Option<PathBuf>,
 
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
@@ -36,6 +46,12 @@ pub(crate) struct AdminRemote {
     #[arg(long, env = "WEFT_ADMIN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
 
+    /// Trust only the CA certificates in this PEM file for an https://
+    /// --url (a private CA, or the server's own self-signed certificate);
+    /// without it, the system's trusted roots.
+    #[arg(long, env = "WEFT_CA", value_name = "FILE", global = true)]
+    ca: Option<PathBuf>,
+
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -46,6 +62,7 @@ impl From<&AdminRemote> for Remote {
         Remote {
             url: admin.url.clone(),
             token: admin.token.clone(),
+            ca: admin.ca.clone(),
             json: admin.json,
         }
     }
@@ -54,6 +71,8 @@ impl From<&AdminRemote> for Remote {
 /// A connection to a server.
 pub(crate) struct Client {
     http: reqwest::Client,
+    /// Sends the requests when the URL is https:// (`super::https`).
+    https: Option<Https>,
     base: String,
     token: String,
 }
@@ -63,9 +82,16 @@ impl Client {
         let Some(token) = remote.token.clone().filter(|t| !t.is_empty()) else {
             bail!("no token: set WEFT_TOKEN (or WEFT_ADMIN_TOKEN for `weft tenant`), or pass --token");
         };
+        let base = remote.url.trim_end_matches('/').to_string();
+        let https = match reqwest::Url::parse(&base) {
+            Ok(url) if url.scheme() == "https" => Some(Https::new(remote.ca.as_deref())?),
+            Ok(_) => None,
+            Err(e) => bail!("--url {base:?} is not a URL: {e} (expected e.g. https://weft.internal:8443)"),
+        };
         Ok(Client {
             http: reqwest::Client::new(),
-            base: remote.url.trim_end_matches('/').to_string(),
+            https,
+            base,
             token,
         })
     }
@@ -92,10 +118,21 @@ impl Client {
     }
 
     pub async fn execute(&self, request: RequestBuilder) -> anyhow::Result<Response> {
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the weft server at {}", self.base))?;
+        let sent = match &self.https {
+            Some(https) => match request.build() {
+                Ok(request) => https.send(request).await,
+                Err(e) => Err(anyhow::Error::new(e).context("cannot build the request")),
+            },
+            None => request.send().await.map_err(|e| {
+                if e.is_connect() {
+                    return anyhow::Error::new(e);
+                }
+                // Connected, but no HTTP answer came back: plain HTTP to
+                // a TLS port gets its connection dropped (or a TLS alert).
+                anyhow::Error::new(e).context("no HTTP answer (if the server serves HTTPS, use an https:// URL)")
+            }),
+        };
+        let response = sent.with_context(|| format!("cannot reach the weft server at {}", self.base))?;
         if response.status().is_success() {
             return Ok(response);
         }

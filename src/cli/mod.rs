@@ -7,6 +7,7 @@ mod audit;
 mod bench;
 mod client;
 mod hook;
+mod https;
 mod key;
 mod nodes;
 mod remote;
@@ -69,9 +70,12 @@ enum Command {
     Schema,
     /// Run the HTTP API: tenants, modules, workflows and runs, kept in a
     /// data directory. Unfinished runs are resumed on start; SIGTERM or
-    /// Ctrl-C stops taking work, lets running attempts finish, and exits.
-    #[command(after_help = "Example:\n  \
-        weft serve --data ./weft-data --listen 127.0.0.1:8080\n\n\
+    /// Ctrl-C stops taking work, lets running attempts finish, and exits;
+    /// SIGHUP reads the TLS certificate and key again.
+    #[command(after_help = "Examples:\n  \
+        weft serve --data ./weft-data --listen 127.0.0.1:8080\n  \
+        weft serve --data ./weft-data --listen 0.0.0.0:8443 \\\n    \
+        --tls-cert /etc/weft/cert.pem --tls-key /etc/weft/key.pem\n\n\
         The admin token is WEFT_ADMIN_TOKEN, or the one in DIR/admin.token\n\
         (generated on first start, readable by you only).")]
     Serve(serve::ServeArgs),

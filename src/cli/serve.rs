@@ -1,5 +1,5 @@
-//! `weft serve`: the HTTP API over a data directory, until SIGTERM or
-//! Ctrl-C.
+//! `weft serve`: the HTTP API over a data directory (HTTPS with
+//! `--tls-cert` and `--tls-key`), until SIGTERM or Ctrl-C.
 
 use std::path::PathBuf;
 
@@ -102,6 +102,18 @@ pub(crate) struct ServeArgs {
     /// the API and the store keep a core.
     #[arg(long, env = "WEFT_SANDBOX_CPUS", value_name = "N")]
     sandbox_cpus: Option<usize>,
+
+    /// Serve HTTPS with this certificate chain (PEM, the server's own
+    /// certificate first); needs --tls-key. SIGHUP reads both files
+    /// again: new connections get the new pair, open ones keep theirs,
+    /// and a pair that cannot be used is logged and the old one kept.
+    #[arg(long, env = "WEFT_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC); needs
+    /// --tls-cert.
+    #[arg(long, env = "WEFT_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
@@ -125,6 +137,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         heartbeat_interval: args.heartbeat_interval,
         node_timeout: args.node_timeout,
         allow_private_http: args.allow_private_http.then_some(true),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         default_quotas: None,
     };
     let config = resolve(given, file).map_err(anyhow::Error::msg)?;
@@ -132,6 +146,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let store = config
         .store
         .clone()
@@ -141,7 +156,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             eprintln!("generated an admin token in {} (readable by you only)", path.display());
         }
         eprintln!("resumed {} unfinished run(s) from {store}", server.resumed);
-        eprintln!("weft listening on http://{address}");
+        eprintln!("weft listening on {scheme}://{address}");
     })
     .await?;
     eprintln!("weft stopped");

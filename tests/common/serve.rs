@@ -50,7 +50,13 @@ pub fn serve_command(data: &Path, store: Option<&str>, key: Option<&str>) -> Com
 
 impl Server {
     pub fn start(data: &Path, store: Option<&str>, key: Option<&str>) -> Server {
-        let mut child = serve_command(data, store, key).spawn().expect("starting weft serve");
+        Server::spawn(serve_command(data, store, key))
+    }
+
+    /// Starts `command` (a [`serve_command`], perhaps with more flags) and
+    /// waits until it says where it listens.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command.spawn().expect("starting weft serve");
         let mut stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -118,6 +124,21 @@ impl Server {
             Some(json!({ "value": value })),
         )
         .await
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
     /// SIGTERM and wait; returns everything it logged.
