@@ -168,6 +168,11 @@ impl Browser {
 
     /// Saves a screenshot of the page as `NAME.png`; answers its path.
     pub async fn shot(&self, name: &str) -> PathBuf {
+        // Toasts from earlier steps would cover the page's corner.
+        let _ = self
+            .client
+            .execute("document.getElementById('toasts')?.replaceChildren()", vec![])
+            .await;
         let png = self.client.screenshot().await.expect("a screenshot");
         assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
         let path = self.shots.join(format!("{name}.png"));

@@ -102,7 +102,9 @@ export function draw(nodes, selected, onSelect) {
     name.textContent = short(n.id, 21);
     g.append(name);
     const sub = svg('text', { x: 16, y: 39, class: 'sub' });
-    sub.textContent = short(n.note ? `${n.kind} · ${n.note}` : `${n.kind} · ${n.status.replace(/_/g, ' ')}`, 26);
+    // A workflow's graph has no statuses ('step'): the kind alone.
+    const state = n.status === 'step' ? null : n.status.replace(/_/g, ' ');
+    sub.textContent = short([n.kind, n.note || state].filter(Boolean).join(' · '), 26);
     g.append(sub);
     if (n.items && n.items.total) {
       // A bar of the items by status.

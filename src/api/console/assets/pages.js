@@ -21,7 +21,7 @@ export async function workflows(main) {
 
 export async function workflow(main, name) {
   const w = await get(`/v1/workflows/${encodeURIComponent(name)}`);
-  const nodes = w.steps.map((s) => ({ ...s, status: 'step', note: s.for_each ? 'for each item' : null }));
+  const nodes = w.steps.map((s) => ({ ...s, status: 'step', note: s.for_each ? 'for each item' : ((s.compensates || []).length ? 'on failure' : null) }));
   fill(main,
     h('div.page-head',
       h('h1', w.name, h('span.muted', ` v${w.latest.version}`)),
