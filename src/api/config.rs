@@ -54,6 +54,11 @@ pub struct ServerConfig {
     /// HTTPS: the certificate and key to serve with (reloaded on SIGHUP);
     /// `None` serves plain HTTP.
     pub tls: Option<super::tls::TlsFiles>,
+    /// Where compiled modules are kept across restarts (`None`:
+    /// `DATA/module-cache`), and the most bytes they take (0: none kept).
+    pub module_cache: Option<PathBuf>,
+    /// See `module_cache`.
+    pub module_cache_size: u64,
 }
 
 impl ServerConfig {
@@ -76,7 +81,18 @@ impl ServerConfig {
             timing: crate::store::cluster::Timing::default(),
             allow_private_http: false,
             tls: None,
+            module_cache: None,
+            module_cache_size: 1 << 30,
         }
+    }
+
+    /// The compiled-module cache's directory and size, unless it is off.
+    pub fn compiled_cache(&self) -> Option<(PathBuf, u64)> {
+        let dir = self
+            .module_cache
+            .clone()
+            .unwrap_or_else(|| self.data.join("module-cache"));
+        (self.module_cache_size > 0).then_some((dir, self.module_cache_size))
     }
 }
 
@@ -100,6 +116,8 @@ impl ServerConfig {
 /// allow_private_http = false
 /// tls_cert = "/etc/weft/tls/cert.pem"
 /// tls_key = "/etc/weft/tls/key.pem"
+/// module_cache = "/var/cache/weft/modules"
+/// module_cache_size = "1GiB"
 ///
 /// [default_quotas]
 /// max_concurrent_runs = 100
@@ -147,6 +165,10 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Where compiled modules are kept across restarts.
+    pub module_cache: Option<PathBuf>,
+    /// The most they take on disk, e.g. "1GiB"; "0" keeps none.
+    pub module_cache_size: Option<String>,
     /// Default tenant quotas.
     pub default_quotas: Option<Quotas>,
 }
@@ -206,6 +228,10 @@ pub fn resolve(given: FileConfig, file: FileConfig) -> Result<ServerConfig, Stri
     if let Some(n) = size("store_cache", given.store_cache.or(file.store_cache))? {
         config.store_cache = n;
     }
+    if let Some(n) = size("module_cache_size", given.module_cache_size.or(file.module_cache_size))? {
+        config.module_cache_size = n as u64;
+    }
+    config.module_cache = given.module_cache.or(file.module_cache);
     if let Some(grace) = given.shutdown_grace.or(file.shutdown_grace) {
         config.shutdown_grace = parse_duration(&grace).map_err(|e| format!("shutdown_grace {grace:?}: {e}"))?;
     }

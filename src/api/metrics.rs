@@ -83,6 +83,10 @@ struct NodeMetrics {
     fenced: Mirror,
     expiries: Mirror,
     heartbeat_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    compiled_hits: Mirror,
+    compiled_misses: Mirror,
+    compiled_rejected: Mirror,
+    compiled_evicted: Mirror,
 }
 
 /// A counter that follows a count kept elsewhere.
@@ -187,6 +191,26 @@ impl Metrics {
                 "node_lease_expiries",
                 "Silent nodes this node declared dead",
                 &node.expiries,
+            ),
+            (
+                "compiled_cache_hits",
+                "Modules read compiled from the on-disk cache instead of compiled",
+                &node.compiled_hits,
+            ),
+            (
+                "compiled_cache_misses",
+                "Modules compiled because the on-disk cache had none",
+                &node.compiled_misses,
+            ),
+            (
+                "compiled_cache_rejected",
+                "Corrupt or stale compiled modules found on disk, deleted and compiled again",
+                &node.compiled_rejected,
+            ),
+            (
+                "compiled_cache_evicted",
+                "Compiled modules deleted to keep the cache under its size",
+                &node.compiled_evicted,
             ),
         ];
         for (name, help, mirror) in counters {
@@ -358,6 +382,12 @@ pub(super) async fn scrape(State(state): State<Arc<ApiState>>) -> impl IntoRespo
         .set(stats.claim_micros.load(Ordering::Relaxed) as f64 / 1e6);
     node.reassigned.follow(&stats.reassigned_runs);
     node.fenced.follow(&stats.fenced_commits);
+    if let Some(cache) = state.sandbox.compiled_cache() {
+        node.compiled_hits.follow(&cache.hits);
+        node.compiled_misses.follow(&cache.misses);
+        node.compiled_rejected.follow(&cache.rejected);
+        node.compiled_evicted.follow(&cache.evicted);
+    }
     if let Some((_, load)) = state.engine.cluster() {
         node.expiries.follow(&load.declared_dead);
         let last = load.heartbeat_at.load(Ordering::Relaxed);

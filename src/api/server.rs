@@ -75,6 +75,7 @@ pub async fn serve(
     let sandbox = Sandbox::new(SandboxConfig {
         max_concurrent: config.max_concurrent_attempts as u32,
         allow_private_http: config.allow_private_http,
+        compiled_cache: config.compiled_cache(),
         cpus: config.sandbox_cpus.unwrap_or(defaults.cpus),
         ..defaults
     })

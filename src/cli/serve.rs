@@ -54,6 +54,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "WEFT_STORE_CACHE", value_name = "SIZE")]
     store_cache: Option<String>,
 
+    /// Where compiled modules are kept, so a restart does not compile
+    /// them again [default: DATA/module-cache]. Files are checked when
+    /// read; a corrupt or stale one is compiled again.
+    #[arg(long, env = "WEFT_MODULE_CACHE", value_name = "DIR")]
+    module_cache: Option<std::path::PathBuf>,
+
+    /// The most the compiled modules take on disk; the least recently
+    /// used go first [default: 1GiB]. 0 keeps none on disk.
+    #[arg(long, env = "WEFT_MODULE_CACHE_SIZE", value_name = "SIZE")]
+    module_cache_size: Option<String>,
+
     /// How often finished runs older than their tenant's retention_days
     /// quota are deleted [default: 10m].
     #[arg(long, env = "WEFT_RETENTION_INTERVAL", value_name = "DURATION")]
@@ -131,6 +142,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         max_module_body: args.max_module_body,
         shutdown_grace: args.shutdown_grace,
         store_cache: args.store_cache,
+        module_cache: args.module_cache,
+        module_cache_size: args.module_cache_size,
         retention_interval: args.retention_interval,
         node_id: args.node_id,
         advertise: args.advertise,

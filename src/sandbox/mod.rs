@@ -22,6 +22,7 @@
 //! succeeded.
 
 mod capture;
+pub mod compiled;
 mod cpu;
 mod error;
 mod host;
@@ -63,7 +64,7 @@ use http::{HttpCall, HttpHooks, HttpPolicy};
 use kv::KvBuffer;
 
 /// How a [`Sandbox`] is set up: the ceilings every attempt lives under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
     /// Attempts that may run at once; more wait for a slot. Sizes the
     /// pooling allocator.
@@ -87,6 +88,10 @@ pub struct SandboxConfig {
     /// Whether tasks may reach loopback, link-local and private addresses
     /// that their step's allow-list names (never otherwise).
     pub allow_private_http: bool,
+    /// Where compiled components are kept across restarts, and the most
+    /// bytes they may take (`compiled.rs`); `None` keeps them in memory
+    /// only.
+    pub compiled_cache: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Default for SandboxConfig {
@@ -98,6 +103,7 @@ impl Default for SandboxConfig {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
             kv: KvLimits::default(),
             allow_private_http: false,
+            compiled_cache: None,
         }
     }
 }
@@ -153,6 +159,7 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     modules: Mutex<HashMap<Digest, Arc<Module>>>,
+    disk: Option<compiled::DiskCache>,
     slots: tokio::sync::Semaphore,
     cpu: Arc<CpuGate>,
     config: SandboxConfig,
@@ -165,6 +172,15 @@ impl Sandbox {
         let engine = Engine::new(&engine_config(&config)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         host::link(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let disk = match &config.compiled_cache {
+            Some((dir, max_bytes)) => Some(compiled::DiskCache::open(dir, *max_bytes, &engine).map_err(|e| {
+                SandboxError::Engine(format!(
+                    "the compiled-module cache {} cannot be used: {e}",
+                    dir.display()
+                ))
+            })?),
+            None => None,
+        };
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
         let cpu = Arc::new(CpuGate::new(config.cpus, {
             let engine = engine.clone();
@@ -176,6 +192,7 @@ impl Sandbox {
                 engine,
                 linker,
                 modules: Mutex::new(HashMap::new()),
+                disk,
                 slots: tokio::sync::Semaphore::new(config.max_concurrent as usize),
                 cpu,
                 config,
@@ -197,9 +214,32 @@ impl Sandbox {
         if let Some(module) = self.cached(&digest) {
             return Ok(module);
         }
-        let module = Arc::new(module::load(&self.inner.engine, &self.inner.linker, bytes, digest)?);
+        let engine = &self.inner.engine;
+        let disk = self.inner.disk.as_ref();
+        let component = match disk.and_then(|d| d.get(engine, &digest)) {
+            Some(component) => component,
+            None => {
+                let component = module::compile(engine, bytes)?;
+                if let Some(disk) = disk {
+                    disk.put(&digest, &component);
+                }
+                component
+            }
+        };
+        let module = Arc::new(module::prepare(
+            engine,
+            &self.inner.linker,
+            component,
+            digest,
+            bytes.len(),
+        )?);
         let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
         Ok(modules.entry(digest).or_insert(module).clone())
+    }
+
+    /// What the on-disk cache of compiled modules has done, if there is one.
+    pub fn compiled_cache(&self) -> Option<&compiled::CacheStats> {
+        self.inner.disk.as_ref().map(compiled::DiskCache::stats)
     }
 
     /// The compiled module with this digest, if loaded before.

@@ -73,13 +73,8 @@ fn provided(import: &str) -> bool {
     }
 }
 
-/// Checks and compiles `bytes` as a weft task.
-pub(crate) fn load(
-    engine: &Engine,
-    linker: &Linker<HostState>,
-    bytes: &[u8],
-    digest: Digest,
-) -> Result<Module, LoadError> {
+/// Checks that `bytes` are a component and compiles them.
+pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
     if bytes.is_empty() {
         return Err(LoadError::Empty);
     }
@@ -89,7 +84,18 @@ pub(crate) fn load(
     if !wasmparser::Parser::is_component(bytes) {
         return Err(LoadError::NotWasm);
     }
-    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+}
+
+/// Checks a compiled component (of `size` bytes) as a weft task: what it
+/// imports and exports, and that the host can link it.
+pub(crate) fn prepare(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    component: Component,
+    digest: Digest,
+    size: usize,
+) -> Result<Module, LoadError> {
     let ty = component.component_type();
 
     let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
@@ -111,7 +117,7 @@ pub(crate) fn load(
     let pre = TaskPre::new(instance_pre).map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
     Ok(Module {
         digest,
-        size: bytes.len(),
+        size,
         imports,
         pre,
     })

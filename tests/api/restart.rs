@@ -88,3 +88,58 @@ crate::on_both_backends! {
         all_succeed_once(&server, &token, &runs).await;
     }
 }
+
+/// The value of a counter in the server's `/metrics`.
+async fn counter(server: &Server, name: &str) -> f64 {
+    let text = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+#[tokio::test]
+async fn a_restarted_server_reads_its_modules_compiled_instead_of_compiling_them() {
+    let store = TestStore::redb();
+    let server = Server::on(&store, &[]);
+    let token = server.tenant("acme", json!({})).await;
+    server.upload(&token, &["hello"]).await;
+    server
+        .push(
+            &token,
+            "greet",
+            "name: greet\nsteps:\n  - {id: hi, task: hello, input: {name: Ada}}\n",
+        )
+        .await;
+    let first = server.start_run(&token, "greet", json!({})).await;
+    assert_eq!(server.wait(&token, first).await["status"], "succeeded");
+    assert_eq!(
+        counter(&server, "weft_compiled_cache_misses_total").await,
+        1.0,
+        "compiled once, at upload"
+    );
+    let cached = std::fs::read_dir(store.scratch().join("module-cache")).unwrap().count();
+    assert_eq!(cached, 1, "one compiled module in DATA/module-cache");
+    server.kill();
+
+    let server = Server::on(&store, &[]);
+    let again = server.start_run(&token, "greet", json!({})).await;
+    assert_eq!(server.wait(&token, again).await["status"], "succeeded");
+    assert_eq!(
+        counter(&server, "weft_compiled_cache_hits_total").await,
+        1.0,
+        "read from disk"
+    );
+    assert_eq!(
+        counter(&server, "weft_compiled_cache_misses_total").await,
+        0.0,
+        "not compiled again"
+    );
+}

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod compiled;
 mod fuel;
 mod http;
 mod isolation;
