@@ -321,3 +321,66 @@ fn run_executes_order_http_against_the_stand_in_as_the_readme_shows() {
     let said = format!("{}{}", stdout(&output), stderr(&output));
     assert!(said.contains("http_refused"), "{said}");
 }
+
+#[test]
+fn task_new_makes_a_rust_project_that_builds_and_runs_as_made() {
+    // The example tasks first: their build leaves the SDK's dependencies
+    // compiled, which the new project reuses through the same target
+    // directory and lock file (a user's first build compiles them).
+    let examples = guest("hello");
+    let target = examples.ancestors().nth(3).expect("example-tasks/target").to_path_buf();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("greeter");
+    let made = weft(&["task", "new", "greeter", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    assert!(
+        stdout(&made).contains("cargo build --release --target wasm32-wasip2"),
+        "{}",
+        stdout(&made)
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("example-tasks/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "the new project does not build:\n{}",
+        stderr(&built)
+    );
+    let component = target.join("wasm32-wasip2/release/greeter.wasm");
+    let ran = weft(&[
+        "task",
+        "run",
+        component.to_str().unwrap(),
+        "--input",
+        r#"{"name": "Ada"}"#,
+    ]);
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    let text = stdout(&ran);
+    assert!(
+        text.contains(r#""greeting":"Hello, Ada!""#) && text.contains("greeting Ada (attempt 1)"),
+        "{text}"
+    );
+
+    // A second time into the same place, and a name no language takes.
+    let again = weft(&["task", "new", "greeter", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists and is not empty"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = weft(&[
+        "task",
+        "new",
+        "Send-Mail",
+        "--dir",
+        scratch.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(stderr(&bad).contains("is not a task name"), "{}", stderr(&bad));
+}

@@ -12,6 +12,7 @@ mod key;
 mod nodes;
 mod remote;
 mod run;
+mod scaffold;
 mod schedule;
 mod secret;
 mod serve;

@@ -31,6 +31,13 @@ pub(crate) enum TaskCommand {
         weft task run flaky.wasm --attempt 3\n  \
         weft task run validate_payment.wasm --input @payment.json --fuel 5000000 --json")]
     Run(RunArgs),
+    /// Make a new task project, in Rust, Python or JavaScript, that builds
+    /// and passes `weft task run` as made.
+    #[command(after_help = "Examples:\n  \
+        weft task new greet\n  \
+        weft task new --lang python score_lead\n  \
+        weft task new --lang js enrich --dir tasks/enrich")]
+    New(super::scaffold::NewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +89,7 @@ pub(crate) struct RunArgs {
 pub(crate) async fn run(command: TaskCommand) -> anyhow::Result<u8> {
     match command {
         TaskCommand::Run(args) => run_once(args).await,
+        TaskCommand::New(args) => super::scaffold::new(args),
     }
 }
 
