@@ -13,8 +13,10 @@ use std::process::Command;
 use pg::outside::skip;
 
 /// The keys the JSON summary must have.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 15] = [
     "sandbox_overhead_ratio",
+    "hello_first_attempt_uncached_ms",
+    "hello_first_attempt_cached_ms",
     "http_call_overhead_ratio",
     "durable_wf_per_s",
     "redb_commits_per_s",

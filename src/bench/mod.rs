@@ -18,6 +18,7 @@
 mod backlog;
 mod cluster;
 mod cluster_fairness;
+mod compiled;
 mod engine;
 mod fairness;
 mod http;
@@ -53,6 +54,8 @@ pub struct Options {
     /// `postgres://` URL (the bench works in databases of its own there);
     /// `None` starts a throwaway server.
     pub store: Option<String>,
+    /// A Python task's component for the compiled section (its `hello`).
+    pub python_module: Option<PathBuf>,
 }
 
 impl Options {
@@ -86,6 +89,9 @@ const ONE_STEP: &str = "name: one\nsteps:\n  - {id: greet, task: hello, input: {
 pub enum Section {
     /// Per-attempt cost of the sandbox against bare wasmtime.
     Sandbox,
+    /// A module's first attempt after a restart, with the compiled-module
+    /// cache and without.
+    Compiled,
     /// One outbound HTTP call from a task against the same call from the
     /// host (reqwest).
     Http,
@@ -113,8 +119,9 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Section::Sandbox,
+        Section::Compiled,
         Section::Http,
         Section::Engine,
         Section::Service,
@@ -135,6 +142,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     for section in &options.sections {
         match section {
             Section::Sandbox => sandbox::measure(options, &mut report).await?,
+            Section::Compiled => compiled::measure(options, &mut report).await?,
             Section::Http => http::measure(options, &mut report).await?,
             Section::Engine => engine::measure(options, &mut report).await?,
             Section::Service => service::measure(options, &mut report).await?,

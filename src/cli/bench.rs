@@ -47,6 +47,12 @@ pub(crate) struct BenchArgs {
     /// this machine]
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+
+    /// A Python task's component (built from example-tasks/python/hello)
+    /// for the compiled section's Python figures; without it they are
+    /// skipped.
+    #[arg(long, value_name = "FILE")]
+    python_module: Option<PathBuf>,
 }
 
 pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
@@ -77,6 +83,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
             args.only
         },
         store: args.store,
+        python_module: args.python_module,
     };
     let report = bench::run(&options).await?;
     if let Some(path) = &args.json {
