@@ -384,3 +384,22 @@ fn pyproject_pins_the_toolchain_build_sh_installs() {
         path.display()
     );
 }
+
+#[test]
+fn the_readme_example_is_the_example_task() {
+    let readme_path = python_guest::sdk_dir().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("guest-sdk/python/README.md");
+    let start = readme.find("```python\n").expect("the README has a Python example") + "```python\n".len();
+    let example = &readme[start..start + readme[start..].find("```").expect("the example block ends")];
+    let task_path = python_guest::repo().join("example-tasks/python/send_confirmation/send_confirmation.py");
+    let task = std::fs::read_to_string(&task_path).expect("the send_confirmation example");
+    // The module docstring ends at the first `"""` that closes a line.
+    let body = task.split_once("\"\"\"\n\n").map(|(_, rest)| rest);
+    assert_eq!(
+        Some(example),
+        body,
+        "the first Python block of {} must be {} without its docstring",
+        readme_path.display(),
+        task_path.display()
+    );
+}
