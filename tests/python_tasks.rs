@@ -1,0 +1,405 @@
+//! Python tasks, built with the Python SDK (`guest-sdk/python`) by its
+//! documented command, run in the real sandbox: the examples give the
+//! expected output, log lines and kv writes and see their context; the
+//! limits hold for a Python guest as for a Rust one; `weft task run` runs
+//! a built task; and the `weft task new --lang python` template builds and
+//! runs as generated.
+//!
+//! The toolchain (componentize-py, pinned) is installed into a virtual
+//! environment under `target/` on first use; without Python or PyPI the
+//! tests are skipped loudly, or fail under `CI=true`. A Python component is
+//! about 19 MB and takes seconds to compile, so each is loaded once per
+//! binary.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "common/python_guest.rs"]
+mod python_guest;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use weft::Outcome;
+use weft::sandbox::{Attempt, AttemptReport, KvWrite, Level, Limits, MemoryKv, Module};
+
+use common::{context, sandbox};
+
+/// Fuel that no test attempt exhausts, to isolate the other limits.
+const UNLIMITED_FUEL: u64 = u64::MAX / 2;
+
+/// The example task `example-tasks/python/NAME`, built and loaded into the
+/// shared sandbox once per binary; `None` when the test is skipped.
+fn module(name: &str) -> Option<Arc<Module>> {
+    static LOADED: Mutex<Option<HashMap<String, Arc<Module>>>> = Mutex::new(None);
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(module) = loaded.get_or_insert_with(HashMap::new).get(name) {
+        return Some(module.clone());
+    }
+    let path = python_guest::component(name)?;
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
+    let started = Instant::now();
+    let module = sandbox()
+        .load(&bytes)
+        .unwrap_or_else(|e| panic!("the sandbox refuses {}: {e}", path.display()));
+    eprintln!(
+        "loaded {name} ({:.1} MB) in {:.1?}",
+        bytes.len() as f64 / 1e6,
+        started.elapsed()
+    );
+    loaded
+        .get_or_insert_with(HashMap::new)
+        .insert(name.into(), module.clone());
+    Some(module)
+}
+
+/// Runs one attempt of a Python example task, or `None` when skipped.
+async fn run(name: &str, input: &str, limits: Limits, kv: Arc<MemoryKv>, attempt: u32) -> Option<AttemptReport> {
+    let module = module(name)?;
+    let attempt = Attempt {
+        input,
+        limits,
+        context: context(attempt),
+        kv,
+        http: Default::default(),
+        secrets: Default::default(),
+        redact: Default::default(),
+    };
+    let report = sandbox().run(&module, attempt).await;
+    Some(report.unwrap_or_else(|e| panic!("the sandbox cannot run {name} with {input}: {e}")))
+}
+
+/// Runs an attempt with default limits, an empty kv, as attempt 1.
+async fn run_default(name: &str, input: &str) -> Option<AttemptReport> {
+    run(name, input, Limits::default(), Arc::new(MemoryKv::new()), 1).await
+}
+
+/// The guest error of an outcome, or a panic naming what it was instead.
+fn guest_error(report: &AttemptReport) -> (&str, &str, bool) {
+    match &report.outcome {
+        Outcome::GuestError {
+            code,
+            message,
+            retryable,
+        } => (code, message, *retryable),
+        other => panic!("expected a guest_error, got {other:?}; stderr: {}", report.logs.stderr),
+    }
+}
+
+fn ok(output: &str) -> Outcome {
+    Outcome::Ok { output: output.into() }
+}
+
+#[tokio::test]
+async fn hello_greets_logs_its_context_and_counts_in_kv() {
+    let kv = Arc::new(MemoryKv::new());
+    let seeded = KvWrite {
+        key: "greetings/Ada".into(),
+        value: Some(b"41".to_vec()),
+    };
+    kv.apply("acme", &[seeded]);
+    let Some(report) = run("hello", r#"{"name": "Ada"}"#, Limits::default(), kv.clone(), 3).await else {
+        return;
+    };
+    assert_eq!(
+        report.outcome,
+        ok(r#"{"greeting":"Hello, Ada!"}"#),
+        "stderr: {}",
+        report.logs.stderr
+    );
+    let lines: Vec<(Level, &str)> = report
+        .logs
+        .lines
+        .iter()
+        .map(|l| (l.level, l.message.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(Level::Info, "greeting Ada (greeting number 42, attempt 3 of step step)")]
+    );
+    let written = KvWrite {
+        key: "greetings/Ada".into(),
+        value: Some(b"42".to_vec()),
+    };
+    assert_eq!(report.kv_writes, [written]);
+
+    // The defaults of the input dataclass apply; a fresh kv starts at 1.
+    let Some(report) = run_default("hello", "{}").await else {
+        return;
+    };
+    assert_eq!(report.outcome, ok(r#"{"greeting":"Hello, world!"}"#));
+    assert_eq!(
+        report.logs.lines[0].message,
+        "greeting world (greeting number 1, attempt 1 of step step)"
+    );
+}
+
+#[tokio::test]
+async fn hello_refuses_bad_input_without_writing() {
+    let Some(report) = run_default("hello", r#"{"name": ""}"#).await else {
+        return;
+    };
+    assert_eq!(guest_error(&report), ("invalid_input", "name must not be empty", false));
+    assert_eq!(report.kv_writes, []);
+
+    // An unknown field, a wrong type, and text that is not JSON.
+    let cases = [
+        (r#"{"nme": "Ada"}"#, "unknown field 'nme' for Input"),
+        (r#"{"name": 7}"#, "$.name: expected a string, found a number"),
+        ("not json", "the input does not match what the task expects"),
+    ];
+    for (input, expected) in cases {
+        let Some(report) = run_default("hello", input).await else {
+            return;
+        };
+        let (code, message, retryable) = guest_error(&report);
+        assert_eq!((code, retryable), ("invalid_input", false), "{input}");
+        assert!(message.contains(expected), "{input}: {message:?} lacks {expected:?}");
+    }
+}
+
+#[tokio::test]
+async fn send_confirmation_answers_as_the_rust_task_does() {
+    let input = r#"{"order_id": "A-1", "email": "ada@example.com", "amount_cents": 1250, "currency": "EUR"}"#;
+    let Some(report) = run_default("send_confirmation", input).await else {
+        return;
+    };
+    // What example-tasks/send_confirmation (Rust) returns for this input.
+    let expected = serde_json::json!({
+        "message_id": "msg_A-1",
+        "to": "ada@example.com",
+        "subject": "Your order A-1 (12.50 EUR) is confirmed",
+    });
+    let Outcome::Ok { output } = &report.outcome else {
+        panic!("{:?}; stderr: {}", report.outcome, report.logs.stderr)
+    };
+    let output: serde_json::Value = serde_json::from_str(output).expect("the output is JSON");
+    assert_eq!(output, expected);
+    assert_eq!(report.logs.lines.len(), 1, "{:?}", report.logs.lines);
+    assert_eq!(report.logs.lines[0].level, Level::Info);
+    assert_eq!(
+        report.logs.lines[0].message,
+        "confirmation for order A-1 sent to ada@example.com"
+    );
+
+    let bad = r#"{"order_id": "B", "email": "not-an-email", "amount_cents": 1, "currency": "EUR"}"#;
+    let Some(report) = run_default("send_confirmation", bad).await else {
+        return;
+    };
+    assert_eq!(
+        guest_error(&report),
+        ("invalid_email", "'not-an-email' is not an email address", false)
+    );
+    let missing = r#"{"order_id": "B", "email": "a@b.c", "amount_cents": 1}"#;
+    let Some(report) = run_default("send_confirmation", missing).await else {
+        return;
+    };
+    let (code, message, _) = guest_error(&report);
+    assert_eq!(code, "invalid_input");
+    assert!(message.contains("missing field 'currency'"), "{message}");
+}
+
+#[tokio::test]
+async fn a_spinning_python_task_times_out_or_runs_out_of_fuel() {
+    let limits = Limits {
+        fuel: UNLIMITED_FUEL,
+        timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let kv = Arc::new(MemoryKv::new());
+    let Some(report) = run("misbehave", r#"{"mode": "spin"}"#, limits, kv.clone(), 1).await else {
+        return;
+    };
+    assert_eq!(report.outcome, Outcome::Timeout, "stderr: {}", report.logs.stderr);
+    assert!(report.duration >= Duration::from_millis(500), "{:?}", report.duration);
+    assert!(report.duration < Duration::from_secs(5), "{:?}", report.duration);
+
+    // With a timeout far away, the fuel runs out first.
+    let limits = Limits {
+        fuel: 200_000_000,
+        ..Limits::default()
+    };
+    let Some(report) = run("misbehave", r#"{"mode": "spin"}"#, limits, kv, 1).await else {
+        return;
+    };
+    assert_eq!(report.outcome, Outcome::OutOfFuel, "stderr: {}", report.logs.stderr);
+    assert_eq!(report.fuel_used, 200_000_000);
+    assert_hello_still_runs().await;
+}
+
+#[tokio::test]
+async fn a_python_task_allocating_without_end_hits_the_memory_limit() {
+    let limits = Limits {
+        memory: 96 << 20,
+        fuel: UNLIMITED_FUEL,
+        ..Limits::default()
+    };
+    let Some(report) = run(
+        "misbehave",
+        r#"{"mode": "allocate"}"#,
+        limits,
+        Arc::new(MemoryKv::new()),
+        1,
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(report.outcome, Outcome::MemoryLimit, "stderr: {}", report.logs.stderr);
+    assert_hello_still_runs().await;
+}
+
+#[tokio::test]
+async fn raised_errors_become_guest_errors() {
+    let cases = [
+        (
+            r#"{"mode": "fail", "code": "card_declined", "message": "declined", "retryable": false}"#,
+            ("card_declined", "declined", false),
+        ),
+        (
+            r#"{"mode": "fail", "code": "upstream_busy", "message": "try later", "retryable": true}"#,
+            ("upstream_busy", "try later", true),
+        ),
+        (
+            r#"{"mode": "raise", "message": "something broke"}"#,
+            ("exception", "ValueError: something broke", false),
+        ),
+    ];
+    for (input, expected) in cases {
+        let Some(report) = run_default("misbehave", input).await else {
+            return;
+        };
+        assert_eq!(guest_error(&report), expected, "{input}");
+        assert_eq!(report.outcome.is_retryable(), expected.2, "{input}");
+    }
+    // The plain exception's traceback is kept with the attempt, on stderr.
+    let Some(report) = run_default("misbehave", r#"{"mode": "raise", "message": "boom"}"#).await else {
+        return;
+    };
+    let stderr = &report.logs.stderr;
+    assert!(
+        stderr.contains("Traceback") && stderr.contains("ValueError: boom"),
+        "{stderr}"
+    );
+}
+
+/// The host serves an ordinary Python attempt after a misbehaving one.
+async fn assert_hello_still_runs() {
+    let Some(report) = run_default("hello", r#"{"name": "again"}"#).await else {
+        return;
+    };
+    assert_eq!(report.outcome, ok(r#"{"greeting":"Hello, again!"}"#));
+}
+
+/// `weft task run COMPONENT --input JSON`, to its end: (status, stdout, stderr).
+fn weft_task_run(component: &Path, input: &str) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["task", "run"])
+        .arg(component)
+        .args(["--input", input])
+        .output()
+        .expect("running the weft binary");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+#[test]
+fn weft_task_run_runs_a_python_task() {
+    let Some(component) = python_guest::component("hello") else {
+        return;
+    };
+    let (success, stdout, stderr) = weft_task_run(&component, r#"{"name": "CLI"}"#);
+    assert!(success, "weft task run failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(r#""greeting":"Hello, CLI!""#), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn the_python_template_builds_and_runs_as_generated() {
+    let Some(venv) = python_guest::toolchain() else {
+        return;
+    };
+    let template = python_guest::sdk_dir().join("template");
+    let project = tempfile::tempdir().expect("a scratch directory");
+    let name = "greet_guest";
+    let entries =
+        std::fs::read_dir(&template).unwrap_or_else(|e| panic!("{} cannot be listed: {e}", template.display()));
+    for entry in entries {
+        let path = entry.expect("a template entry").path();
+        let file_name = path.file_name().and_then(|n| n.to_str()).expect("a UTF-8 file name");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
+        let target = project.path().join(file_name.replace("{{name}}", name));
+        std::fs::write(&target, text.replace("{{name}}", name)).expect("writing the generated project");
+    }
+    let task = project.path().join(format!("{name}.py"));
+    assert!(task.is_file(), "the template has no {{{{name}}}}.py");
+    let readme = std::fs::read_to_string(project.path().join("README.md")).expect("the template has a README.md");
+    assert!(!readme.contains("{{") && readme.contains(name), "{readme}");
+
+    let component = project.path().join(format!("{name}.wasm"));
+    python_guest::build(&venv, &task, &component);
+    let (success, stdout, stderr) = weft_task_run(&component, r#"{"name": "Ada"}"#);
+    assert!(success, "weft task run failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(r#""greeting":"Hello, Ada!""#), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn the_sdk_unit_tests_pass_against_fresh_bindings() {
+    let Some(venv) = python_guest::toolchain() else {
+        return;
+    };
+    let bindings = tempfile::tempdir().expect("a scratch directory");
+    let generate = python_guest::outside::run(
+        Command::new(venv.join("bin/componentize-py"))
+            .arg("-d")
+            .arg(python_guest::repo().join("wit"))
+            .args(["-w", "task", "-q", "bindings"])
+            .arg(bindings.path()),
+    );
+    if let Err(output) = generate {
+        panic!("componentize-py cannot generate bindings for wit/: {output}");
+    }
+    let sdk = python_guest::sdk_dir();
+    let path = std::env::join_paths([bindings.path(), sdk.as_path()]).expect("a PYTHONPATH");
+    let tests = python_guest::outside::run(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "unittest", "discover", "-s"])
+            .arg(sdk.join("tests"))
+            .env("PYTHONPATH", path),
+    );
+    if let Err(output) = tests {
+        panic!("the SDK's unit tests (guest-sdk/python/tests) failed: {output}");
+    }
+}
+
+#[test]
+fn pyproject_pins_the_toolchain_build_sh_installs() {
+    let path = python_guest::sdk_dir().join("pyproject.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
+    let pin = python_guest::pin();
+    assert!(
+        text.contains(&format!("build = [\"{pin}\"]")),
+        "{} must pin {pin} in its `build` extra, as build-requirements.txt does",
+        path.display()
+    );
+}
+
+#[test]
+fn the_readme_example_is_the_example_task() {
+    let readme_path = python_guest::sdk_dir().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("guest-sdk/python/README.md");
+    let start = readme.find("```python\n").expect("the README has a Python example") + "```python\n".len();
+    let example = &readme[start..start + readme[start..].find("```").expect("the example block ends")];
+    let task_path = python_guest::repo().join("example-tasks/python/send_confirmation/send_confirmation.py");
+    let task = std::fs::read_to_string(&task_path).expect("the send_confirmation example");
+    // The module docstring ends at the first `"""` that closes a line.
+    let body = task.split_once("\"\"\"\n\n").map(|(_, rest)| rest);
+    assert_eq!(
+        Some(example),
+        body,
+        "the first Python block of {} must be {} without its docstring",
+        readme_path.display(),
+        task_path.display()
+    );
+}
