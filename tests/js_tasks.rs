@@ -278,6 +278,28 @@ async fn anything_else_thrown_is_a_non_retryable_exception() {
     assert!(message.starts_with("TypeError: "), "{message}");
 }
 
+#[tokio::test]
+async fn fetch_goes_through_the_hosts_http_policy() {
+    // The shared sandbox's steps have an empty allow-list: the request is
+    // refused by the host, recorded, and the task's fetch rejects.
+    let url = "http://payments.example.com/v1/charges";
+    let Some(report) = run_default("misbehave", json!({"mode": "fetch", "url": url})).await else {
+        return;
+    };
+    assert_eq!(
+        report.outcome,
+        guest_error(
+            "exception",
+            "TypeError: NetworkError when attempting to fetch resource",
+            false
+        )
+    );
+    assert_eq!(report.http.len(), 1, "{:?}", report.http);
+    assert_eq!(report.http[0].url, url);
+    let refused = report.http[0].refused.as_deref().expect("the request is refused");
+    assert!(refused.contains("http.allow"), "{refused}");
+}
+
 /// Asserts the sandbox still serves a JS task after a misbehaving one.
 async fn assert_host_still_serves() {
     let report = run_default("hello", json!({"name": "again"})).await.unwrap();

@@ -11,6 +11,8 @@
  *   the input's `code`, `message` and `retryable`;
  * - `throw`: throws `new Error(message)`;
  * - `throw_value`: throws the input's `value` as it is (not an Error);
+ * - `fetch`: fetches the input's `url` and returns its status and body
+ *   (the host's `http.allow` decides whether it goes out);
  * - `echo`: returns the input, after the attempt's context and a kv
  *   round trip, so tests can see the host's side.
  */
@@ -33,6 +35,10 @@ export const run = task(async (input) => {
       throw new Error(input.message);
     case 'throw_value':
       throw input.value;
+    case 'fetch': {
+      const response = await fetch(input.url);
+      return { status: response.status, body: await response.text() };
+    }
     case 'echo': {
       const before = kv.get('echo/count') ?? 0;
       kv.set('echo/count', before + 1);
