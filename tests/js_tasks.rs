@@ -1,0 +1,373 @@
+//! JavaScript and TypeScript tasks built with the SDK in `guest-sdk/js`:
+//! the examples of `example-tasks/js/` in the real sandbox (output, logs,
+//! kv, context), the limits a JS guest must not escape (spin, endless
+//! allocation, thrown errors), `weft task run` on a built task, and the
+//! project template of `weft task new --lang js` as generated.
+//!
+//! The build tools come from npm into `target/` (`common/js_guest.rs`);
+//! without Node.js or the registry every test here skips loudly, or fails
+//! under `CI=true`. Each component embeds a JS engine (about 12 MB), so it
+//! is built and compiled once per test binary and shared.
+
+mod common;
+#[path = "common/js_guest.rs"]
+mod js_guest;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft::Outcome;
+use weft::sandbox::{Attempt, AttemptReport, KvWrite, Level, Limits, MemoryKv, Module};
+
+use common::{context, sandbox};
+
+/// Fuel that no test attempt exhausts, to isolate the other limits.
+const UNLIMITED_FUEL: u64 = u64::MAX / 2;
+
+/// The example `name` built and loaded into the shared sandbox, once per
+/// binary; `None` when the JS toolchain cannot be had (reported as skipped).
+fn module(name: &str) -> Option<Arc<Module>> {
+    // Held while compiling, so parallel tests compile each component once.
+    static LOADED: Mutex<Option<HashMap<String, Arc<Module>>>> = Mutex::new(None);
+    let path = js_guest::component(name)?;
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    let loaded = loaded.get_or_insert_with(HashMap::new);
+    if let Some(module) = loaded.get(name) {
+        return Some(module.clone());
+    }
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
+    let started = Instant::now();
+    let module = sandbox()
+        .load(&bytes)
+        .unwrap_or_else(|e| panic!("the sandbox refuses the JS task {name} ({}): {e}", path.display()));
+    eprintln!(
+        "compiled the JS task {name} ({:.1} MiB) in {:.1} s",
+        bytes.len() as f64 / f64::from(1 << 20),
+        started.elapsed().as_secs_f64()
+    );
+    loaded.insert(name.into(), module.clone());
+    Some(module)
+}
+
+/// Runs one attempt of the JS example `name`; `None` when skipped.
+async fn run(name: &str, input: Value, limits: Limits, kv: Arc<MemoryKv>, attempt: u32) -> Option<AttemptReport> {
+    let module = module(name)?;
+    let input = input.to_string();
+    let report = sandbox()
+        .run(
+            &module,
+            Attempt {
+                input: &input,
+                limits,
+                context: context(attempt),
+                kv,
+                http: Default::default(),
+                secrets: Default::default(),
+                redact: Default::default(),
+            },
+        )
+        .await
+        .expect("the sandbox runs the attempt");
+    Some(report)
+}
+
+/// Runs one attempt with default limits and an empty kv.
+async fn run_default(name: &str, input: Value) -> Option<AttemptReport> {
+    run(name, input, Limits::default(), Arc::new(MemoryKv::new()), 1).await
+}
+
+/// The output of an `ok` attempt, parsed; panics with the outcome otherwise.
+fn output(report: &AttemptReport) -> Value {
+    match &report.outcome {
+        Outcome::Ok { output } => serde_json::from_str(output).expect("ok output is JSON"),
+        other => panic!("expected ok, got {other:?}\nstderr: {}", report.logs.stderr),
+    }
+}
+
+fn guest_error(code: &str, message: &str, retryable: bool) -> Outcome {
+    Outcome::GuestError {
+        code: code.into(),
+        message: message.into(),
+        retryable,
+    }
+}
+
+#[tokio::test]
+async fn hello_greets_and_logs() {
+    let Some(report) = run_default("hello", json!({"name": "Ada"})).await else {
+        return;
+    };
+    assert_eq!(output(&report), json!({"greeting": "Hello, Ada!"}));
+    let lines: Vec<(Level, &str)> = report
+        .logs
+        .lines
+        .iter()
+        .map(|l| (l.level, l.message.as_str()))
+        .collect();
+    assert_eq!(lines, [(Level::Info, "greeting Ada")]);
+    assert!(report.kv_writes.is_empty(), "{:?}", report.kv_writes);
+
+    let report = run_default("hello", json!({})).await.unwrap();
+    assert_eq!(output(&report), json!({"greeting": "Hello, world!"}));
+    let report = run_default("hello", json!({"name": ""})).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        guest_error("invalid_input", "name must not be empty", false)
+    );
+}
+
+#[tokio::test]
+async fn the_typescript_order_task_ships_like_the_rust_one_and_remembers_it() {
+    let address = json!({"name": "Ada Lovelace", "line1": "12 Analytical Row", "city": "Berlin", "postal_code": "10115", "country": "DE"});
+    let input = json!({"order_id": "A-1", "reservation_id": "res_A-1", "ship_to": address});
+    let kv = Arc::new(MemoryKv::new());
+    let Some(first) = run("notify_warehouse", input.clone(), Limits::default(), kv.clone(), 1).await else {
+        return;
+    };
+    // What the Rust example answers (tests/sandbox/order_tasks.rs).
+    let shipment = json!({"shipment_id": "shp_A-1", "order_id": "A-1", "warehouse": "FRA-1", "status": "queued"});
+    assert_eq!(output(&first), shipment);
+    assert_eq!(first.logs.lines.len(), 1, "{:?}", first.logs.lines);
+    assert_eq!(first.logs.lines[0].message, "reservation res_A-1 goes out from FRA-1");
+    let [
+        KvWrite {
+            key,
+            value: Some(value),
+        },
+    ] = first.kv_writes.as_slice()
+    else {
+        panic!("expected one kv write, got {:?}", first.kv_writes);
+    };
+    assert_eq!(key, "shipment/A-1");
+    assert_eq!(serde_json::from_slice::<Value>(value).unwrap(), shipment);
+
+    // Once committed, a later attempt (a retry, the 2nd) answers from kv
+    // even if the address moved to another warehouse's country.
+    kv.apply("acme", &first.kv_writes);
+    let mut moved = input.clone();
+    moved["ship_to"]["country"] = json!("US");
+    let second = run("notify_warehouse", moved, Limits::default(), kv.clone(), 2)
+        .await
+        .unwrap();
+    assert_eq!(output(&second), shipment);
+    assert_eq!(
+        second.logs.lines[0].message,
+        "order A-1 already went to FRA-1 (attempt 2)"
+    );
+
+    let mut blank = input;
+    blank["ship_to"]["city"] = json!("  ");
+    let report = run_default("notify_warehouse", blank).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        guest_error("invalid_address", "ship_to.city is empty", false)
+    );
+    let report = run_default("notify_warehouse", json!({"order_id": "A-2"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        guest_error(
+            "invalid_input",
+            "the input: missing string field `reservation_id`",
+            false
+        )
+    );
+}
+
+#[tokio::test]
+async fn context_and_kv_reach_the_guest() {
+    let kv = Arc::new(MemoryKv::new());
+    kv.apply(
+        "acme",
+        &[KvWrite {
+            key: "echo/count".into(),
+            value: Some(b"41".to_vec()),
+        }],
+    );
+    let Some(report) = run("misbehave", json!({"mode": "echo", "n": 7}), Limits::default(), kv, 3).await else {
+        return;
+    };
+    let out = output(&report);
+    assert_eq!(out["input"], json!({"mode": "echo", "n": 7}));
+    assert_eq!(
+        out["context"],
+        json!({"tenant": "acme", "workflow": "tests", "runId": "run-1", "stepId": "step", "attempt": 3, "itemIndex": null})
+    );
+    // The guest read the seeded 41 and its own buffered write.
+    assert_eq!(out["count"], 42);
+    assert_eq!(report.kv_writes.len(), 1);
+    assert_eq!(report.kv_writes[0].value.as_deref(), Some(&b"42"[..]));
+    assert_eq!(report.logs.lines[0].message, r#"echo {"before":41}"#);
+    assert_eq!(report.logs.lines[0].level, Level::Debug);
+}
+
+#[tokio::test]
+async fn spinning_forever_times_out() {
+    let limits = Limits {
+        fuel: UNLIMITED_FUEL,
+        timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let kv = Arc::new(MemoryKv::new());
+    let Some(report) = run("misbehave", json!({"mode": "spin"}), limits, kv, 1).await else {
+        return;
+    };
+    assert_eq!(report.outcome, Outcome::Timeout);
+    assert!(report.duration >= Duration::from_millis(500), "{:?}", report.duration);
+    assert!(report.duration < Duration::from_secs(5), "{:?}", report.duration);
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn allocating_without_end_hits_the_memory_limit() {
+    let limits = Limits {
+        fuel: UNLIMITED_FUEL,
+        ..Limits::default()
+    };
+    let kv = Arc::new(MemoryKv::new());
+    let Some(report) = run("misbehave", json!({"mode": "allocate"}), limits, kv, 1).await else {
+        return;
+    };
+    assert_eq!(report.outcome, Outcome::MemoryLimit, "stderr: {}", report.logs.stderr);
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_thrown_task_error_keeps_its_code_and_retryable_flag() {
+    for retryable in [true, false] {
+        let input = json!({"mode": "task_error", "code": "card_declined", "message": "the bank said no", "retryable": retryable});
+        let Some(report) = run_default("misbehave", input).await else {
+            return;
+        };
+        assert_eq!(
+            report.outcome,
+            guest_error("card_declined", "the bank said no", retryable)
+        );
+        assert_eq!(report.outcome.is_retryable(), retryable);
+        assert!(report.kv_writes.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn anything_else_thrown_is_a_non_retryable_exception() {
+    let Some(report) = run_default("misbehave", json!({"mode": "throw", "message": "the disk is lava"})).await else {
+        return;
+    };
+    assert_eq!(report.outcome, guest_error("exception", "the disk is lava", false));
+
+    let thrown = json!({"mode": "throw_value", "value": {"not": "an error"}});
+    let report = run_default("misbehave", thrown).await.unwrap();
+    assert_eq!(report.outcome, guest_error("exception", r#"{"not":"an error"}"#, false));
+
+    // A TypeError from a bug names its kind.
+    let report = run_default("misbehave", Value::Null).await.unwrap();
+    let Outcome::GuestError {
+        code,
+        message,
+        retryable,
+    } = &report.outcome
+    else {
+        panic!("{:?}", report.outcome);
+    };
+    assert_eq!((code.as_str(), *retryable), ("exception", false));
+    assert!(message.starts_with("TypeError: "), "{message}");
+}
+
+#[tokio::test]
+async fn fetch_goes_through_the_hosts_http_policy() {
+    // The shared sandbox's steps have an empty allow-list: the request is
+    // refused by the host, recorded, and the task's fetch rejects.
+    let url = "http://payments.example.com/v1/charges";
+    let Some(report) = run_default("misbehave", json!({"mode": "fetch", "url": url})).await else {
+        return;
+    };
+    assert_eq!(
+        report.outcome,
+        guest_error(
+            "exception",
+            "TypeError: NetworkError when attempting to fetch resource",
+            false
+        )
+    );
+    assert_eq!(report.http.len(), 1, "{:?}", report.http);
+    assert_eq!(report.http[0].url, url);
+    let refused = report.http[0].refused.as_deref().expect("the request is refused");
+    assert!(refused.contains("http.allow"), "{refused}");
+}
+
+/// Asserts the sandbox still serves a JS task after a misbehaving one.
+async fn assert_host_still_serves() {
+    let report = run_default("hello", json!({"name": "again"})).await.unwrap();
+    assert_eq!(output(&report), json!({"greeting": "Hello, again!"}));
+}
+
+/// `weft task run COMPONENT --input INPUT`: its exit code, stdout and stderr.
+fn weft_task_run(component: &Path, input: &str) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["task", "run"])
+        .arg(component)
+        .args(["--input", input])
+        .output()
+        .expect("running weft");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+#[test]
+fn weft_task_run_runs_a_js_task() {
+    let Some(hello) = js_guest::component("hello") else {
+        return;
+    };
+    let (code, stdout, stderr) = weft_task_run(&hello, r#"{"name": "Ada"}"#);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("outcome   ok\noutput    {\"greeting\":\"Hello, Ada!\"}\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("greeting Ada"), "{stdout}");
+}
+
+#[test]
+fn the_template_builds_and_runs_as_generated() {
+    let Some(sdk) = js_guest::sdk() else {
+        return;
+    };
+    let name = "ship_parcel";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("js-template-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    instantiate(&sdk.dir().join("template"), &dir, name);
+
+    let component = dir.join(format!("{name}.wasm"));
+    sdk.build(&dir.join("task.js"), &component)
+        .unwrap_or_else(|why| panic!("the template as generated does not build: {why}"));
+    let (code, stdout, stderr) = weft_task_run(&component, r#"{"parcel": 7}"#);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let expected = format!(r#"output    {{"task":"{name}","received":{{"parcel":7}}}}"#);
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert!(stdout.contains(&format!("{name} runs, attempt 1")), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Copies the template into `to` with `{{name}}` replaced, as `weft task
+/// new --lang js NAME` does; fails if a placeholder is left.
+fn instantiate(template: &Path, to: &Path, name: &str) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{} cannot be created: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(template).unwrap_or_else(|e| panic!("{} cannot be listed: {e}", template.display()));
+    for entry in entries {
+        let path = entry.expect("a template entry").path();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
+        let text = text.replace("{{name}}", name);
+        assert!(
+            !text.contains("{{"),
+            "{} has a placeholder other than {{{{name}}}}",
+            path.display()
+        );
+        std::fs::write(to.join(path.file_name().unwrap()), text).expect("writing the instantiated template");
+    }
+}
