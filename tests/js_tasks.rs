@@ -340,7 +340,19 @@ fn the_template_builds_and_runs_as_generated() {
     let name = "ship_parcel";
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("js-template-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    instantiate(&sdk.dir().join("template"), &dir, name);
+    // Made by the real `weft task new`, as a user would.
+    let made = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["task", "new", "--lang", "js", name, "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("running weft task new");
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(made.status.success(), "{said}{}", String::from_utf8_lossy(&made.stderr));
+    assert!(said.contains(&format!("build.mjs task.js {name}.wasm")), "{said}");
+    for file in ["task.js", "package.json", "README.md"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("no {file}: {e}"));
+        assert!(!text.contains("{{"), "{file} keeps a placeholder:\n{text}");
+    }
 
     let component = dir.join(format!("{name}.wasm"));
     sdk.build(&dir.join("task.js"), &component)
@@ -351,23 +363,4 @@ fn the_template_builds_and_runs_as_generated() {
     assert!(stdout.contains(&expected), "{stdout}");
     assert!(stdout.contains(&format!("{name} runs, attempt 1")), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Copies the template into `to` with `{{name}}` replaced, as `weft task
-/// new --lang js NAME` does; fails if a placeholder is left.
-fn instantiate(template: &Path, to: &Path, name: &str) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{} cannot be created: {e}", to.display()));
-    let entries =
-        std::fs::read_dir(template).unwrap_or_else(|e| panic!("{} cannot be listed: {e}", template.display()));
-    for entry in entries {
-        let path = entry.expect("a template entry").path();
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
-        let text = text.replace("{{name}}", name);
-        assert!(
-            !text.contains("{{"),
-            "{} has a placeholder other than {{{{name}}}}",
-            path.display()
-        );
-        std::fs::write(to.join(path.file_name().unwrap()), text).expect("writing the instantiated template");
-    }
 }

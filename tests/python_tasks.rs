@@ -320,24 +320,24 @@ fn the_python_template_builds_and_runs_as_generated() {
     let Some(venv) = python_guest::toolchain() else {
         return;
     };
-    let template = python_guest::sdk_dir().join("template");
-    let project = tempfile::tempdir().expect("a scratch directory");
+    // Made by the real `weft task new`, as a user would.
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let project = scratch.path().join("greet_guest");
     let name = "greet_guest";
-    let entries =
-        std::fs::read_dir(&template).unwrap_or_else(|e| panic!("{} cannot be listed: {e}", template.display()));
-    for entry in entries {
-        let path = entry.expect("a template entry").path();
-        let file_name = path.file_name().and_then(|n| n.to_str()).expect("a UTF-8 file name");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
-        let target = project.path().join(file_name.replace("{{name}}", name));
-        std::fs::write(&target, text.replace("{{name}}", name)).expect("writing the generated project");
-    }
-    let task = project.path().join(format!("{name}.py"));
+    let made = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["task", "new", "--lang", "python", name, "--dir"])
+        .arg(&project)
+        .output()
+        .expect("running weft task new");
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(made.status.success(), "{said}{}", String::from_utf8_lossy(&made.stderr));
+    assert!(said.contains("build.sh greet_guest.py greet_guest.wasm"), "{said}");
+    let task = project.join(format!("{name}.py"));
     assert!(task.is_file(), "the template has no {{{{name}}}}.py");
-    let readme = std::fs::read_to_string(project.path().join("README.md")).expect("the template has a README.md");
+    let readme = std::fs::read_to_string(project.join("README.md")).expect("the template has a README.md");
     assert!(!readme.contains("{{") && readme.contains(name), "{readme}");
 
-    let component = project.path().join(format!("{name}.wasm"));
+    let component = project.join(format!("{name}.wasm"));
     python_guest::build(&venv, &task, &component);
     let (success, stdout, stderr) = weft_task_run(&component, r#"{"name": "Ada"}"#);
     assert!(success, "weft task run failed:\n{stdout}\n{stderr}");

@@ -51,22 +51,43 @@ const RUST: Template = &[
     ("README.md", include_str!("../../guest-sdk/template/README.md")),
 ];
 
-/// What to do after making a project of each language.
-fn next_steps(lang: Lang, dir: &Path, name: &str) -> String {
-    let dir = dir.display();
+const PYTHON: Template = &[
+    (
+        "{{name}}.py",
+        include_str!("../../guest-sdk/python/template/{{name}}.py"),
+    ),
+    ("README.md", include_str!("../../guest-sdk/python/template/README.md")),
+];
+
+const JS: Template = &[
+    ("task.js", include_str!("../../guest-sdk/js/template/task.js")),
+    ("package.json", include_str!("../../guest-sdk/js/template/package.json")),
+    ("README.md", include_str!("../../guest-sdk/js/template/README.md")),
+];
+
+/// What to do after making a project of each language: the SDK's own
+/// build command, with its path filled in.
+fn next_steps(lang: Lang, dir: &Path, name: &str, sdk: &Path) -> String {
+    let (dir, sdk) = (dir.display(), sdk.display());
+    let try_it = format!("weft task run {name}.wasm --input '{{\"name\": \"Ada\"}}'");
     match lang {
         Lang::Rust => format!(
             "  cd {dir}\n  cargo build --release --target wasm32-wasip2\n  \
              weft task run target/wasm32-wasip2/release/{name}.wasm --input '{{\"name\": \"Ada\"}}'"
         ),
-        Lang::Python | Lang::Js => format!("  cd {dir}\n  see README.md for the build command"),
+        Lang::Python => format!("  cd {dir}\n  {sdk}/build.sh {name}.py {name}.wasm\n  {try_it}"),
+        Lang::Js => format!(
+            "  cd {dir}\n  (cd {sdk} && npm ci)   # once: the SDK's build tools\n  \
+             node {sdk}/build.mjs task.js {name}.wasm\n  {try_it}"
+        ),
     }
 }
 
 fn template(lang: Lang) -> Template {
     match lang {
         Lang::Rust => RUST,
-        Lang::Python | Lang::Js => &[],
+        Lang::Python => PYTHON,
+        Lang::Js => JS,
     }
 }
 
@@ -74,9 +95,6 @@ fn template(lang: Lang) -> Template {
 pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
     check_name(&args.name)?;
     let files = template(args.lang);
-    if files.is_empty() {
-        bail!("this weft has no {:?} template", args.lang);
-    }
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists()
         && dir
@@ -95,18 +113,22 @@ pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
         let text = text
             .replace("{{name}}", &args.name)
             .replace("{{sdk}}", &sdk.display().to_string());
-        let path = dir.join(path);
+        let path = dir.join(path.replace("{{name}}", &args.name));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("{} cannot be made", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("{} cannot be written", path.display()))?;
     }
+    let language = match args.lang {
+        Lang::Rust => "Rust",
+        Lang::Python => "Python",
+        Lang::Js => "JavaScript",
+    };
     println!(
-        "made a {:?} task `{}` in {}; next:\n{}",
-        args.lang,
+        "made a {language} task `{}` in {}; next:\n{}",
         args.name,
         dir.display(),
-        next_steps(args.lang, &dir, &args.name)
+        next_steps(args.lang, &dir, &args.name, &sdk)
     );
     Ok(super::EXIT_OK)
 }
