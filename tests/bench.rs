@@ -3,9 +3,14 @@
 //! whenever a server can be had (else the test says it skipped them, and
 //! fails under `CI=true`).
 
+// The PostgreSQL and Python harnesses each bring their own `outside.rs`.
+#![allow(clippy::duplicate_mod)]
+
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/python_guest.rs"]
+mod python_guest;
 
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +35,9 @@ const KEYS: [&str; 15] = [
     "signal_p99_ms",
     "fairness_ratio",
 ];
+
+/// The keys of a Python task's first attempt after a restart.
+const PYTHON_KEYS: [&str; 2] = ["python_first_attempt_uncached_ms", "python_first_attempt_cached_ms"];
 
 /// The keys measured on PostgreSQL.
 const PG_KEYS: [&str; 5] = [
@@ -95,9 +103,14 @@ fn assert_figures(summary: &serde_json::Value, keys: &[&str]) {
 #[test]
 fn the_quick_bench_writes_every_promised_figure() {
     let dir = tempfile::tempdir().unwrap();
+    // The compiled section's Python figures need a Python task.
+    let Some(python) = python_guest::component("hello") else {
+        return;
+    };
     // No --store: the postgres section starts a server of its own.
-    let (summary, stdout) = quick_bench(dir.path(), &[]);
+    let (summary, stdout) = quick_bench(dir.path(), &["--python-module", python.to_str().unwrap()]);
     assert_figures(&summary, &KEYS);
+    assert_figures(&summary, &PYTHON_KEYS);
     assert_eq!(summary["resumed_runs"], 10_001, "{summary:#}");
     assert!(summary["machine"]["cores"].as_u64().unwrap() >= 1);
     for label in [
@@ -110,20 +123,21 @@ fn the_quick_bench_writes_every_promised_figure() {
     ] {
         assert!(stdout.contains(label), "no {label:?} in:\n{stdout}");
     }
-    // Every target is judged: 11 without PostgreSQL (3 of them the waits
-    // section's), and with it 2 more for the postgres section, 1 for the
-    // fairness section's PostgreSQL half and 3 for the cluster section.
+    // Every target is judged: 12 without PostgreSQL (3 of them the waits
+    // section's, 1 the compiled section's), and with it 2 more for the
+    // postgres section, 1 for the fairness section's PostgreSQL half and 3
+    // for the cluster section.
     let targets = summary["targets"].as_array().unwrap().len();
     if let Some(reason) = summary["pg_skipped"].as_str() {
         assert!(stdout.contains("skipped: "), "{stdout}");
         assert!(summary["cluster_skipped"].is_string(), "{summary:#}");
-        assert_eq!(targets, 11, "{summary:#}");
+        assert_eq!(targets, 12, "{summary:#}");
         skip(&format!("the bench could not start PostgreSQL: {reason}"));
         return;
     }
     assert_figures(&summary, &PG_KEYS);
     assert_cluster(&summary);
-    assert_eq!(targets, 17, "{summary:#}");
+    assert_eq!(targets, 18, "{summary:#}");
     assert!(stdout.contains("started by the bench in"), "{stdout}");
     assert!(stdout.contains("bare INSERT transactions"), "{stdout}");
 }

@@ -90,6 +90,7 @@ impl DiskCache {
     /// that is not is deleted (and counted), so the caller compiles again.
     pub fn get(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
         let path = self.path(digest);
+        let started = std::time::Instant::now();
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -100,10 +101,21 @@ impl DiskCache {
                 return None;
             }
         };
-        let component = match check(&bytes) {
+        let read = started.elapsed();
+        let checked = check(&bytes);
+        let hashed = started.elapsed();
+        let component = match checked {
             Err(why) => Err(why.to_string()),
             Ok(artifact) => deserialize(engine, artifact),
         };
+        tracing::debug!(
+            path = %path.display(),
+            bytes = bytes.len(),
+            read = ?read,
+            checked = ?(hashed - read),
+            deserialized = ?(started.elapsed() - hashed),
+            "compiled module read from disk"
+        );
         match component {
             Ok(component) => {
                 // A hit renews the file's place in the eviction order.
