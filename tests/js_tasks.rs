@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weft::Outcome;
-use weft::sandbox::{Attempt, AttemptReport, KvWrite, Level, Limits, MemoryKv, Module};
+use weft::sandbox::{AttemptReport, KvWrite, Level, Limits, MemoryKv, Module};
 
-use common::{context, sandbox};
+use common::sandbox;
 
 /// Fuel that no test attempt exhausts, to isolate the other limits.
 const UNLIMITED_FUEL: u64 = u64::MAX / 2;
@@ -56,23 +56,7 @@ fn module(name: &str) -> Option<Arc<Module>> {
 /// Runs one attempt of the JS example `name`; `None` when skipped.
 async fn run(name: &str, input: Value, limits: Limits, kv: Arc<MemoryKv>, attempt: u32) -> Option<AttemptReport> {
     let module = module(name)?;
-    let input = input.to_string();
-    let report = sandbox()
-        .run(
-            &module,
-            Attempt {
-                input: &input,
-                limits,
-                context: context(attempt),
-                kv,
-                http: Default::default(),
-                secrets: Default::default(),
-                redact: Default::default(),
-            },
-        )
-        .await
-        .expect("the sandbox runs the attempt");
-    Some(report)
+    Some(common::run_module(sandbox(), &module, &input.to_string(), limits, kv, attempt).await)
 }
 
 /// Runs one attempt with default limits and an empty kv.
@@ -306,24 +290,12 @@ async fn assert_host_still_serves() {
     assert_eq!(output(&report), json!({"greeting": "Hello, again!"}));
 }
 
-/// `weft task run COMPONENT --input INPUT`: its exit code, stdout and stderr.
-fn weft_task_run(component: &Path, input: &str) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["task", "run"])
-        .arg(component)
-        .args(["--input", input])
-        .output()
-        .expect("running weft");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (output.status.code(), text(&output.stdout), text(&output.stderr))
-}
-
 #[test]
 fn weft_task_run_runs_a_js_task() {
     let Some(hello) = js_guest::component("hello") else {
         return;
     };
-    let (code, stdout, stderr) = weft_task_run(&hello, r#"{"name": "Ada"}"#);
+    let (code, stdout, stderr) = common::weft_task_run(&hello, r#"{"name": "Ada"}"#);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.starts_with("outcome   ok\noutput    {\"greeting\":\"Hello, Ada!\"}\n"),
@@ -357,7 +329,7 @@ fn the_template_builds_and_runs_as_generated() {
     let component = dir.join(format!("{name}.wasm"));
     sdk.build(&dir.join("task.js"), &component)
         .unwrap_or_else(|why| panic!("the template as generated does not build: {why}"));
-    let (code, stdout, stderr) = weft_task_run(&component, r#"{"parcel": 7}"#);
+    let (code, stdout, stderr) = common::weft_task_run(&component, r#"{"parcel": 7}"#);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let expected = format!(r#"output    {{"task":"{name}","received":{{"parcel":7}}}}"#);
     assert!(stdout.contains(&expected), "{stdout}");

@@ -17,15 +17,14 @@ mod common;
 mod python_guest;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use weft::Outcome;
-use weft::sandbox::{Attempt, AttemptReport, KvWrite, Level, Limits, MemoryKv, Module};
+use weft::sandbox::{AttemptReport, KvWrite, Level, Limits, MemoryKv, Module};
 
-use common::{context, sandbox};
+use common::sandbox;
 
 /// Fuel that no test attempt exhausts, to isolate the other limits.
 const UNLIMITED_FUEL: u64 = u64::MAX / 2;
@@ -58,17 +57,7 @@ fn module(name: &str) -> Option<Arc<Module>> {
 /// Runs one attempt of a Python example task, or `None` when skipped.
 async fn run(name: &str, input: &str, limits: Limits, kv: Arc<MemoryKv>, attempt: u32) -> Option<AttemptReport> {
     let module = module(name)?;
-    let attempt = Attempt {
-        input,
-        limits,
-        context: context(attempt),
-        kv,
-        http: Default::default(),
-        secrets: Default::default(),
-        redact: Default::default(),
-    };
-    let report = sandbox().run(&module, attempt).await;
-    Some(report.unwrap_or_else(|e| panic!("the sandbox cannot run {name} with {input}: {e}")))
+    Some(common::run_module(sandbox(), &module, input, limits, kv, attempt).await)
 }
 
 /// Runs an attempt with default limits, an empty kv, as attempt 1.
@@ -293,25 +282,13 @@ async fn assert_hello_still_runs() {
     assert_eq!(report.outcome, ok(r#"{"greeting":"Hello, again!"}"#));
 }
 
-/// `weft task run COMPONENT --input JSON`, to its end: (status, stdout, stderr).
-fn weft_task_run(component: &Path, input: &str) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["task", "run"])
-        .arg(component)
-        .args(["--input", input])
-        .output()
-        .expect("running the weft binary");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (output.status.success(), text(&output.stdout), text(&output.stderr))
-}
-
 #[test]
 fn weft_task_run_runs_a_python_task() {
     let Some(component) = python_guest::component("hello") else {
         return;
     };
-    let (success, stdout, stderr) = weft_task_run(&component, r#"{"name": "CLI"}"#);
-    assert!(success, "weft task run failed:\n{stdout}\n{stderr}");
+    let (code, stdout, stderr) = common::weft_task_run(&component, r#"{"name": "CLI"}"#);
+    assert_eq!(code, Some(0), "weft task run failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains(r#""greeting":"Hello, CLI!""#), "{stdout}\n{stderr}");
 }
 
@@ -339,8 +316,8 @@ fn the_python_template_builds_and_runs_as_generated() {
 
     let component = project.join(format!("{name}.wasm"));
     python_guest::build(&venv, &task, &component);
-    let (success, stdout, stderr) = weft_task_run(&component, r#"{"name": "Ada"}"#);
-    assert!(success, "weft task run failed:\n{stdout}\n{stderr}");
+    let (code, stdout, stderr) = common::weft_task_run(&component, r#"{"name": "Ada"}"#);
+    assert_eq!(code, Some(0), "weft task run failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains(r#""greeting":"Hello, Ada!""#), "{stdout}\n{stderr}");
 }
 

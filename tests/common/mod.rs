@@ -95,10 +95,22 @@ pub async fn run(name: &str, input: &str) -> AttemptReport {
 
 /// Runs one attempt against the given kv store, as attempt number `attempt`.
 pub async fn run_in(name: &str, input: &str, limits: Limits, kv: Arc<MemoryKv>, attempt: u32) -> AttemptReport {
-    let module = module(name);
-    sandbox()
+    run_module(sandbox(), &module(name), input, limits, kv, attempt).await
+}
+
+/// Runs one attempt of `module` in `sandbox`, with nothing granted beyond
+/// kv, as attempt number `attempt`.
+pub async fn run_module(
+    sandbox: &Sandbox,
+    module: &Module,
+    input: &str,
+    limits: Limits,
+    kv: Arc<MemoryKv>,
+    attempt: u32,
+) -> AttemptReport {
+    sandbox
         .run(
-            &module,
+            module,
             Attempt {
                 input,
                 limits,
@@ -110,7 +122,20 @@ pub async fn run_in(name: &str, input: &str, limits: Limits, kv: Arc<MemoryKv>, 
             },
         )
         .await
-        .expect("the sandbox runs the attempt")
+        .unwrap_or_else(|e| panic!("the sandbox cannot run the attempt with {input}: {e}"))
+}
+
+/// `weft task run COMPONENT --input INPUT` with the real binary, to its
+/// end: (exit code, stdout, stderr).
+pub fn weft_task_run(component: &Path, input: &str) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["task", "run"])
+        .arg(component)
+        .args(["--input", input])
+        .output()
+        .expect("running the weft binary");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
 }
 
 /// Asserts the host still serves an ordinary attempt after a misbehaving one.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sha2::Digest as _;
-use weft::sandbox::{Attempt, Limits, MemoryKv, Outcome, Sandbox, SandboxConfig};
+use weft::sandbox::{Limits, MemoryKv, Outcome, Sandbox, SandboxConfig};
 
-use crate::common::{context, guest_bytes};
+use crate::common::{guest_bytes, run_module};
 
 fn sandbox(dir: &Path, max_bytes: u64) -> Sandbox {
     Sandbox::new(SandboxConfig {
@@ -37,21 +37,8 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 async fn greets(sandbox: &Sandbox) {
     let module = sandbox.load(&guest_bytes("hello")).expect("hello loads");
-    let report = sandbox
-        .run(
-            &module,
-            Attempt {
-                input: r#"{"name": "cache"}"#,
-                limits: Limits::default(),
-                context: context(1),
-                kv: Arc::new(MemoryKv::new()),
-                http: Default::default(),
-                secrets: Default::default(),
-                redact: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let kv = Arc::new(MemoryKv::new());
+    let report = run_module(sandbox, &module, r#"{"name": "cache"}"#, Limits::default(), kv, 1).await;
     assert!(matches!(report.outcome, Outcome::Ok { .. }), "{:?}", report.outcome);
 }
 
