@@ -148,7 +148,7 @@ pub struct StepView {
     #[schema(required = false)]
     item: Option<u32>,
     /// What the step does, as the document says it.
-    #[schema(schema_with = step_kind_schema)]
+    #[schema(schema_with = crate::spec::StepKind::name_schema)]
     kind: &'static str,
     /// The steps it needs, by id (its edges in the workflow's graph).
     needs: Vec<String>,
@@ -174,22 +174,6 @@ pub struct StepView {
     child: Option<RunId>,
     /// Its finished attempts, in order.
     attempts: Vec<AttemptView>,
-}
-
-/// The kinds of step, as `StepView::kind` names them.
-pub(super) fn step_kind_schema() -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some([
-            "task",
-            "sleep",
-            "sleep_until",
-            "wait_for",
-            "approval",
-            "workflow",
-        ]))
-        .build()
 }
 
 /// One finished attempt (its logs are at `.../steps/{step}/logs`).

@@ -58,7 +58,7 @@ pub struct GraphStep {
     /// Its id.
     id: String,
     /// What it does, as the document says it.
-    #[schema(schema_with = super::runs::step_kind_schema)]
+    #[schema(schema_with = crate::spec::StepKind::name_schema)]
     kind: &'static str,
     /// The steps it needs, by id.
     needs: Vec<String>,

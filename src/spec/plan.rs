@@ -142,6 +142,17 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Every kind's name, as [`StepKind::name`] gives them.
+    pub const NAMES: [&str; 6] = ["task", "sleep", "sleep_until", "wait_for", "approval", "workflow"];
+
+    /// The schema of a kind's name, for API documents.
+    pub fn name_schema() -> utoipa::openapi::schema::Object {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(StepKind::NAMES))
+            .build()
+    }
+
     /// Its name in the document.
     pub fn name(&self) -> &'static str {
         match self {
