@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::report::{Report, Target};
 use super::{Options, median};
-use crate::sandbox::{Attempt, AttemptContext, Limits, MemoryKv, Sandbox, SandboxConfig};
+use crate::sandbox::{Attempt, Limits, MemoryKv, Sandbox, SandboxConfig};
 
 /// Measures and reports the figures.
 pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<()> {
@@ -114,14 +114,7 @@ async fn first_attempt(
             Attempt {
                 input,
                 limits: Limits::default(),
-                context: AttemptContext {
-                    tenant: "bench".into(),
-                    workflow: "bench".into(),
-                    run_id: "1".into(),
-                    step_id: "first".into(),
-                    attempt: 1,
-                    item_index: None,
-                },
+                context: super::context("first", 1),
                 kv: Arc::new(MemoryKv::new()),
                 http: Default::default(),
                 secrets: Default::default(),

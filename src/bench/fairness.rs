@@ -30,7 +30,7 @@ use super::report::{Report, Target};
 use super::{ONE_STEP, Options};
 use crate::engine::{Engine, EngineConfig, SandboxRunner, StartRun, TokioClock};
 use crate::model::{ModuleRecord, RunStatus};
-use crate::sandbox::{Attempt, AttemptContext, Limits, MemoryKv, Sandbox, SandboxConfig};
+use crate::sandbox::{Attempt, Limits, MemoryKv, Sandbox, SandboxConfig};
 use crate::store::{self, Store, StoreLocation};
 
 /// The heavy tenant's runs unfinished at once.
@@ -231,14 +231,7 @@ pub(super) async fn calibrate(sandbox: &Sandbox, misbehave: &[u8]) -> anyhow::Re
                 Attempt {
                     input: &input,
                     limits: Limits::default(),
-                    context: AttemptContext {
-                        tenant: "calibration".into(),
-                        workflow: "burn".into(),
-                        run_id: "0".into(),
-                        step_id: "burn".into(),
-                        attempt,
-                        item_index: None,
-                    },
+                    context: super::context("burn", attempt),
                     kv: Arc::new(MemoryKv::new()),
                     http: Default::default(),
                     secrets: Default::default(),

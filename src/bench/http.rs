@@ -20,7 +20,7 @@ use serde_json::json;
 use super::report::Report;
 use super::{Options, median};
 use crate::sandbox::http::{AllowList, HttpLimits, HttpPolicy};
-use crate::sandbox::{Attempt, AttemptContext, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
+use crate::sandbox::{Attempt, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
 
 /// Measures and reports the HTTP call figures.
 pub async fn measure(options: &Options, report: &mut Report) -> anyhow::Result<()> {
@@ -93,14 +93,7 @@ async fn flood(sandbox: &Sandbox, module: &Arc<Module>, address: SocketAddr, cal
     let attempt = Attempt {
         input: &input,
         limits: Limits::default(),
-        context: AttemptContext {
-            tenant: "bench".into(),
-            workflow: "bench".into(),
-            run_id: "1".into(),
-            step_id: "flood".into(),
-            attempt: 1,
-            item_index: None,
-        },
+        context: super::context("flood", 1),
         kv: Arc::new(MemoryKv::new()),
         http: HttpPolicy {
             allow,

@@ -74,6 +74,19 @@ impl Options {
     }
 }
 
+/// The context of a bench's own attempts (tenant and workflow `bench`,
+/// run 1), as step `step`.
+fn context(step: &str, attempt: u32) -> crate::sandbox::AttemptContext {
+    crate::sandbox::AttemptContext {
+        tenant: "bench".into(),
+        workflow: "bench".into(),
+        run_id: "1".into(),
+        step_id: step.into(),
+        attempt,
+        item_index: None,
+    }
+}
+
 /// The middle of `samples` (the upper one of an even count).
 fn median(mut samples: Vec<std::time::Duration>) -> std::time::Duration {
     samples.sort();

@@ -19,7 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::report::{Report, Target};
 use super::{Options, median};
-use crate::sandbox::{Attempt, AttemptContext, Limits, MemoryKv, Sandbox, SandboxConfig};
+use crate::sandbox::{Attempt, Limits, MemoryKv, Sandbox, SandboxConfig};
 
 const INPUT: &str = r#"{"name": "bench"}"#;
 
@@ -79,14 +79,7 @@ fn time_all(bytes: &[u8], rounds: usize, per_round: u32) -> anyhow::Result<(Dura
         let attempt = Attempt {
             input: INPUT,
             limits: Limits::default(),
-            context: AttemptContext {
-                tenant: "bench".into(),
-                workflow: "bench".into(),
-                run_id: "1".into(),
-                step_id: "hello".into(),
-                attempt: 1,
-                item_index: None,
-            },
+            context: super::context("hello", 1),
             kv: kv.clone(),
             http: Default::default(),
             secrets: Default::default(),
