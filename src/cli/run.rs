@@ -177,7 +177,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             name: name.clone(),
             version: version.clone().unwrap_or_else(|| module.digest().short()),
             digest: module.digest(),
-            size: module.size() as u64,
+            size: bytes.len() as u64,
             imports: module.imports().to_vec(),
             created_at: engine.now(),
         };

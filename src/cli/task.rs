@@ -147,7 +147,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<u8> {
             "loaded {} ({}, {} bytes) in {:.0?}",
             args.component.display(),
             module.digest(),
-            module.size(),
+            bytes.len(),
             compile_time
         );
         print!("{}", summary(&report, &limits));

@@ -242,6 +242,17 @@ async fn load_once(
         .clone();
     let loaded = cell
         .get_or_init(|| async {
+            // Compiled before (by this node or, on disk, before a restart):
+            // the component's bytes are not even read from the store.
+            let loader = sandbox.clone();
+            let digest = request.module;
+            let compiled = tokio::task::spawn_blocking(move || loader.load_compiled(&digest))
+                .await
+                .map_err(|e| RunnerError { message: e.to_string() })?
+                .map_err(|e| RunnerError { message: e.to_string() })?;
+            if let Some(module) = compiled {
+                return Ok(module);
+            }
             let bytes = store
                 .module(&request.context.tenant, &request.module)
                 .await
@@ -251,10 +262,20 @@ async fn load_once(
                 })?;
             // Compiling takes milliseconds to seconds: off the executor.
             let loader = sandbox.clone();
-            tokio::task::spawn_blocking(move || loader.load(&bytes))
+            let module = tokio::task::spawn_blocking(move || loader.load(&bytes))
                 .await
                 .map_err(|e| RunnerError { message: e.to_string() })?
-                .map_err(|e| RunnerError { message: e.to_string() })
+                .map_err(|e| RunnerError { message: e.to_string() })?;
+            if module.digest() != request.module {
+                return Err(RunnerError {
+                    message: format!(
+                        "the store's bytes for module {} hash to {}: it is damaged",
+                        request.module,
+                        module.digest()
+                    ),
+                });
+            }
+            Ok(module)
         })
         .await
         .clone();

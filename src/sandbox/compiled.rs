@@ -2,23 +2,33 @@
 //! every module again before its first attempt (seconds for a large one,
 //! such as a Python task's interpreter).
 //!
-//! One file per module digest and engine: `DIGEST-ENGINE.cwasm`, where
+//! Two files per module digest and engine, named `DIGEST-ENGINE`, where
 //! ENGINE is wasmtime's compatibility hash of its version and the
 //! configuration that shapes compiled code, so another wasmtime or another
-//! configuration never reads this one's files. A file is the magic
-//! `weftcwm1`, the SHA-256 of the artifact, then wasmtime's serialized
-//! artifact. It is written to a temporary name, synced and renamed, so a
-//! reader sees a whole file or none. Reading checks the digest before
-//! wasmtime deserializes (which trusts its input), and wasmtime checks its
-//! own header: a corrupt or stale file is deleted and the module compiled
-//! again, never trusted. The directory is kept under a size: after a write,
-//! the least recently used files (by modification time, which a hit
-//! renews) are deleted until it fits.
+//! configuration never reads this one's files:
+//! - `.cwasm`, exactly wasmtime's serialized artifact, so that wasmtime can
+//!   map it into memory instead of reading and copying it (for a Python
+//!   task's 40 MB artifact that is most of the cost of a hit);
+//! - `.sum`, the artifact's BLAKE3 and length, in one line.
 //!
-//! Why not wasmtime's own `cache` feature: it deserializes its files
-//! without a checksum over them, and evicts in a background worker against
-//! soft limits kept in a TOML file; this is a page of code with the checks
-//! the engine needs.
+//! Each is written to a temporary name, synced and renamed, so a reader
+//! sees a whole file or none; the sum goes first, so an artifact never
+//! stands without the sum that vouches for it. Reading checks the length
+//! and the BLAKE3 over the mapped file before wasmtime deserializes (which
+//! trusts its input), and wasmtime checks its own header: a corrupt, stale
+//! or unvouched file is deleted and the module compiled again, never
+//! trusted. Files are only ever replaced whole by a rename, and for one
+//! name always by the same bytes, so the file hashed is the file mapped.
+//! The directory is kept under a size: after a write, the least recently
+//! used artifacts (by modification time, which a hit renews) are deleted
+//! with their sums until it fits.
+//!
+//! Why BLAKE3 rather than the SHA-256 used for module digests: it hashes
+//! that 40 MB artifact in a few milliseconds on the machine's cores, where
+//! SHA-256 took 35 ms. Why not wasmtime's own `cache` feature: it
+//! deserializes its files without a checksum over them, and evicts in a
+//! background worker against soft limits kept in a TOML file; this is a
+//! page of code with the checks the engine needs.
 
 use std::fs::{self, File};
 use std::io::Write as _;
@@ -26,15 +36,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::digest::Digest;
 
-const MAGIC: &[u8; 8] = b"weftcwm1";
-const HEADER: usize = MAGIC.len() + 32;
-const SUFFIX: &str = "cwasm";
+/// The first word of a sum file, naming its format.
+const MAGIC: &str = "weftcwm2";
+const ARTIFACT: &str = "cwasm";
+const SUM: &str = "sum";
 
 /// Counts of what the cache did, for metrics and tests.
 #[derive(Debug, Default)]
@@ -79,63 +89,69 @@ impl DiskCache {
         &self.stats
     }
 
-    /// The file a module's artifact lives in.
+    /// The file a module's artifact lives in; its sum is beside it, with
+    /// the extension `sum`.
     pub fn path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.to_string();
         let hex = hex.strip_prefix("sha256:").unwrap_or(&hex);
-        self.dir.join(format!("{hex}-{}.{SUFFIX}", self.engine_key))
+        self.dir.join(format!("{hex}-{}.{ARTIFACT}", self.engine_key))
     }
 
-    /// The module compiled before, if its file is there and sound. A file
-    /// that is not is deleted (and counted), so the caller compiles again.
+    /// The module compiled before, if its files are there and sound. Files
+    /// that are not are deleted (and counted), so the caller compiles again.
     pub fn get(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
         let path = self.path(digest);
+        let sum_path = path.with_extension(SUM);
         let started = std::time::Instant::now();
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read a compiled module; compiling it again");
-                }
+        let sum = match fs::read_to_string(&sum_path) {
+            Ok(sum) => sum,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return self.reject(&path, "no sum vouches for it (a write cut short?)");
+            }
+            Err(e) => return self.reject(&path, &format!("its sum cannot be read: {e}")),
         };
-        let read = started.elapsed();
-        let checked = check(&bytes);
-        let hashed = started.elapsed();
-        let component = match checked {
-            Err(why) => Err(why.to_string()),
-            Ok(artifact) => deserialize(engine, artifact),
+        let checked = match check(&path, &sum) {
+            Ok(true) => started.elapsed(),
+            Ok(false) => {
+                // The sum was written, the artifact not yet (or never).
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Err(why) => return self.reject(&path, &why),
+        };
+        let component = match deserialize(engine, &path) {
+            Ok(component) => component,
+            Err(why) => return self.reject(&path, &why),
         };
         tracing::debug!(
             path = %path.display(),
-            bytes = bytes.len(),
-            read = ?read,
-            checked = ?(hashed - read),
-            deserialized = ?(started.elapsed() - hashed),
+            checked = ?checked,
+            mapped = ?(started.elapsed() - checked),
             "compiled module read from disk"
         );
-        match component {
-            Ok(component) => {
-                // A hit renews the file's place in the eviction order.
-                if let Err(e) = File::options()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_modified(SystemTime::now()))
-                {
-                    tracing::debug!(path = %path.display(), error = %e, "cannot renew a compiled module's time");
-                }
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                Some(component)
-            }
-            Err(why) => {
-                tracing::warn!(path = %path.display(), reason = %why, "a compiled module on disk is unusable; deleting it and compiling again");
-                let _ = fs::remove_file(&path);
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+        // A hit renews the file's place in the eviction order.
+        if let Err(e) = File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now()))
+        {
+            tracing::debug!(path = %path.display(), error = %e, "cannot renew a compiled module's time");
         }
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        Some(component)
+    }
+
+    /// Deletes an unusable artifact and its sum; counts it.
+    fn reject(&self, path: &Path, why: &str) -> Option<Component> {
+        tracing::warn!(path = %path.display(), reason = %why, "a compiled module on disk is unusable; deleting it and compiling again");
+        let _ = fs::remove_file(path);
+        let _ = fs::remove_file(path.with_extension(SUM));
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     /// Writes a module's compiled artifact, then keeps the directory under
@@ -152,41 +168,40 @@ impl DiskCache {
 
     fn write(&self, path: &Path, component: &Component) -> std::io::Result<()> {
         let artifact = component.serialize().map_err(std::io::Error::other)?;
-        if artifact.len() as u64 + HEADER as u64 > self.max_bytes {
+        let hash = blake3::Hasher::new().update_rayon(&artifact).finalize();
+        let sum = format!("{MAGIC} {} {}\n", hash.to_hex(), artifact.len());
+        if (artifact.len() + sum.len()) as u64 > self.max_bytes {
             return Ok(()); // it would only evict everything else, then itself
         }
-        let temporary = path.with_extension(format!("tmp-{}-{:x}", std::process::id(), rand::random::<u32>()));
-        let written = (|| {
-            let mut file = File::create(&temporary)?;
-            file.write_all(MAGIC)?;
-            file.write_all(&Sha256::digest(&artifact))?;
-            file.write_all(&artifact)?;
-            file.sync_all()?;
-            fs::rename(&temporary, path)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temporary);
-        }
-        written
+        write_whole(&path.with_extension(SUM), sum.as_bytes())?;
+        write_whole(path, &artifact)
     }
 
-    /// Deletes the least recently used files until the directory fits,
-    /// never the one just written.
+    /// Deletes the least recently used artifacts, with their sums, until
+    /// the directory fits; never the one just written.
     fn evict(&self, keep: &Path) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
-        let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == SUFFIX))
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, meta.len(), e.path()))
-            })
-            .collect();
-        let mut total: u64 = files.iter().map(|(_, size, _)| size).sum();
-        files.sort();
-        for (_, size, path) in files {
+        let mut total = 0;
+        let mut artifacts: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let (path, Ok(meta)) = (entry.path(), entry.metadata()) else {
+                continue;
+            };
+            match path.extension().and_then(|x| x.to_str()) {
+                Some(SUM) => total += meta.len(),
+                Some(ARTIFACT) => {
+                    total += meta.len();
+                    if let Ok(modified) = meta.modified() {
+                        artifacts.push((modified, meta.len(), path));
+                    }
+                }
+                _ => {}
+            }
+        }
+        artifacts.sort();
+        for (_, size, path) in artifacts {
             if total <= self.max_bytes {
                 break;
             }
@@ -194,32 +209,75 @@ impl DiskCache {
                 continue;
             }
             if fs::remove_file(&path).is_ok() {
-                total -= size;
+                let sum = path.with_extension(SUM);
+                total -= size + fs::metadata(&sum).map_or(0, |m| m.len());
+                let _ = fs::remove_file(sum);
                 self.stats.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 }
 
-/// The artifact inside a file, if its magic and digest hold.
-fn check(bytes: &[u8]) -> Result<&[u8], &'static str> {
-    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a compiled module of this cache (wrong magic or too short)");
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let extension = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+    let temporary = path.with_extension(format!(
+        "{extension}-tmp-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let written = (|| {
+        let mut file = File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
     }
-    let (digest, artifact) = bytes[MAGIC.len()..].split_at(32);
-    if Sha256::digest(artifact).as_slice() != digest {
-        return Err("its contents do not match their digest (corrupt)");
-    }
-    Ok(artifact)
+    written
 }
 
-/// Deserializes an artifact whose digest was checked.
+/// Whether the artifact at `path` is the one `sum` vouches for: `Ok(false)`
+/// when there is no artifact, an error saying why when it is not.
+fn check(path: &Path, sum: &str) -> Result<bool, String> {
+    let mut words = sum.split_whitespace();
+    let (Some(MAGIC), Some(hex), Some(length), None) = (words.next(), words.next(), words.next(), words.next()) else {
+        return Err("its sum is not one this cache wrote".into());
+    };
+    let (Ok(expected), Ok(length)) = (blake3::Hash::from_hex(hex), length.parse::<u64>()) else {
+        return Err("its sum is not one this cache wrote".into());
+    };
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("it cannot be read: {e}")),
+        Ok(meta) if meta.len() != length => {
+            return Err(format!(
+                "it is {} bytes, its sum says {length} (cut short?)",
+                meta.len()
+            ));
+        }
+        Ok(_) => {}
+    }
+    let actual = blake3::Hasher::new()
+        .update_mmap_rayon(path)
+        .map_err(|e| format!("it cannot be read: {e}"))?
+        .finalize();
+    if actual != expected {
+        return Err("its contents do not match their sum (corrupt)".into());
+    }
+    Ok(true)
+}
+
+/// Maps an artifact whose sum was checked.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Component, String> {
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component, String> {
     // SAFETY: wasmtime trusts serialized artifacts to be ones it wrote.
-    // This one was: it is read back from a file this cache wrote (in the
-    // server's own data directory) and its SHA-256 was just checked, so it
-    // is byte for byte what `Component::serialize` produced; wasmtime then
-    // refuses artifacts of another version or configuration itself.
-    unsafe { Component::deserialize(engine, artifact) }.map_err(|e| format!("wasmtime refused it (stale?): {e:#}"))
+    // This one was: it is a file this cache wrote (in the server's own data
+    // directory), only ever replaced whole by a rename with the same bytes,
+    // and its length and BLAKE3 were just checked against the sum written
+    // with it, so it is byte for byte what `Component::serialize` produced;
+    // wasmtime then refuses artifacts of another version or configuration
+    // itself.
+    unsafe { Component::deserialize_file(engine, path) }.map_err(|e| format!("wasmtime refused it (stale?): {e:#}"))
 }

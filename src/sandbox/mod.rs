@@ -211,27 +211,38 @@ impl Sandbox {
     /// depending on size; call it off the async executor for large inputs.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
         let digest = Digest::of(bytes);
-        if let Some(module) = self.cached(&digest) {
+        if let Some(module) = self.load_compiled(&digest)? {
             return Ok(module);
         }
+        let component = module::compile(&self.inner.engine, bytes)?;
+        if let Some(disk) = &self.inner.disk {
+            disk.put(&digest, &component);
+        }
+        self.keep(digest, component)
+    }
+
+    /// The module with this digest if it was compiled before: in memory,
+    /// or on disk (read, not compiled: milliseconds, and no need for the
+    /// component's bytes). `None` when it must be loaded from its bytes.
+    /// Blocks while it reads from disk.
+    pub fn load_compiled(&self, digest: &Digest) -> Result<Option<Arc<Module>>, LoadError> {
+        if let Some(module) = self.cached(digest) {
+            return Ok(Some(module));
+        }
         let engine = &self.inner.engine;
-        let disk = self.inner.disk.as_ref();
-        let component = match disk.and_then(|d| d.get(engine, &digest)) {
-            Some(component) => component,
-            None => {
-                let component = module::compile(engine, bytes)?;
-                if let Some(disk) = disk {
-                    disk.put(&digest, &component);
-                }
-                component
-            }
-        };
+        match self.inner.disk.as_ref().and_then(|disk| disk.get(engine, digest)) {
+            Some(component) => self.keep(*digest, component).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Prepares a compiled component and keeps it in memory.
+    fn keep(&self, digest: Digest, component: wasmtime::component::Component) -> Result<Arc<Module>, LoadError> {
         let module = Arc::new(module::prepare(
-            engine,
+            &self.inner.engine,
             &self.inner.linker,
             component,
             digest,
-            bytes.len(),
         )?);
         let mut modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
         Ok(modules.entry(digest).or_insert(module).clone())

@@ -12,7 +12,6 @@ use crate::digest::Digest;
 /// A validated, compiled task component, ready to run many attempts.
 pub struct Module {
     digest: Digest,
-    size: usize,
     imports: Vec<String>,
     pub(crate) pre: TaskPre<HostState>,
 }
@@ -21,11 +20,6 @@ impl Module {
     /// The SHA-256 of the component's bytes: its identity.
     pub fn digest(&self) -> Digest {
         self.digest
-    }
-
-    /// The component's size in bytes.
-    pub fn size(&self) -> usize {
-        self.size
     }
 
     /// The interfaces it imports, e.g. `weft:task/kv@0.1.0`.
@@ -38,7 +32,6 @@ impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Module")
             .field("digest", &self.digest)
-            .field("size", &self.size)
             .field("imports", &self.imports)
             .finish_non_exhaustive()
     }
@@ -94,7 +87,6 @@ pub(crate) fn prepare(
     linker: &Linker<HostState>,
     component: Component,
     digest: Digest,
-    size: usize,
 ) -> Result<Module, LoadError> {
     let ty = component.component_type();
 
@@ -115,12 +107,7 @@ pub(crate) fn prepare(
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
     let pre = TaskPre::new(instance_pre).map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
-    Ok(Module {
-        digest,
-        size,
-        imports,
-        pre,
-    })
+    Ok(Module { digest, imports, pre })
 }
 
 #[cfg(test)]

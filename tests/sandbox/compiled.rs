@@ -1,13 +1,12 @@
 //! Compiled components kept on disk (`weft::sandbox::compiled`): a second
-//! sandbox on the same directory reads instead of compiling, a corrupt or
-//! stale file is deleted and compiled again, and the directory stays under
-//! its size.
+//! sandbox on the same directory reads instead of compiling, a corrupt,
+//! stale, cut-short or unvouched artifact is deleted and compiled again,
+//! and the directory stays under its size.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use sha2::Digest as _;
 use weft::sandbox::{Limits, MemoryKv, Outcome, Sandbox, SandboxConfig};
 
 use crate::common::{guest_bytes, run_module};
@@ -49,8 +48,14 @@ async fn a_second_sandbox_reads_the_compiled_module_instead_of_compiling() {
     greets(&first).await;
     assert_eq!(stats(&first), (0, 1, 0, 0), "compiled once and written");
     let written = files(dir.path());
-    assert_eq!(written.len(), 1, "{written:?}");
-    assert!(std::fs::read(&written[0]).unwrap().starts_with(b"weftcwm1"));
+    assert_eq!(written.len(), 2, "the artifact and its sum: {written:?}");
+    assert!(written[0].extension().unwrap() == "cwasm" && written[1].extension().unwrap() == "sum");
+    let sum = std::fs::read_to_string(&written[1]).unwrap();
+    let artifact = std::fs::read(&written[0]).unwrap();
+    assert!(
+        sum.starts_with("weftcwm2 ") && sum.trim_end().ends_with(&format!(" {}", artifact.len())),
+        "{sum}"
+    );
 
     // A new engine, as after a restart: read, not compiled, and it runs.
     let second = sandbox(dir.path(), 1 << 30);
@@ -81,21 +86,35 @@ async fn a_corrupt_or_stale_file_is_compiled_again_and_replaced() {
     assert_eq!(stats(&after_corruption), (0, 0, 1, 0), "refused, compiled again");
     assert_eq!(std::fs::read(&path).unwrap(), good, "the file is written whole again");
 
-    // A file whose digest holds but which wasmtime did not write: stale.
+    // A file whose sum holds but which wasmtime did not write: stale.
     let junk = b"not an artifact wasmtime knows".to_vec();
-    let mut stale = b"weftcwm1".to_vec();
-    stale.extend_from_slice(&sha2::Sha256::digest(&junk));
-    stale.extend_from_slice(&junk);
-    std::fs::write(&path, &stale).unwrap();
+    let good_sum = std::fs::read_to_string(path.with_extension("sum")).unwrap();
+    let junk_sum = format!("weftcwm2 {} {}\n", blake3::hash(&junk).to_hex(), junk.len());
+    std::fs::write(path.with_extension("sum"), junk_sum).unwrap();
+    std::fs::write(&path, &junk).unwrap();
     let after_staleness = sandbox(dir.path(), 1 << 30);
     greets(&after_staleness).await;
     assert_eq!(stats(&after_staleness), (0, 0, 1, 0), "refused, compiled again");
+    assert_eq!(std::fs::read_to_string(path.with_extension("sum")).unwrap(), good_sum);
 
     // Cut short, as by a crash mid-write without the rename.
     std::fs::write(&path, &good[..20]).unwrap();
     let after_truncation = sandbox(dir.path(), 1 << 30);
     greets(&after_truncation).await;
     assert_eq!(stats(&after_truncation), (0, 0, 1, 0));
+
+    // An artifact no sum vouches for.
+    std::fs::remove_file(path.with_extension("sum")).unwrap();
+    let unvouched = sandbox(dir.path(), 1 << 30);
+    greets(&unvouched).await;
+    assert_eq!(stats(&unvouched), (0, 0, 1, 0));
+
+    // A sum whose artifact was never written (the writer stopped between
+    // the two): nothing to reject, compiled as if absent.
+    std::fs::remove_file(&path).unwrap();
+    let half_written = sandbox(dir.path(), 1 << 30);
+    greets(&half_written).await;
+    assert_eq!(stats(&half_written), (0, 1, 0, 0));
     let third = sandbox(dir.path(), 1 << 30);
     greets(&third).await;
     assert_eq!(stats(&third), (1, 0, 0, 0), "and read again after");
@@ -108,7 +127,10 @@ async fn the_least_recently_used_files_go_when_the_directory_is_full() {
     let size = |name: &str| {
         let scratch = tempfile::tempdir().unwrap();
         sandbox(scratch.path(), 1 << 30).load(&guest_bytes(name)).unwrap();
-        std::fs::metadata(&files(scratch.path())[0]).unwrap().len()
+        files(scratch.path())
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum::<u64>()
     };
     let [hello, _flaky, confirmation] = names.map(size);
     // Room for hello and send_confirmation, not for all three.

@@ -68,7 +68,14 @@ fn accepts_every_example_task_and_caches_by_digest() {
         let bytes = guest_bytes(name);
         let module = sandbox().load(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(module.digest(), weft::Digest::of(&bytes));
-        assert_eq!(module.size(), bytes.len());
+        let again = sandbox()
+            .load_compiled(&module.digest())
+            .unwrap()
+            .expect("kept in memory");
+        assert!(
+            std::sync::Arc::ptr_eq(&module, &again),
+            "{name}: the same module by digest"
+        );
         assert!(
             module.imports().iter().any(|i| i.starts_with("weft:task/")),
             "{name}: {:?}",
