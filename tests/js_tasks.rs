@@ -1,8 +1,10 @@
 //! JavaScript and TypeScript tasks built with the SDK in `guest-sdk/js`:
 //! the examples of `example-tasks/js/` in the real sandbox (output, logs,
 //! kv, context), the limits a JS guest must not escape (spin, endless
-//! allocation, thrown errors), `weft task run` on a built task, and the
-//! project template of `weft task new --lang js` as generated.
+//! allocation, thrown errors), `fetch` refused and allowed (against a
+//! real server on 127.0.0.1: JSON both ways, the host's injected header,
+//! a 500, redirects), `weft task run` on a built task, and the project
+//! template of `weft task new --lang js` as generated.
 //!
 //! The build tools come from npm into `target/` (`common/js_guest.rs`);
 //! without Node.js or the registry every test here skips loudly, or fails
@@ -335,4 +337,379 @@ fn the_template_builds_and_runs_as_generated() {
     assert!(stdout.contains(&expected), "{stdout}");
     assert!(stdout.contains(&format!("{name} runs, attempt 1")), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Outbound `fetch` that the step allows, against a real server on
+// 127.0.0.1:0 (as `tests/sandbox/http.rs` does for the Rust guest), run by
+// `example-tasks/js/http_fetch` in a sandbox that permits the private
+// address the allow-list names.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use weft::sandbox::http::{AllowList, HttpLimits, HttpPolicy, InjectedHeaders, UrlPattern};
+use weft::sandbox::redact::Redactor;
+use weft::sandbox::{Attempt, Sandbox, SandboxConfig};
+
+/// The credential the host adds to requests; the task never holds it.
+const FETCH_SECRET: &str = "sk_live_js_never_sees_this_9c1f";
+
+/// One request as the test server received it.
+#[derive(Debug, Clone, PartialEq)]
+struct FetchSeen {
+    method: String,
+    path: String,
+    /// Every `Authorization` value it carried.
+    authorization: Vec<String>,
+    body: String,
+}
+
+type FetchLog = Arc<Mutex<Vec<FetchSeen>>>;
+
+/// A server recording every request: `/orders/7` answers JSON, `/charges`
+/// answers what was charged (201), `/broken` a 500 with a JSON body,
+/// `/moved` redirects to `/orders/7`, `/away` to `/orders/7` on the same
+/// server by the name `localhost`.
+async fn fetch_server() -> (std::net::SocketAddr, FetchLog) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let away = format!("http://localhost:{}/orders/7", address.port());
+    let log = FetchLog::default();
+    let app = axum::Router::new()
+        .route("/orders/7", axum::routing::get(fetch_order))
+        .route("/charges", axum::routing::post(fetch_charge))
+        .route("/broken", axum::routing::get(fetch_broken))
+        .route(
+            "/moved",
+            axum::routing::get(|s, m, u, h, b| fetch_redirect(s, m, u, h, b, "/orders/7".into())),
+        )
+        .route(
+            "/away",
+            axum::routing::get(move |s, m, u, h, b| fetch_redirect(s, m, u, h, b, away.clone())),
+        )
+        .with_state(log.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, log)
+}
+
+fn fetch_record(log: &FetchLog, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) {
+    log.lock().unwrap().push(FetchSeen {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        authorization: headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect(),
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    });
+}
+
+async fn fetch_order(
+    State(log): State<FetchLog>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    fetch_record(&log, method, uri, headers, body);
+    axum::Json(json!({"id": 7, "items": ["tea", "scones"], "total_cents": 1200})).into_response()
+}
+
+async fn fetch_charge(
+    State(log): State<FetchLog>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let authorized =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {FETCH_SECRET}"));
+    fetch_record(&log, method, uri, headers, body);
+    // Like a real gateway, it does not echo the key back.
+    let answer = json!({"charged_cents": asked["amount_cents"], "authorized": authorized});
+    (StatusCode::CREATED, axum::Json(answer)).into_response()
+}
+
+async fn fetch_broken(
+    State(log): State<FetchLog>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    fetch_record(&log, method, uri, headers, body);
+    let answer = json!({"error": "the ledger is on fire"});
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(answer)).into_response()
+}
+
+async fn fetch_redirect(
+    State(log): State<FetchLog>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    to: String,
+) -> Response {
+    fetch_record(&log, method, uri, headers, body);
+    (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+}
+
+/// A sandbox that permits private destinations an allow-list names, as
+/// `weft serve --allow-private-http` makes.
+fn fetch_sandbox() -> &'static Sandbox {
+    static SANDBOX: std::sync::OnceLock<Sandbox> = std::sync::OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        Sandbox::new(SandboxConfig {
+            allow_private_http: true,
+            ..SandboxConfig::default()
+        })
+        .unwrap()
+    })
+}
+
+/// `example-tasks/js/http_fetch` loaded into [`fetch_sandbox`], once per
+/// binary; `None` when the JS toolchain cannot be had.
+fn fetch_module() -> Option<Arc<Module>> {
+    static LOADED: Mutex<Option<Arc<Module>>> = Mutex::new(None);
+    let path = js_guest::component("http_fetch")?;
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(module) = &*loaded {
+        return Some(module.clone());
+    }
+    let started = Instant::now();
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
+    let module = fetch_sandbox()
+        .load(&bytes)
+        .unwrap_or_else(|e| panic!("the sandbox refuses {}: {e}", path.display()));
+    eprintln!(
+        "compiled the JS task http_fetch in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    *loaded = Some(module.clone());
+    Some(module)
+}
+
+/// A policy allowing `origin`, adding the secret `Authorization` to its
+/// `/charges`.
+fn fetch_policy(origin: &str) -> HttpPolicy {
+    HttpPolicy {
+        allow: AllowList::parse(&[origin.to_string()]).unwrap(),
+        headers: vec![InjectedHeaders {
+            on: UrlPattern::parse(&format!("{origin}/charges")).unwrap(),
+            headers: vec![(
+                HeaderName::from_static("authorization"),
+                HeaderValue::from_str(&format!("Bearer {FETCH_SECRET}")).unwrap(),
+            )],
+        }],
+        limits: HttpLimits::default(),
+    }
+}
+
+/// Runs `http_fetch` with `{"fetches": fetches}` under `http`; `None`
+/// when skipped.
+async fn fetch_attempt(fetches: Value, http: HttpPolicy) -> Option<AttemptReport> {
+    let module = fetch_module()?;
+    let input = json!({ "fetches": fetches }).to_string();
+    let report = fetch_sandbox()
+        .run(
+            &module,
+            Attempt {
+                input: &input,
+                limits: Limits::default(),
+                context: common::context(1),
+                kv: Arc::new(MemoryKv::new()),
+                http,
+                secrets: Default::default(),
+                redact: Redactor::new(vec![FETCH_SECRET]),
+            },
+        )
+        .await
+        .unwrap();
+    Some(report)
+}
+
+/// Everything of a report the task or its readers see, as text.
+fn fetch_everything(report: &AttemptReport) -> String {
+    format!("{:?}{:?}{:?}", report.outcome, report.logs, report.http)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_gets_and_posts_json_with_the_hosts_header() {
+    let (address, seen) = fetch_server().await;
+    let origin = format!("http://{address}");
+    let fetches = json!([
+        {"url": format!("{origin}/orders/7")},
+        {"url": format!("{origin}/charges"), "method": "POST", "json": {"amount_cents": 1200},
+         "headers": {"authorization": "Bearer guessed"}},
+    ]);
+    let Some(report) = fetch_attempt(fetches, fetch_policy(&origin)).await else {
+        return;
+    };
+    let out = output(&report);
+    let [got, posted] = out["answers"].as_array().unwrap().as_slice() else {
+        panic!("{out}");
+    };
+    assert_eq!(
+        (&got["status"], &got["ok"], &got["contentType"]),
+        (&json!(200), &json!(true), &json!("application/json")),
+        "{got}"
+    );
+    assert_eq!(
+        got["body"],
+        json!({"id": 7, "items": ["tea", "scones"], "total_cents": 1200})
+    );
+    assert_eq!(
+        (&posted["status"], &posted["ok"]),
+        (&json!(201), &json!(true)),
+        "{posted}"
+    );
+    assert_eq!(
+        posted["body"],
+        json!({"charged_cents": 1200, "authorized": true}),
+        "the host's header replaced the task's guess"
+    );
+
+    let body = r#"{"amount_cents":1200}"#;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            FetchSeen {
+                method: "GET".into(),
+                path: "/orders/7".into(),
+                authorization: vec![],
+                body: String::new(),
+            },
+            FetchSeen {
+                method: "POST".into(),
+                path: "/charges".into(),
+                authorization: vec![format!("Bearer {FETCH_SECRET}")],
+                body: body.into(),
+            },
+        ]
+    );
+    assert!(
+        !fetch_everything(&report).contains(FETCH_SECRET),
+        "{}",
+        fetch_everything(&report)
+    );
+
+    let [get, post] = report.http.as_slice() else {
+        panic!("{:?}", report.http);
+    };
+    assert_eq!((get.method.as_str(), get.status), ("GET", Some(200)), "{get:?}");
+    assert_eq!(get.url, format!("{origin}/orders/7"));
+    let got_bytes = serde_json::to_string(&got["body"]).unwrap().len() as u64;
+    assert_eq!((get.sent, get.received), (0, got_bytes), "{get:?}");
+    assert_eq!((post.method.as_str(), post.status), ("POST", Some(201)), "{post:?}");
+    assert_eq!(post.url, format!("{origin}/charges"));
+    assert_eq!(post.sent, body.len() as u64, "{post:?}");
+    assert!(post.received > 0, "{post:?}");
+    for call in &report.http {
+        assert!(call.refused.is_none() && call.error.is_none(), "{call:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_hands_a_server_error_to_the_task_as_a_response() {
+    let (address, seen) = fetch_server().await;
+    let origin = format!("http://{address}");
+    let fetches = json!([{"url": format!("{origin}/broken")}]);
+    let Some(report) = fetch_attempt(fetches, fetch_policy(&origin)).await else {
+        return;
+    };
+    // The attempt succeeds: the 500 is the task's to judge, not a rejection.
+    let out = output(&report);
+    let answer = &out["answers"][0];
+    assert_eq!(
+        (&answer["status"], &answer["ok"]),
+        (&json!(500), &json!(false)),
+        "{answer}"
+    );
+    assert_eq!(answer["statusText"], "Internal Server Error", "{answer}");
+    assert_eq!(answer["body"], json!({"error": "the ledger is on fire"}));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let [call] = report.http.as_slice() else {
+        panic!("{:?}", report.http);
+    };
+    assert_eq!(call.status, Some(500), "{call:?}");
+    assert!(call.refused.is_none() && call.error.is_none(), "{call:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_hands_a_redirect_to_the_task_unfollowed_whatever_its_mode() {
+    let (address, seen) = fetch_server().await;
+    let origin = format!("http://{address}");
+    let moved = format!("{origin}/moved");
+    // StarlingMonkey's fetch sends one request and resolves with what
+    // answers: `follow` (the default) does not follow, `error` does not
+    // reject, `manual` gives no opaque redirect. The host does not follow
+    // either (docs/architecture.md, "Redirects").
+    let fetches = json!([
+        {"url": moved},
+        {"url": moved, "redirect": "follow"},
+        {"url": moved, "redirect": "manual"},
+        {"url": moved, "redirect": "error", "catch": true},
+    ]);
+    let Some(report) = fetch_attempt(fetches, fetch_policy(&origin)).await else {
+        return;
+    };
+    let out = output(&report);
+    let answers = out["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 4, "{out}");
+    for answer in answers {
+        assert_eq!(
+            (&answer["status"], &answer["redirected"], &answer["location"]),
+            (&json!(302), &json!(false), &json!("/orders/7")),
+            "{answer}"
+        );
+        assert_eq!(answer["url"], moved, "{answer}");
+    }
+    let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/moved"; 4]);
+    let statuses: Vec<Option<u16>> = report.http.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [Some(302); 4], "{:?}", report.http);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_a_redirect_the_task_follows_goes_only_where_the_list_allows() {
+    let (address, seen) = fetch_server().await;
+    let origin = format!("http://{address}");
+    let fetches = json!([
+        {"url": format!("{origin}/moved"), "follow": 5},
+        {"url": format!("{origin}/away"), "follow": 5, "catch": true},
+    ]);
+    let Some(report) = fetch_attempt(fetches, fetch_policy(&origin)).await else {
+        return;
+    };
+    let out = output(&report);
+    // Within the list: the task's second fetch gets the order.
+    let inside = &out["answers"][0];
+    assert_eq!(inside["status"], 200, "{inside}");
+    assert_eq!(inside["hops"], json!([format!("{origin}/orders/7")]), "{inside}");
+    assert_eq!(inside["url"], format!("{origin}/orders/7"), "{inside}");
+    assert_eq!(inside["body"]["id"], 7, "{inside}");
+    // The same server by another name is not on the list: refused by the
+    // host before it is dialled.
+    let away = format!("http://localhost:{}/orders/7", address.port());
+    assert_eq!(
+        out["answers"][1],
+        json!({"rejected": "TypeError: NetworkError when attempting to fetch resource", "hops": [away]})
+    );
+    let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/moved", "/orders/7", "/away"]);
+
+    let [moved, order, went, refused] = report.http.as_slice() else {
+        panic!("{:?}", report.http);
+    };
+    assert_eq!(
+        (moved.status, order.status, went.status),
+        (Some(302), Some(200), Some(302))
+    );
+    assert_eq!(order.url, format!("{origin}/orders/7"));
+    assert_eq!((refused.url.as_str(), refused.status), (away.as_str(), None));
+    let why = refused.refused.as_deref().expect("the hop out is refused");
+    assert!(why.contains("is not on the step's http.allow list"), "{why}");
 }
