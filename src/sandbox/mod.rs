@@ -365,12 +365,26 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // Compiled code keeps its fuel count in a register and writes it
+        // back only at calls, returns and fuel checks, not when it yields
+        // at an epoch tick; an attempt cut off at its deadline in a loop
+        // that calls nothing would report the fuel of its last call. So
+        // the guest also stops every FUEL_FLUSH units (and is polled on
+        // at once), which writes the count back.
+        store
+            .fuel_async_yield_interval(Some(FUEL_FLUSH))
+            .map_err(|e| SandboxError::Host(format!("cannot set the fuel interval: {e:#}")))?;
         store
             .set_fuel(limits.fuel)
             .map_err(|e| SandboxError::Host(format!("cannot set fuel: {e:#}")))?;
         Ok((store, journal))
     }
 }
+
+/// Fuel between the guest's stops to write its fuel count back: a few
+/// milliseconds of computing, so a timed-out attempt's reported fuel is
+/// short by at most that, and the stops cost nothing measurable.
+const FUEL_FLUSH: u64 = 100_000_000;
 
 /// Table elements an attempt may have (function references); far above
 /// what real tasks use, far below what would hurt the host.

@@ -1,4 +1,5 @@
-//! Fuel is deterministic: the same input costs the same fuel, every time.
+//! Fuel is deterministic: the same input costs the same fuel, every time;
+//! and an attempt cut off at its deadline reports the fuel it burned.
 
 use weft::sandbox::Limits;
 
@@ -56,4 +57,41 @@ async fn the_fuel_used_is_the_fuel_needed() {
     )
     .await;
     assert_eq!(short.outcome, weft::Outcome::OutOfFuel);
+}
+
+#[tokio::test]
+async fn an_attempt_cut_off_at_its_deadline_reports_the_fuel_it_burned() {
+    // What a spin burns in about 1/10 s of computing, as a yardstick.
+    let spin = r#"{"mode": "spin"}"#;
+    let yardstick = run_with(
+        "misbehave",
+        spin,
+        Limits {
+            fuel: 1_000_000_000,
+            ..Limits::default()
+        },
+    )
+    .await;
+    assert_eq!(yardstick.outcome, weft::Outcome::OutOfFuel);
+    let fuel = u64::MAX / 2;
+    let timeout = std::time::Duration::from_millis(300);
+    let cut = run_with(
+        "misbehave",
+        spin,
+        Limits {
+            fuel,
+            timeout,
+            ..Limits::default()
+        },
+    )
+    .await;
+    assert_eq!(cut.outcome, weft::Outcome::Timeout);
+    // It computed for most of 300 ms: far more than a tenth of the
+    // yardstick, and not the handful of units burned before the loop.
+    let rate = yardstick.fuel_used as f64 / yardstick.duration.as_secs_f64();
+    assert!(
+        cut.fuel_used > 100_000_000 && cut.fuel_used < fuel,
+        "a 300 ms spin reported {} fuel (the yardstick burns {rate:.0}/s)",
+        cut.fuel_used
+    );
 }
