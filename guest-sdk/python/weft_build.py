@@ -105,6 +105,8 @@ def stage_wit(wit: Path, into: Path) -> None:
     """Makes ``into`` the WIT directory of the ``python-task`` world: the
     ``*.wit`` of ``wit`` (package ``weft:task``) with the world file beside
     them, in the same package, and the vendored WASI packages as ``deps/``."""
+    if not (PYTHON_WIT / f"{WORLD}.wit").is_file():
+        raise BuildError(f"{PYTHON_WIT}: no {WORLD}.wit there; build from a weft checkout's guest-sdk/python")
     into.mkdir()
     for source in sorted(wit.glob("*.wit")):
         shutil.copyfile(source, into / source.name)
