@@ -381,8 +381,6 @@ fn the_readme_example_is_the_example_task() {
     );
 }
 
-/// Outbound HTTP from a Python task (`weft_sdk.http`), against a real
-/// server on `127.0.0.1:0`.
 mod http_calls {
     //! `example-tasks/python/http_fetch` calls a real axum server on
     //! `127.0.0.1:0` through `weft_sdk.http`, in a sandbox that permits
@@ -416,11 +414,14 @@ mod http_calls {
     /// The key the host puts into requests to `/pay`.
     const HTTP_SECRET: &str = "sk_live_python_must_not_see_9b1c";
 
-    /// What the test server was sent: each request's path, `Authorization`
+    /// One request the test server was sent: its path, `Authorization`
     /// header and body.
+    type HttpRequest = (String, Option<String>, Vec<u8>);
+
+    /// What the test server was sent.
     #[derive(Default)]
     struct HttpSeen {
-        requests: Mutex<Vec<(String, Option<String>, Vec<u8>)>>,
+        requests: Mutex<Vec<HttpRequest>>,
     }
 
     impl HttpSeen {
