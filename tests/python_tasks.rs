@@ -380,3 +380,319 @@ fn the_readme_example_is_the_example_task() {
         task_path.display()
     );
 }
+
+mod http_calls {
+    //! `example-tasks/python/http_fetch` calls a real axum server on
+    //! `127.0.0.1:0` through `weft_sdk.http`, in a sandbox that permits
+    //! private destinations the step's allow-list names (as `weft serve
+    //! --allow-private-http` makes): a JSON answer reaches the output, a
+    //! POST carries the host's `Authorization` header that the task never
+    //! sees, a URL off the allow-list fails with `http_refused` and is
+    //! recorded, and a 500 fails with a retryable `http_status`. The SDK's
+    //! unit tests also run against the bindings of the world it is built
+    //! with.
+
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::process::Command;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    use serde_json::{Value, json};
+    use weft::Outcome;
+    use weft::sandbox::http::{AllowList, HttpLimits, HttpPolicy, InjectedHeaders, UrlPattern};
+    use weft::sandbox::redact::Redactor;
+    use weft::sandbox::{Attempt, AttemptReport, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
+
+    use super::{common, python_guest};
+
+    /// The key the host puts into requests to `/pay`.
+    const HTTP_SECRET: &str = "sk_live_python_must_not_see_9b1c";
+
+    /// One request the test server was sent: its path, `Authorization`
+    /// header and body.
+    type HttpRequest = (String, Option<String>, Vec<u8>);
+
+    /// What the test server was sent.
+    #[derive(Default)]
+    struct HttpSeen {
+        requests: Mutex<Vec<HttpRequest>>,
+    }
+
+    impl HttpSeen {
+        fn record(&self, path: &str, headers: &HeaderMap, body: &[u8]) {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_string());
+            self.requests
+                .lock()
+                .unwrap()
+                .push((path.to_string(), auth, body.to_vec()));
+        }
+    }
+
+    /// A server with a JSON order, a payment endpoint and a broken route.
+    async fn http_server() -> (SocketAddr, Arc<HttpSeen>) {
+        let seen = Arc::new(HttpSeen::default());
+        let app = Router::new()
+            .route(
+                "/orders/A-1",
+                get(|State(seen): State<Arc<HttpSeen>>, headers: HeaderMap| async move {
+                    seen.record("/orders/A-1", &headers, b"");
+                    axum::Json(json!({"order_id": "A-1", "total_cents": 1250, "items": ["book", "pen"]}))
+                }),
+            )
+            .route("/pay", post(http_pay))
+            .route(
+                "/broken",
+                get(|State(seen): State<Arc<HttpSeen>>, headers: HeaderMap| async move {
+                    seen.record("/broken", &headers, b"");
+                    (StatusCode::INTERNAL_SERVER_ERROR, "database on fire")
+                }),
+            )
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (address, seen)
+    }
+
+    /// Pays when the host's key came; like a real gateway it does not echo
+    /// the key, but it does echo the body it parsed.
+    async fn http_pay(State(seen): State<Arc<HttpSeen>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+        seen.record("/pay", &headers, &body);
+        let expected = format!("Bearer {HTTP_SECRET}");
+        let paid = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+        let received: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        axum::Json(json!({"paid": paid, "received": received, "content_type": content_type}))
+    }
+
+    /// A sandbox that permits private destinations an allow-list names.
+    fn http_sandbox() -> &'static Sandbox {
+        static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+        SANDBOX.get_or_init(|| {
+            Sandbox::new(SandboxConfig {
+                allow_private_http: true,
+                ..SandboxConfig::default()
+            })
+            .expect("creating the sandbox")
+        })
+    }
+
+    /// `example-tasks/python/http_fetch`, built and loaded into
+    /// [`http_sandbox`] once per binary; `None` when the test is skipped.
+    fn http_module() -> Option<Arc<Module>> {
+        static LOADED: OnceLock<Option<Arc<Module>>> = OnceLock::new();
+        LOADED
+            .get_or_init(|| {
+                let path = python_guest::component("http_fetch")?;
+                let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{} cannot be read: {e}", path.display()));
+                let module = http_sandbox()
+                    .load(&bytes)
+                    .unwrap_or_else(|e| panic!("the sandbox refuses {}: {e}", path.display()));
+                Some(module)
+            })
+            .clone()
+    }
+
+    /// A policy allowing `allow`, with default caps and no headers.
+    fn http_policy(allow: &[String]) -> HttpPolicy {
+        HttpPolicy {
+            allow: AllowList::parse(allow).unwrap(),
+            headers: Vec::new(),
+            limits: HttpLimits::default(),
+        }
+    }
+
+    /// Runs one attempt of `http_fetch` with `input` under `http`; the
+    /// secret is redacted from the report as the engine would.
+    async fn http_attempt(input: Value, http: HttpPolicy) -> Option<AttemptReport> {
+        let module = http_module()?;
+        let input = input.to_string();
+        let report = http_sandbox()
+            .run(
+                &module,
+                Attempt {
+                    input: &input,
+                    limits: Limits::default(),
+                    context: common::context(1),
+                    kv: Arc::new(MemoryKv::new()),
+                    http,
+                    secrets: Arc::new(HashMap::new()),
+                    redact: Redactor::new(vec![HTTP_SECRET]),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("the sandbox cannot run http_fetch with {input}: {e}"));
+        Some(report)
+    }
+
+    fn http_output(report: &AttemptReport) -> Value {
+        match &report.outcome {
+            Outcome::Ok { output } => serde_json::from_str(output).expect("the output is JSON"),
+            other => panic!("the attempt did not succeed: {other:?}\n{:#?}", report.logs),
+        }
+    }
+
+    fn http_guest_error(report: &AttemptReport) -> (&str, &str, bool) {
+        match &report.outcome {
+            Outcome::GuestError {
+                code,
+                message,
+                retryable,
+            } => (code, message, *retryable),
+            other => panic!("expected a guest_error, got {other:?}\n{:#?}", report.logs),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn http_a_python_get_returns_the_json_answer() {
+        let (address, seen) = http_server().await;
+        let origin = format!("http://{address}");
+        let url = format!("{origin}/orders/A-1");
+        let Some(report) = http_attempt(json!({ "url": url }), http_policy(&[origin])).await else {
+            return;
+        };
+        let out = http_output(&report);
+        assert_eq!(out["status"], 200, "{out}");
+        assert_eq!(out["url"], url);
+        assert_eq!(out["content_type"], "application/json");
+        assert_eq!(
+            out["body"],
+            json!({"order_id": "A-1", "total_cents": 1250, "items": ["book", "pen"]})
+        );
+        assert_eq!(seen.requests.lock().unwrap().len(), 1);
+        let call = &report.http[..];
+        assert_eq!(call.len(), 1, "{call:?}");
+        assert_eq!((call[0].method.as_str(), call[0].status), ("GET", Some(200)));
+        assert!(call[0].refused.is_none() && call[0].error.is_none(), "{call:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn http_a_python_post_carries_the_host_header_the_task_never_sees() {
+        let (address, seen) = http_server().await;
+        let origin = format!("http://{address}");
+        let mut http = http_policy(std::slice::from_ref(&origin));
+        http.headers.push(InjectedHeaders {
+            on: UrlPattern::parse(&format!("{origin}/pay")).unwrap(),
+            headers: vec![(
+                HeaderName::from_static("authorization"),
+                HeaderValue::from_str(&format!("Bearer {HTTP_SECRET}")).unwrap(),
+            )],
+        });
+        let input = json!({
+            "method": "POST", "url": format!("{origin}/pay"),
+            "json": {"amount_cents": 1200, "currency": "EUR"},
+            "headers": {"Authorization": "Bearer guessed"}, "secrets": ["payment_key"],
+        });
+        let Some(report) = http_attempt(input, http).await else {
+            return;
+        };
+        let out = http_output(&report);
+        assert_eq!(
+            out["body"],
+            json!({
+                "paid": true,
+                "received": {"amount_cents": 1200, "currency": "EUR"},
+                "content_type": "application/json",
+            }),
+            "the host's header replaced the task's, and the JSON body arrived"
+        );
+        let requests = seen.requests.lock().unwrap();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].1, Some(format!("Bearer {HTTP_SECRET}")));
+        assert_eq!(requests[0].2, br#"{"amount_cents":1200,"currency":"EUR"}"#);
+        // What the task could see: no environment, no secret.
+        assert_eq!(
+            out["seen"],
+            json!({"environment": {}, "secrets": {"payment_key": null}})
+        );
+        let everything = format!(
+            "{out}{:?}{}{}{:?}",
+            report.logs.lines, report.logs.stdout, report.logs.stderr, report.http
+        );
+        assert!(!everything.contains(HTTP_SECRET), "{everything}");
+        assert_eq!(report.http.len(), 1, "{:?}", report.http);
+        assert_eq!(
+            (report.http[0].method.as_str(), report.http[0].status),
+            ("POST", Some(200))
+        );
+        assert_eq!(report.http[0].sent, requests[0].2.len() as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn http_a_url_off_the_allow_list_fails_as_http_refused() {
+        let (address, seen) = http_server().await;
+        let allowed = format!("http://{address}/orders/A-1");
+        let input = json!({"method": "POST", "url": format!("http://{address}/pay"), "json": {"amount_cents": 1}});
+        let Some(report) = http_attempt(input, http_policy(&[allowed])).await else {
+            return;
+        };
+        let (code, message, retryable) = http_guest_error(&report);
+        assert_eq!((code, retryable), ("http_refused", false), "{message}");
+        assert!(message.contains(&format!("http://{address}/pay")), "{message}");
+        assert!(!report.outcome.is_retryable());
+        assert_eq!(report.http.len(), 1, "{:?}", report.http);
+        let refused = report.http[0].refused.as_deref().expect("the refusal is recorded");
+        assert!(refused.contains("is not on the step's http.allow list"), "{refused}");
+        assert_eq!(report.http[0].status, None);
+        assert!(seen.requests.lock().unwrap().is_empty(), "the server was reached");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn http_a_500_with_raise_for_status_is_a_retryable_http_status() {
+        let (address, seen) = http_server().await;
+        let origin = format!("http://{address}");
+        let input = json!({ "url": format!("{origin}/broken") });
+        let Some(report) = http_attempt(input, http_policy(&[origin])).await else {
+            return;
+        };
+        assert_eq!(
+            http_guest_error(&report),
+            ("http_status", "the server answered 500: database on fire", true)
+        );
+        assert!(report.outcome.is_retryable());
+        assert_eq!(report.http[0].status, Some(500));
+        assert_eq!(seen.requests.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn http_sdk_unit_tests_pass_against_the_python_task_world() {
+        let Some(venv) = python_guest::toolchain() else {
+            return;
+        };
+        let bindings = tempfile::tempdir().expect("a scratch directory");
+        let made = python_guest::outside::run(
+            Command::new(python_guest::sdk_dir().join("build.sh"))
+                .arg("--bindings")
+                .arg(bindings.path())
+                .env("WEFT_PY_VENV", &venv),
+        );
+        if let Err(output) = made {
+            panic!("build.sh --bindings failed: {output}");
+        }
+        assert!(
+            bindings.path().join("wit_world/imports/outgoing_handler.py").is_file(),
+            "the python-task world has no wasi:http bindings"
+        );
+        let sdk = python_guest::sdk_dir();
+        let path = std::env::join_paths([bindings.path(), sdk.as_path()]).expect("a PYTHONPATH");
+        let tests = python_guest::outside::run(
+            Command::new(venv.join("bin/python"))
+                .args(["-m", "unittest", "discover", "-s"])
+                .arg(sdk.join("tests"))
+                .env("PYTHONPATH", path),
+        );
+        if let Err(output) = tests {
+            panic!("the SDK's unit tests failed against the python-task bindings: {output}");
+        }
+    }
+}

@@ -177,20 +177,18 @@ fn python3() -> Result<(), String> {
 }
 
 /// A digest of everything a component is built from: the task file, the
-/// SDK's Python files, `wit/` and the pinned toolchain.
+/// SDK's Python files (its subpackages too), `wit/`, the SDK's own WIT
+/// (the `python-task` world and the WASI it imports) and the pinned
+/// toolchain.
 fn inputs_digest(task: &Path) -> u64 {
     let mut files = vec![
         task.to_path_buf(),
         sdk_dir().join("weft_build.py"),
         sdk_dir().join("build.sh"),
     ];
-    for dir in [sdk_dir().join("weft_sdk"), repo().join("wit")] {
-        let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{} cannot be listed: {e}", dir.display()));
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "py" || x == "wit"))
-            .collect();
+    for dir in [sdk_dir().join("weft_sdk"), repo().join("wit"), sdk_dir().join("wit")] {
+        let mut found = Vec::new();
+        sources_under(&dir, &mut found);
         found.sort();
         files.extend(found);
     }
@@ -202,6 +200,18 @@ fn inputs_digest(task: &Path) -> u64 {
         hash = fnv1a(hash, &bytes);
     }
     hash
+}
+
+/// The `.py` and `.wit` files under `dir`, at any depth.
+fn sources_under(dir: &Path, found: &mut Vec<PathBuf>) {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{} cannot be listed: {e}", dir.display()));
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if path.is_dir() {
+            sources_under(&path, found);
+        } else if path.extension().is_some_and(|x| x == "py" || x == "wit") {
+            found.push(path);
+        }
+    }
 }
 
 fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {

@@ -18,6 +18,7 @@ from typing import Any, Literal, Optional
 from componentize_py_types import Err
 
 import weft_sdk
+from weft_sdk import http
 from weft_sdk import runtime as task_module
 from weft_sdk.convert import ConversionError, from_json, to_json
 
@@ -124,12 +125,15 @@ class DispatchTest(unittest.TestCase):
                 raise weft_sdk.TaskError("busy", "try later", retryable=True)
             if mode == "kv":
                 raise weft_sdk.KvError("unavailable", "kv store unavailable: down", retryable=True)
+            if mode == "http":
+                raise http.StatusError(503, "overloaded")
             if mode == "output":
                 return object()  # type: ignore[return-value]
             raise KeyError("sku")
 
         self.assertEqual(self.error('"retry"'), ("busy", "try later", True))
         self.assertEqual(self.error('"kv"'), ("kv_error", "kv store unavailable: down", True))
+        self.assertEqual(self.error('"http"'), ("http_status", "the server answered 503: overloaded", True))
         self.assertEqual(self.error('"other"'), ("exception", "KeyError: 'sku'", False))
         self.assertEqual(self.error('"output"')[0], "invalid_output")
 
@@ -144,6 +148,104 @@ class DispatchTest(unittest.TestCase):
             @weft_sdk.task
             def second() -> int:
                 return 2
+
+
+class HttpTest(unittest.TestCase):
+    """The parts of ``weft_sdk.http`` that do not call the host."""
+
+    def test_only_absolute_http_urls_are_taken(self) -> None:
+        parts = http.parse("https://api.example.com:8443/v1/charges?key=s3cret#top")
+        self.assertEqual((parts.scheme, parts.netloc, parts.path), ("https", "api.example.com:8443", "/v1/charges"))
+        self.assertEqual(http.shown(parts), "https://api.example.com:8443/v1/charges")
+        for bad in ["ftp://example.com/", "/relative", "example.com", "http://", "http://a b/", "http://x:port/"]:
+            with self.subTest(bad), self.assertRaises(http.InvalidUrl) as caught:
+                http.parse(bad)
+            self.assertEqual((caught.exception.code, caught.exception.retryable), ("http_invalid_url", False))
+
+    def test_locations_resolve_against_the_url_that_answered(self) -> None:
+        base = http.parse("https://a.example/v1/orders/7?page=2")
+        cases = {
+            "https://b.example/x": "https://b.example/x",
+            "//c.example/y": "https://c.example/y",
+            "/root?q=1": "https://a.example/root?q=1",
+            "items": "https://a.example/v1/orders/items",
+        }
+        for location, expected in cases.items():
+            with self.subTest(location):
+                self.assertEqual(http.resolve(base, location).geturl(), expected)
+        with self.assertRaises(http.InvalidUrl):
+            http.resolve(base, "mailto:someone@example.com")
+
+    def test_redirects_downgrade_and_drop_credentials_as_browsers_do(self) -> None:
+        a = http.parse("https://a.example/pay")
+        a_too = http.parse("https://a.example/paid")
+        b = http.parse("https://b.example/paid")
+        headers = [("authorization", b"Bearer t"), ("content-type", b"application/json")]
+        body = b'{"x":1}'
+        # 307 and 308 repeat the request; inside the origin nothing is dropped.
+        self.assertEqual(http.follow("POST", headers, body, 307, a, a_too), ("POST", headers, body))
+        # 303, and 301/302 after a POST, continue as a GET without the body.
+        for status in (301, 302, 303):
+            method, sent, rest = http.follow("POST", headers, body, status, a, a_too)
+            self.assertEqual((method, sent, rest), ("GET", [("authorization", b"Bearer t")], b""), status)
+        self.assertEqual(http.follow("PUT", headers, body, 302, a, a_too)[0], "PUT")
+        self.assertEqual(http.follow("HEAD", [], b"", 303, a, a_too)[0], "HEAD")
+        # Leaving the origin drops the task's Authorization.
+        self.assertEqual(http.follow("GET", headers, b"", 302, a, b)[1], [("content-type", b"application/json")])
+
+    def test_wasi_error_codes_map_to_the_rust_sdks_codes(self) -> None:
+        url = "https://a.example/pay"
+        cases = {
+            "HttpRequestDenied": ("http_refused", False),
+            "DestinationIpProhibited": ("http_refused", False),
+            "HttpRequestBodySize(Some(10))": ("http_limit", False),
+            "HttpResponseBodySize(1024)": ("http_limit", False),
+            "ConnectionLimitReached": ("http_limit", False),
+            "DnsTimeout": ("http_timeout", True),
+            "ConnectionTimeout": ("http_timeout", True),
+            "ConnectionReadTimeout": ("http_timeout", True),
+            "HttpResponseTimeout": ("http_timeout", True),
+            "HttpRequestUriInvalid": ("http_invalid_url", False),
+            "ConnectionRefused": ("http_failed", True),
+            "TlsCertificateError": ("http_failed", True),
+            "InternalError('boom')": ("http_failed", True),
+        }
+        for case, expected in cases.items():
+            with self.subTest(case):
+                error = http.errors.from_code(case, url)
+                self.assertIsInstance(error, http.HttpError)
+                self.assertIsInstance(error, weft_sdk.TaskError)
+                self.assertEqual((error.code, error.retryable), expected)
+                self.assertIn(url, error.message)
+        refused = http.errors.from_code("HttpRequestDenied", url)
+        self.assertIsInstance(refused, http.Refused)
+        self.assertIn("the attempt's log says why", refused.message)
+
+    def test_body_stream_failures_are_read_from_their_text(self) -> None:
+        url = "https://a.example/big"
+        self.assertIsInstance(http.errors.from_text("body size exceeds limit", url), http.Limit)
+        self.assertIsInstance(http.errors.from_text("read timed out", url), http.Timeout)
+        self.assertIsInstance(http.errors.from_text("connection reset", url), http.Failed)
+
+    def test_statuses_and_bodies(self) -> None:
+        ok = http.Response(200, {"content-type": "application/json"}, b'[{"sku": "X"}]', "https://a.example/")
+        self.assertIs(ok.raise_for_status(), ok)
+        self.assertEqual(ok.header("Content-Type"), "application/json")
+        self.assertEqual(ok.json(list[Item]), [Item("X", 1)])
+        with self.assertRaises(http.Failed) as caught:
+            ok.json(dict)
+        self.assertEqual(caught.exception.code, "http_failed")
+        for status, retryable in [(404, False), (429, True), (500, True), (503, True)]:
+            with self.subTest(status), self.assertRaises(http.StatusError) as caught:
+                http.Response(status, {}, b"x" * 2000, "https://a.example/").raise_for_status()
+            e = caught.exception
+            self.assertEqual((e.code, e.retryable, e.status, len(e.body)), ("http_status", retryable, status, 512))
+
+    def test_json_bodies_are_encoded_as_task_output_is(self) -> None:
+        self.assertEqual(http.encode_json(Item("X", 2)), b'{"sku":"X","quantity":2}')
+        self.assertEqual(http.encode_json({"name": "Zoë"}), '{"name":"Zoë"}'.encode())
+        with self.assertRaises(http.Failed):
+            http.encode_json(object())
 
 
 if __name__ == "__main__":

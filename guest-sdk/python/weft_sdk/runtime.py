@@ -68,7 +68,13 @@ def task(function: F) -> F:
 def _fail(code: str, message: str, retryable: bool = False) -> Any:
     """The WIT error the export raises."""
     from componentize_py_types import Err
-    from wit_world.imports.types import TaskError as WitTaskError
+
+    try:
+        # The `python-task` world also imports `wasi:http/types`, so
+        # componentize-py names weft's `types` after its package.
+        from wit_world.imports.weft_task_types import TaskError as WitTaskError
+    except ImportError:  # bindings of the plain `task` world (the SDK's unit tests)
+        from wit_world.imports.types import TaskError as WitTaskError
 
     return Err(WitTaskError(code=code, message=message, retryable=retryable))
 
