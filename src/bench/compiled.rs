@@ -114,7 +114,7 @@ async fn first_attempt(
     let loader = sandbox.clone();
     let module = tokio::task::spawn_blocking(move || match loader.load_compiled(&digest)? {
         Some(module) => Ok(module),
-        None => loader.load(&owned),
+        None => loader.compile(&owned),
     })
     .await??;
     let report = sandbox

@@ -262,7 +262,7 @@ async fn load_once(
                 })?;
             // Compiling takes milliseconds to seconds: off the executor.
             let loader = sandbox.clone();
-            let module = tokio::task::spawn_blocking(move || loader.load(&bytes))
+            let module = tokio::task::spawn_blocking(move || loader.compile(&bytes))
                 .await
                 .map_err(|e| RunnerError { message: e.to_string() })?
                 .map_err(|e| RunnerError { message: e.to_string() })?;

@@ -211,9 +211,19 @@ impl Sandbox {
     /// depending on size; call it off the async executor for large inputs.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
         let digest = Digest::of(bytes);
-        if let Some(module) = self.load_compiled(&digest)? {
-            return Ok(module);
+        match self.load_compiled(&digest)? {
+            Some(module) => Ok(module),
+            None => self.compile_as(digest, bytes),
         }
+    }
+
+    /// Validates and compiles a component that [`Sandbox::load_compiled`]
+    /// just found neither in memory nor on disk, and keeps it in both.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
+        self.compile_as(Digest::of(bytes), bytes)
+    }
+
+    fn compile_as(&self, digest: Digest, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
         let component = module::compile(&self.inner.engine, bytes)?;
         if let Some(disk) = &self.inner.disk {
             disk.put(&digest, &component);

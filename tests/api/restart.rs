@@ -142,6 +142,21 @@ async fn a_restarted_server_reads_its_modules_compiled_instead_of_compiling_them
         0.0,
         "not compiled again"
     );
+    server.kill();
+
+    // With the directory gone the runner compiles from the store's bytes,
+    // once, and writes it back.
+    std::fs::remove_dir_all(store.scratch().join("module-cache")).unwrap();
+    let server = Server::on(&store, &[]);
+    let again = server.start_run(&token, "greet", json!({})).await;
+    assert_eq!(server.wait(&token, again).await["status"], "succeeded");
+    assert_eq!(
+        counter(&server, "weft_compiled_cache_misses_total").await,
+        1.0,
+        "one miss, counted once"
+    );
+    let cached = std::fs::read_dir(store.scratch().join("module-cache")).unwrap().count();
+    assert_eq!(cached, 2, "written back");
 }
 
 /// A Python task's first attempt after a restart: its 40 MB compiled
