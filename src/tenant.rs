@@ -23,8 +23,9 @@ pub struct Quotas {
     /// Runs that may be unfinished at once.
     #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub max_concurrent_runs: u32,
-    /// Attempts that may run at once on one node; 0 for no cap but the
-    /// node's slots (less those it keeps for other tenants).
+    /// Attempts that may run at once, across every node of a cluster; 0
+    /// for no cap but each node's slots (less those it keeps for other
+    /// tenants).
     #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub max_concurrent_attempts: u32,
     /// The most fuel one attempt may burn.

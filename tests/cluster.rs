@@ -1,7 +1,8 @@
 //! Cluster mode: several `weft serve` nodes on one PostgreSQL database
 //! (`tests/common/cluster.rs`). Runs started through any node finish, each
 //! step's success recorded once, when nodes are killed, paused, cut off the
-//! database, restarted one by one, or added under load.
+//! database, restarted one by one, or added under load; and a tenant's cap
+//! on attempts at once holds across the nodes.
 //!
 //! Timing is asserted loosely (the suite runs on two cores); each test
 //! prints what it measured.
@@ -603,4 +604,66 @@ fn the_proxy_stalls_restores_and_resets() {
     again.write_all(b"again").unwrap();
     again.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"again");
+}
+
+/// The most attempts of `runs` that ran at once, from their recorded
+/// start times and durations.
+fn most_at_once(runs: &HashMap<u64, Value>) -> usize {
+    let mut edges: Vec<(u64, i32)> = runs
+        .values()
+        .flat_map(|run| run["steps"].as_array().cloned().unwrap_or_default())
+        .flat_map(|step| step["attempts"].as_array().cloned().unwrap_or_default())
+        .flat_map(|attempt| {
+            let start = attempt["started_at"].as_u64().expect("started_at") * 1000;
+            let end = start + attempt["duration_us"].as_u64().expect("duration_us");
+            [(start, 1), (end, -1)]
+        })
+        .collect();
+    // An attempt that ends as another starts does not overlap it.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_cap_on_attempts_at_once_holds_across_the_nodes() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    const CAP: usize = 2;
+    cluster
+        .setup_with_quotas(&["misbehave"], json!({"max_concurrent_attempts": CAP}))
+        .await;
+    cluster
+        .push(
+            "nap",
+            "name: nap\nsteps:\n  - {id: nap, task: misbehave, input: {mode: sleep, ms: 300}}\n",
+        )
+        .await;
+    let api = cluster.api();
+    let started = Instant::now();
+    let ids: Vec<u64> = api
+        .start_round_robin("nap", 12, |_| json!({}))
+        .await
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let runs = api.wait_final(&ids, Duration::from_secs(60)).await;
+    let took = started.elapsed();
+    assert!(runs.values().all(|run| run["status"] == "succeeded"), "{runs:#?}");
+    let most = most_at_once(&runs);
+    eprintln!("12 runs of 300 ms through 3 nodes, at most {CAP} at once: {most} at once at most, {took:.1?} in all");
+    // Counted per node, each of the three would have run two at once.
+    assert!(
+        (1..=CAP).contains(&most),
+        "{most} attempts ran at once, over the cap of {CAP}"
+    );
+    assert!(
+        took >= Duration::from_millis(1_800),
+        "12 × 300 ms two at a time took only {took:?}"
+    );
 }

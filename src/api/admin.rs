@@ -39,8 +39,8 @@ pub struct QuotasPatch {
     #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
     #[serde(default, deserialize_with = "body::optional_integer")]
     max_concurrent_runs: Option<u32>,
-    /// Attempts that may run at once on one node; 0 for no cap but the
-    /// node's slots.
+    /// Attempts that may run at once, across every node of a cluster; 0
+    /// for no cap but each node's slots.
     #[schema(required = false, value_type = Option<u64>, maximum = 4294967295_u64)]
     #[serde(default, deserialize_with = "body::optional_integer")]
     max_concurrent_attempts: Option<u32>,

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 mod children;
 mod cluster;
+mod permits;
 mod restart;
 mod waits;
 
@@ -112,6 +113,11 @@ pub(crate) enum Msg {
         /// How many it asked for.
         room: usize,
     },
+    /// The cluster's answer to a request for attempt permits.
+    Permits {
+        tenant: Arc<str>,
+        granted: Result<u32, StoreError>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -199,6 +205,7 @@ pub(crate) struct Shared {
 impl Actor {
     pub fn new(shared: Shared, next_id: u64, node: Option<Node>) -> Actor {
         let queue = FairQueue::new(shared.config.max_concurrent, shared.config.reserve());
+        let queue = if node.is_some() { queue.with_permits() } else { queue };
         Actor {
             shared,
             next_id,
@@ -244,6 +251,7 @@ impl Actor {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.dispatch().await;
+            self.ask_permits();
             self.claim_if_room();
             self.publish_stats();
             if self.tasks.is_empty()
@@ -374,7 +382,7 @@ impl Actor {
                 for task in running {
                     if let Some(handle) = self.tasks.remove(&task) {
                         handle.abort();
-                        self.queue.finished(task.0, task.1, Duration::ZERO);
+                        self.attempt_ended(task.0, task.1, Duration::ZERO);
                     }
                 }
                 self.commit(run, fx, Some(Reply::Done(reply)));
@@ -419,7 +427,7 @@ impl Actor {
                 self.queue.extend(freed);
                 let report = result.unwrap_or_else(|e| host_failure(&e));
                 if ran {
-                    self.queue.finished(run, key, report.duration);
+                    self.attempt_ended(run, key, report.duration);
                 }
                 let Some(active) = self.runs.get_mut(&run) else { return };
                 let fx = active.attempt_finished(key, report, started_at, now, rand::random::<f64>());
@@ -428,6 +436,7 @@ impl Actor {
             Msg::Committed { run, after, result } => self.committed(run, after, result),
             Msg::Notice(notice) => self.notice(notice),
             Msg::Adopt { adopted, room } => self.adopt(adopted, room),
+            Msg::Permits { tenant, granted } => self.permits_granted(tenant, granted),
             Msg::Ready { reply } => {
                 let (by_tenant, oldest) = self.queue.ready();
                 let _ = reply.send(ReadyWork {

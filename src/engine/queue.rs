@@ -14,7 +14,9 @@
 //! taking every slot meanwhile. A tenant may start an attempt only while
 //!
 //! - it runs fewer than its own cap (`max_concurrent_attempts`, when
-//!   not 0);
+//!   not 0); on a cluster, fewer than the permits this node holds for it,
+//!   which the nodes take from the database within the cap (see
+//!   [`FairQueue::wanting`]), so the cap holds across nodes;
 //! - it runs fewer than the slots less the reserve: the reserve is kept
 //!   for tenants whose work arrives while one tenant floods the node, so
 //!   they find a slot free rather than wait for one to free;
@@ -87,6 +89,9 @@ pub(crate) struct FairQueue {
     slots: usize,
     /// Slots no single tenant may take.
     reserve: usize,
+    /// On a cluster, the permits this node holds for each capped tenant;
+    /// `None` on one node, where the cap alone counts.
+    permits: Option<HashMap<Arc<str>, u32>>,
 }
 
 impl FairQueue {
@@ -99,7 +104,68 @@ impl FairQueue {
             len: 0,
             slots,
             reserve: reserve.min(slots.saturating_sub(1)),
+            permits: None,
         }
+    }
+
+    /// Runs capped tenants' attempts only with permits (on a cluster).
+    pub fn with_permits(mut self) -> FairQueue {
+        self.permits = Some(HashMap::new());
+        self
+    }
+
+    /// Capped tenants with units waiting that this node holds too few
+    /// permits for, and how many more each could use (at most its cap):
+    /// what to ask the cluster for.
+    pub fn wanting(&self) -> Vec<(Arc<str>, u32, u32)> {
+        let Some(permits) = &self.permits else {
+            return Vec::new();
+        };
+        self.tenants
+            .iter()
+            .filter(|(_, t)| t.limit > 0 && !t.units.is_empty())
+            .filter_map(|(name, t)| {
+                let held = permits.get(name).copied().unwrap_or(0);
+                let wanted = (t.units.len() as u32).min(t.limit.saturating_sub(held));
+                (t.running as u32 >= held && wanted > 0).then(|| (name.clone(), wanted, t.limit))
+            })
+            .collect()
+    }
+
+    /// Drops every permit held (they belonged to an incarnation of this
+    /// node that was declared dead).
+    pub fn forget_permits(&mut self) {
+        if let Some(permits) = &mut self.permits {
+            permits.clear();
+        }
+    }
+
+    /// The cluster granted `count` more permits for `tenant`.
+    pub fn grant(&mut self, tenant: &Arc<str>, count: u32) {
+        if let Some(permits) = &mut self.permits
+            && count > 0
+        {
+            *permits.entry(tenant.clone()).or_default() += count;
+        }
+    }
+
+    /// Permits held for no running attempt and no queued unit (their
+    /// units went, e.g. cancelled): dropped here, to give back.
+    pub fn surplus(&mut self) -> Vec<(Arc<str>, u32)> {
+        let Some(permits) = &mut self.permits else {
+            return Vec::new();
+        };
+        let tenants = &self.tenants;
+        let mut surplus = Vec::new();
+        permits.retain(|name, held| {
+            let (running, queued) = tenants.get(name).map_or((0, 0), |t| (t.running as u32, t.units.len()));
+            if queued == 0 && *held > running {
+                surplus.push((name.clone(), *held - running));
+                *held = running;
+            }
+            *held > 0
+        });
+        surplus
     }
 
     /// Units queued.
@@ -169,19 +235,28 @@ impl FairQueue {
     /// the module's doc). The caller checks that a slot is free.
     pub fn pop(&mut self) -> Option<Queued> {
         let per_tenant = self.slots - self.reserve;
-        let may_start = |t: &Tenant| {
-            !t.units.is_empty() && t.running < per_tenant && (t.limit == 0 || t.running < t.limit as usize)
+        let permits = &self.permits;
+        let may_start = |name: &Arc<str>, t: &Tenant| {
+            let cap = match permits {
+                Some(permits) => permits.get(name).copied().unwrap_or(0).min(t.limit),
+                None => t.limit,
+            };
+            !t.units.is_empty() && t.running < per_tenant && (t.limit == 0 || t.running < cap as usize)
         };
-        let waiting = self.tenants.values().filter(|t| may_start(t)).count();
+        let waiting = self.tenants.iter().filter(|(name, t)| may_start(name, t)).count();
         if waiting == 0 {
             return None;
         }
         let share = self.slots.div_ceil(self.tenants.len());
-        let under_share = waiting > 1 && self.tenants.values().any(|t| may_start(t) && t.running < share);
+        let under_share = waiting > 1
+            && self
+                .tenants
+                .iter()
+                .any(|(name, t)| may_start(name, t) && t.running < share);
         let (_, tenant) = self
             .tenants
             .iter_mut()
-            .filter(|(_, t)| may_start(t) && (!under_share || t.running < share))
+            .filter(|(name, t)| may_start(name, t) && (!under_share || t.running < share))
             .min_by_key(|(_, t)| (t.clock, t.running, t.units.peek().map(|u| u.seq)))?;
         let unit = tenant.units.pop()?;
         self.len -= 1;
@@ -197,18 +272,25 @@ impl FairQueue {
     }
 
     /// An attempt ended (or was abandoned), having held its slot for
-    /// `used`: its tenant's clock advances by that much.
-    pub fn finished(&mut self, run: RunId, key: UnitKey, used: Duration) {
-        let Some(name) = self.running.remove(&(run, key)) else {
-            return;
-        };
+    /// `used`: its tenant's clock advances by that much. Returns the
+    /// tenant when the attempt held a permit, now to give back.
+    pub fn finished(&mut self, run: RunId, key: UnitKey, used: Duration) -> Option<Arc<str>> {
+        let name = self.running.remove(&(run, key))?;
+        let mut permit = None;
         if let Some(tenant) = self.tenants.get_mut(&name) {
             tenant.running -= 1;
             tenant.clock = tenant
                 .clock
                 .saturating_add(used.as_nanos().min(u64::MAX as u128) as u64);
+            if let Some(held) = self.permits.as_mut().and_then(|p| p.get_mut(&name))
+                && *held > 0
+            {
+                *held -= 1;
+                permit = Some(name.clone());
+            }
         }
         self.prune(&name);
+        permit
     }
 
     /// Forgets a tenant with nothing queued or running.
@@ -397,5 +479,45 @@ mod tests {
         queue.finished(RunId(1), UnitKey::step(0), Duration::ZERO);
         queue.finished(RunId(9), UnitKey::step(0), Duration::ZERO);
         assert!(queue.tenants.is_empty() && queue.running.is_empty());
+    }
+
+    #[test]
+    fn on_a_cluster_a_capped_tenant_runs_only_with_permits() {
+        let capped = |seq| Queued {
+            limit: 2,
+            ..unit("a", seq, 0)
+        };
+        let mut queue = FairQueue::new(8, 0).with_permits();
+        queue.extend((1..=5).map(capped));
+        queue.push(unit("b", 9, 0));
+        let name: Arc<str> = "a".into();
+        assert_eq!(queue.wanting(), [(name.clone(), 2, 2)], "up to its cap");
+        assert_eq!(start(&mut queue), Some(("b".into(), 9)), "uncapped b needs none");
+        assert_eq!(start(&mut queue), None, "a waits for permits");
+
+        queue.grant(&name, 1);
+        assert_eq!(start(&mut queue), Some(("a".into(), 1)));
+        assert_eq!(start(&mut queue), None);
+        assert_eq!(queue.wanting(), [(name.clone(), 1, 2)], "one more, up to the cap");
+        assert_eq!(
+            queue.finished(RunId(1), UnitKey::step(0), Duration::ZERO),
+            Some(name.clone()),
+            "its permit goes back"
+        );
+        assert_eq!(
+            queue.finished(RunId(9), UnitKey::step(0), Duration::ZERO),
+            None,
+            "b held none"
+        );
+
+        // Granted, then its units went (cancelled): the permits go back.
+        queue.grant(&name, 2);
+        while queue.tenants.get("a").is_some_and(|t| !t.units.is_empty()) {
+            queue.tenants.get_mut("a").unwrap().units.pop();
+            queue.len -= 1;
+        }
+        assert_eq!(queue.surplus(), [(name.clone(), 2)]);
+        assert_eq!(queue.surplus(), []);
+        assert!(queue.wanting().is_empty());
     }
 }

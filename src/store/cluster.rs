@@ -218,4 +218,16 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// A block of run ids no other node will use.
     async fn reserve_run_ids(&self) -> Result<Range<u64>, StoreError>;
+
+    /// Takes up to `wanted` more permits to run attempts of `tenant`, as
+    /// many as keep the permits the live nodes hold within `cap` (the
+    /// tenant's `max_concurrent_attempts`); returns how many. A node runs
+    /// an attempt of a capped tenant only with a permit, so the cap holds
+    /// across the cluster.
+    async fn take_permits(&self, me: Incarnation, tenant: &str, wanted: u32, cap: u32) -> Result<u32, StoreError>;
+
+    /// Gives back `count` permits of `tenant` (attempts that ended). One
+    /// not given back (the call failed) only leaves the cap under-used
+    /// until the node leaves or is declared dead.
+    async fn give_back_permits(&self, me: Incarnation, tenant: &str, count: u32) -> Result<(), StoreError>;
 }

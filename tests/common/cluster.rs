@@ -316,7 +316,17 @@ impl Cluster {
     /// node 0 and uploads the example tasks `modules` under their own names
     /// through the nodes in turn; the [`Api`] uses its key from then on.
     pub async fn setup(&self, modules: &[&str]) {
-        let quotas = json!({"start_rate": 1.0e6, "max_concurrent_runs": 1_000_000, "max_modules": 10_000});
+        self.setup_with_quotas(modules, json!({})).await;
+    }
+
+    /// As [`Cluster::setup`], with `quotas` over the defaults (e.g.
+    /// `{"max_concurrent_attempts": 2}`).
+    pub async fn setup_with_quotas(&self, modules: &[&str], quotas: Value) {
+        let mut all = json!({"start_rate": 1.0e6, "max_concurrent_runs": 1_000_000, "max_modules": 10_000});
+        for (key, value) in quotas.as_object().expect("quotas are an object") {
+            all[key] = value.clone();
+        }
+        let quotas = all;
         let (status, body) = self
             .api
             .call(

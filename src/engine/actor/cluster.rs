@@ -35,6 +35,8 @@ pub(crate) struct Node {
     /// Runs started here without a lease, for any node to claim: they
     /// leave this node's memory once their start is durable.
     handed_off: std::collections::HashSet<RunId>,
+    /// Capped tenants whose request for attempt permits is on its way.
+    pub(super) asking_permits: std::collections::HashSet<Arc<str>>,
 }
 
 impl Node {
@@ -48,6 +50,7 @@ impl Node {
             claiming: false,
             wanted: true,
             handed_off: Default::default(),
+            asking_permits: Default::default(),
         }
     }
 
@@ -273,7 +276,7 @@ impl Actor {
         for task in running {
             if let Some(handle) = self.tasks.remove(&task) {
                 handle.abort();
-                self.queue.finished(task.0, task.1, std::time::Duration::ZERO);
+                self.attempt_ended(task.0, task.1, std::time::Duration::ZERO);
             }
         }
         self.remove(run);
@@ -300,6 +303,9 @@ impl Actor {
                 );
                 node.me = me;
                 node.wanted = true;
+                // The permits were the old incarnation's, void now: the
+                // attempts lost below give none back.
+                self.queue.forget_permits();
                 let held: Vec<RunId> = node.leases.keys().chain(self.parked.iter()).copied().collect();
                 for run in held {
                     self.lose(run);

@@ -130,8 +130,37 @@ impl Cluster for PgStore {
         // which frees its runs too.
         self.member.lock().unwrap_or_else(|e| e.into_inner()).take();
         let rows = self.query(LEAVE, &[&me]).await?;
+        // Its permits no longer count once it has left; deleting them only
+        // tidies.
+        if let Err(e) = self
+            .query("DELETE FROM attempt_permits WHERE incarnation = $1", &[&me])
+            .await
+        {
+            tracing::debug!(error = %e, "cannot delete the permits of a node that left");
+        }
         let released = rows.first().map_or(0, |row| row.get::<_, i64>(0));
         tracing::info!(incarnation = me, runs = released, "left the cluster; its runs are free");
+        Ok(())
+    }
+
+    async fn take_permits(&self, me: Incarnation, tenant: &str, wanted: u32, cap: u32) -> Result<u32, StoreError> {
+        let (wanted, cap) = (wanted.min(i32::MAX as u32) as i32, cap.min(i32::MAX as u32) as i32);
+        let rows = self
+            .query(
+                "SELECT weft_take_permits($1, $2, $3, $4)",
+                &[&tenant, &me, &wanted, &cap],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |row| row.get::<_, i32>(0).max(0) as u32))
+    }
+
+    async fn give_back_permits(&self, me: Incarnation, tenant: &str, count: u32) -> Result<(), StoreError> {
+        let count = count.min(i32::MAX as u32) as i32;
+        self.query(
+            "UPDATE attempt_permits SET held = greatest(held - $3, 0) WHERE tenant = $1 AND incarnation = $2",
+            &[&tenant, &me, &count],
+        )
+        .await?;
         Ok(())
     }
 

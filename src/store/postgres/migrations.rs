@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "objects",
         sql: include_str!("migrations/0004_objects.sql"),
     },
+    Migration {
+        version: 5,
+        name: "attempt_permits",
+        sql: include_str!("migrations/0005_attempt_permits.sql"),
+    },
 ];
 
 /// Why the schema could not be brought to this build's version.
