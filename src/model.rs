@@ -369,6 +369,10 @@ pub struct AttemptRecord {
     /// Its outbound HTTP requests, refused ones included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<crate::sandbox::http::HttpCall>,
+    /// The node that ran it (its `--node-id`) when the store is shared by
+    /// a cluster (PostgreSQL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// One entry of a run's history, appended and never changed.

@@ -293,6 +293,29 @@ async fn a_killed_nodes_runs_finish_on_the_others() {
         moved - killed_at
     );
 
+    // Each attempt names the node that ran it: after the kill, never the
+    // dead one.
+    let killed = cluster.node_id(1);
+    for run in runs.values() {
+        for step in run["steps"].as_array().unwrap() {
+            for attempt in step["attempts"].as_array().unwrap() {
+                let node = attempt["node"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no node in {attempt}"));
+                assert!(
+                    (0..3).any(|i| cluster.node_id(i) == node),
+                    "{node} is no node of the cluster"
+                );
+                if attempt["started_at"].as_u64().unwrap() > killed_at + 100 {
+                    assert_ne!(
+                        node, killed,
+                        "an attempt after the kill ran on the killed node: {attempt}"
+                    );
+                }
+            }
+        }
+    }
+
     assert_all_succeed_once(&api, &started, NAP, Duration::from_secs(30)).await;
     wait_node_state(&api, cluster.node_id(1), "dead", Duration::from_secs(5)).await;
 }

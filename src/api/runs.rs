@@ -196,6 +196,10 @@ pub struct AttemptView {
     /// made none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     http: Vec<HttpCall>,
+    /// The node that ran it (its `--node-id`) when the store is
+    /// PostgreSQL, where every server is a node of a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 /// Start a run of a workflow's newest definition.
@@ -380,6 +384,7 @@ pub async fn get_run(
                         started_at: a.started_at,
                         duration_us: a.duration_us,
                         http: a.http.clone(),
+                        node: a.node.clone(),
                     })
                     .collect(),
             }

@@ -430,7 +430,9 @@ impl Actor {
                     self.attempt_ended(run, key, report.duration);
                 }
                 let Some(active) = self.runs.get_mut(&run) else { return };
-                let fx = active.attempt_finished(key, report, started_at, now, rand::random::<f64>());
+                let node = self.node.as_ref().map(|node| node.node_id.clone());
+                let ran = (started_at, node.as_deref());
+                let fx = active.attempt_finished(key, report, ran, now, rand::random::<f64>());
                 self.commit(run, fx, None);
             }
             Msg::Committed { run, after, result } => self.committed(run, after, result),

@@ -335,6 +335,7 @@ async fn join(
         capacity: config.max_concurrent as u32,
     };
     let mut notices = cluster.notices();
+    let node_id = info.node_id.clone();
     let me = cluster.join(info, config.node.timing, load.clone()).await?;
     tokio::spawn(async move {
         loop {
@@ -349,7 +350,7 @@ async fn join(
             }
         }
     });
-    Ok(Node::new(cluster, me, load))
+    Ok(Node::new(cluster, me, &node_id, load))
 }
 
 /// The running engine. Cheap to clone.

@@ -450,13 +450,14 @@ impl ActiveRun {
         }
     }
 
-    /// An attempt of `key` ended with `report` (started at `started_at`).
-    /// `unit_random` in [0, 1) draws the retry jitter.
+    /// An attempt of `key` ended with `report` (started at `started_at`,
+    /// on `node` when the engine is one node of a cluster). `unit_random`
+    /// in [0, 1) draws the retry jitter.
     pub fn attempt_finished(
         &mut self,
         key: UnitKey,
         report: AttemptReport,
-        started_at: Millis,
+        (started_at, node): (Millis, Option<&str>),
         now: Millis,
         unit_random: f64,
     ) -> Effects {
@@ -481,6 +482,7 @@ impl ActiveRun {
                 duration_us,
                 logs: report.logs,
                 http: report.http,
+                node: node.map(str::to_owned),
             }),
         });
         self.event(

@@ -41,6 +41,9 @@ crate::on_both_backends! {
         let first = &done["steps"][0]["attempts"][0];
         assert_eq!(first["outcome"], "ok");
         assert!(first["fuel_used"].as_u64().unwrap() > 0, "{first}");
+        // On PostgreSQL every server is a node of a cluster, and names
+        // itself on the attempts it runs; on redb there is no cluster.
+        assert_eq!(first["node"].is_string(), store.pg().is_some(), "{first}");
 
         let (status, logs) = server
             .call(

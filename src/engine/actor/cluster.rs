@@ -23,6 +23,8 @@ use crate::store::{Change, Store, StoreError};
 pub(crate) struct Node {
     pub cluster: Arc<dyn Cluster>,
     pub me: Incarnation,
+    /// Its name (`--node-id`), recorded with each attempt it runs.
+    pub node_id: Arc<str>,
     pub load: Arc<Load>,
     /// The epoch of each run this node holds.
     leases: HashMap<RunId, u64>,
@@ -40,10 +42,11 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    pub fn new(cluster: Arc<dyn Cluster>, me: Incarnation, load: Arc<Load>) -> Node {
+    pub fn new(cluster: Arc<dyn Cluster>, me: Incarnation, node_id: &str, load: Arc<Load>) -> Node {
         Node {
             cluster,
             me,
+            node_id: node_id.into(),
             load,
             leases: HashMap::new(),
             ids: 0..0,

@@ -444,6 +444,7 @@ mod tests {
                 truncated: false,
             },
             http: vec![],
+            node: None,
         };
         let mut attempt = plain_attempt.clone();
         Sealing { key: &key }.attempt(&attempt_place, &mut attempt);

@@ -183,6 +183,7 @@ export async function show(main, id) {
       h('strong', `#${a.attempt} `), badge(a.outcome === 'ok' ? 'succeeded' : a.outcome),
       h('span.facts', ` ${span(a.duration_us / 1000)} · ${number(a.fuel_used)} fuel · `, when(a.started_at)),
       a.http && a.http.length ? h('span.facts', ` · ${a.http.length} HTTP`) : null,
+      a.node ? h('span.facts', ` · on ${a.node}`) : null,
       a.error ? failure(a.error) : null)));
   }
 
