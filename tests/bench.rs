@@ -114,7 +114,10 @@ fn the_quick_bench_writes_every_promised_figure() {
     // Loosely, so a busy machine does not fail it: the cache spares the
     // compile by far, and the first attempt from it is near its 50 ms.
     let [uncached, cached] = PYTHON_KEYS.map(|key| summary[key].as_f64().unwrap());
-    assert!(cached * 10.0 < uncached && cached < 500.0, "cached {cached} ms, compiled {uncached} ms");
+    assert!(
+        cached * 10.0 < uncached && cached < 500.0,
+        "cached {cached} ms, compiled {uncached} ms"
+    );
     assert_eq!(summary["resumed_runs"], 10_001, "{summary:#}");
     assert!(summary["machine"]["cores"].as_u64().unwrap() >= 1);
     for label in [

@@ -3,7 +3,8 @@
 //! kv, context), the limits a JS guest must not escape (spin, endless
 //! allocation, thrown errors), `fetch` refused and allowed (against a
 //! real server on 127.0.0.1: JSON both ways, the host's injected header,
-//! a 500, redirects), `weft task run` on a built task, and the project
+//! a 500, redirects followed by the SDK's `fetch` as the Fetch standard
+//! says), `weft task run` on a built task, and the project
 //! template of `weft task new --lang js` as generated.
 //!
 //! The build tools come from npm into `target/` (`common/js_guest.rs`);
@@ -370,7 +371,8 @@ type FetchLog = Arc<Mutex<Vec<FetchSeen>>>;
 /// A server recording every request: `/orders/7` answers JSON, `/charges`
 /// answers what was charged (201), `/broken` a 500 with a JSON body,
 /// `/moved` redirects to `/orders/7`, `/away` to `/orders/7` on the same
-/// server by the name `localhost`.
+/// server by the name `localhost`, `/see-other` (a `POST`) answers 303 to
+/// `/orders/7`, and `/loop` redirects to itself.
 async fn fetch_server() -> (std::net::SocketAddr, FetchLog) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -387,6 +389,14 @@ async fn fetch_server() -> (std::net::SocketAddr, FetchLog) {
         .route(
             "/away",
             axum::routing::get(move |s, m, u, h, b| fetch_redirect(s, m, u, h, b, away.clone())),
+        )
+        .route(
+            "/see-other",
+            axum::routing::post(|s, m, u, h, b| fetch_see_other(s, m, u, h, b)),
+        )
+        .route(
+            "/loop",
+            axum::routing::get(|s, m, u, h, b| fetch_redirect(s, m, u, h, b, "/loop".into())),
         )
         .with_state(log.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -443,6 +453,17 @@ async fn fetch_broken(
     fetch_record(&log, method, uri, headers, body);
     let answer = json!({"error": "the ledger is on fire"});
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(answer)).into_response()
+}
+
+async fn fetch_see_other(
+    State(log): State<FetchLog>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    fetch_record(&log, method, uri, headers, body);
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "/orders/7")]).into_response()
 }
 
 async fn fetch_redirect(
@@ -639,77 +660,127 @@ async fn fetch_hands_a_server_error_to_the_task_as_a_response() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn fetch_hands_a_redirect_to_the_task_unfollowed_whatever_its_mode() {
+async fn fetch_follows_redirects_as_the_fetch_standard_says() {
     let (address, seen) = fetch_server().await;
     let origin = format!("http://{address}");
     let moved = format!("{origin}/moved");
-    // StarlingMonkey's fetch sends one request and resolves with what
-    // answers: `follow` (the default) does not follow, `error` does not
-    // reject, `manual` gives no opaque redirect. The host does not follow
-    // either (docs/architecture.md, "Redirects").
+    let order = format!("{origin}/orders/7");
+    // The engine's fetch does not follow, nor does the host
+    // (docs/architecture.md, "Redirects"): weft-sdk's fetch does.
     let fetches = json!([
         {"url": moved},
-        {"url": moved, "redirect": "follow"},
         {"url": moved, "redirect": "manual"},
         {"url": moved, "redirect": "error", "catch": true},
+        {"url": format!("{origin}/see-other"), "method": "POST", "json": {"amount_cents": 1200}},
+        {"url": format!("{origin}/loop"), "catch": true},
     ]);
     let Some(report) = fetch_attempt(fetches, fetch_policy(&origin)).await else {
         return;
     };
     let out = output(&report);
-    let answers = out["answers"].as_array().unwrap();
-    assert_eq!(answers.len(), 4, "{out}");
-    for answer in answers {
-        assert_eq!(
-            (&answer["status"], &answer["redirected"], &answer["location"]),
-            (&json!(302), &json!(false), &json!("/orders/7")),
-            "{answer}"
-        );
-        assert_eq!(answer["url"], moved, "{answer}");
-    }
-    let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
-    assert_eq!(paths, ["/moved"; 4]);
-    let statuses: Vec<Option<u16>> = report.http.iter().map(|c| c.status).collect();
-    assert_eq!(statuses, [Some(302); 4], "{:?}", report.http);
+    let [followed, manual, error, see_other, looped] = out["answers"].as_array().unwrap().as_slice() else {
+        panic!("{out}");
+    };
+    assert_eq!(
+        (
+            &followed["status"],
+            &followed["redirected"],
+            &followed["url"],
+            &followed["body"]["id"]
+        ),
+        (&json!(200), &json!(true), &json!(order), &json!(7)),
+        "{followed}"
+    );
+    assert_eq!(
+        (&manual["status"], &manual["redirected"], &manual["location"]),
+        (&json!(302), &json!(false), &json!("/orders/7")),
+        "{manual}"
+    );
+    let rejected = error["rejected"].as_str().unwrap_or_default();
+    assert!(
+        rejected.starts_with("TypeError") && rejected.contains(r#"redirect is "error""#),
+        "{error}"
+    );
+    assert_eq!(
+        (&see_other["status"], &see_other["url"]),
+        (&json!(200), &json!(order)),
+        "{see_other}"
+    );
+    let rejected = looped["rejected"].as_str().unwrap_or_default();
+    assert!(rejected.contains("more than 20 redirects"), "{looped}");
+
+    let seen = seen.lock().unwrap();
+    let hits: Vec<(&str, &str, &str)> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str(), s.body.as_str()))
+        .collect();
+    let mut expected = vec![
+        ("GET", "/moved", ""),
+        ("GET", "/orders/7", ""),
+        ("GET", "/moved", ""),
+        ("GET", "/moved", ""),
+        // A 303 after a POST goes on as a GET without the body.
+        ("POST", "/see-other", r#"{"amount_cents":1200}"#),
+        ("GET", "/orders/7", ""),
+    ];
+    // The first request and 20 redirects followed, then it gives up.
+    expected.extend([("GET", "/loop", ""); 21]);
+    assert_eq!(hits, expected);
+    assert_eq!(report.http.len(), expected.len(), "each hop a request the host checked");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn fetch_a_redirect_the_task_follows_goes_only_where_the_list_allows() {
+async fn fetch_follows_a_redirect_only_where_the_list_allows_and_drops_its_authorization_across_origins() {
     let (address, seen) = fetch_server().await;
     let origin = format!("http://{address}");
+    let elsewhere = format!("http://localhost:{}", address.port());
+    let own = json!({"authorization": "Bearer the-tasks-own"});
     let fetches = json!([
-        {"url": format!("{origin}/moved"), "follow": 5},
-        {"url": format!("{origin}/away"), "follow": 5, "catch": true},
+        {"url": format!("{origin}/away"), "headers": own, "catch": true},
     ]);
-    let Some(report) = fetch_attempt(fetches, fetch_policy(&origin)).await else {
+    // Only 127.0.0.1: the hop to localhost is refused by the host.
+    let Some(report) = fetch_attempt(fetches.clone(), fetch_policy(&origin)).await else {
         return;
     };
     let out = output(&report);
-    // Within the list: the task's second fetch gets the order.
-    let inside = &out["answers"][0];
-    assert_eq!(inside["status"], 200, "{inside}");
-    assert_eq!(inside["hops"], json!([format!("{origin}/orders/7")]), "{inside}");
-    assert_eq!(inside["url"], format!("{origin}/orders/7"), "{inside}");
-    assert_eq!(inside["body"]["id"], 7, "{inside}");
-    // The same server by another name is not on the list: refused by the
-    // host before it is dialled.
-    let away = format!("http://localhost:{}/orders/7", address.port());
     assert_eq!(
-        out["answers"][1],
-        json!({"rejected": "TypeError: NetworkError when attempting to fetch resource", "hops": [away]})
+        out["answers"][0],
+        json!({"rejected": "TypeError: NetworkError when attempting to fetch resource"})
     );
-    let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
-    assert_eq!(paths, ["/moved", "/orders/7", "/away"]);
-
-    let [moved, order, went, refused] = report.http.as_slice() else {
+    let [went, refused] = report.http.as_slice() else {
         panic!("{:?}", report.http);
     };
-    assert_eq!(
-        (moved.status, order.status, went.status),
-        (Some(302), Some(200), Some(302))
-    );
-    assert_eq!(order.url, format!("{origin}/orders/7"));
+    assert_eq!(went.status, Some(302));
+    let away = format!("{elsewhere}/orders/7");
     assert_eq!((refused.url.as_str(), refused.status), (away.as_str(), None));
     let why = refused.refused.as_deref().expect("the hop out is refused");
     assert!(why.contains("is not on the step's http.allow list"), "{why}");
+    let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/away"], "the refused hop never reached the server");
+
+    // Both allowed: followed, and the task's own Authorization header is
+    // not carried to the other origin.
+    seen.lock().unwrap().clear();
+    let mut both = fetch_policy(&origin);
+    both.allow = AllowList::parse(&[origin.clone(), elsewhere.clone()]).unwrap();
+    let report = fetch_attempt(fetches, both).await.expect("loaded above");
+    let out = output(&report);
+    let answer = &out["answers"][0];
+    assert_eq!(
+        (&answer["status"], &answer["url"]),
+        (&json!(200), &json!(away)),
+        "{answer}"
+    );
+    let seen = seen.lock().unwrap();
+    let carried: Vec<(&str, &[String])> = seen
+        .iter()
+        .map(|s| (s.path.as_str(), s.authorization.as_slice()))
+        .collect();
+    assert_eq!(
+        carried,
+        [
+            ("/away", &["Bearer the-tasks-own".to_string()][..]),
+            ("/orders/7", &[][..])
+        ]
+    );
 }

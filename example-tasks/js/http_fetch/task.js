@@ -6,24 +6,19 @@
  *
  * Input: `{"fetches": [{...}, ...]}`, made one after the other, each
  * `{"url": "...", "method": "POST", "json": {...}, "text": "...",
- * "headers": {...}, "redirect": "follow"|"manual"|"error", "follow": 5,
- * "catch": true}`: `method` defaults to `GET`; `json` is sent as a JSON
- * body (with its content type), `text` as a text body; `headers` and
- * `redirect` go to `fetch` as they are. A rejected `fetch` fails the
- * task, unless `catch` is set: then its answer is `{"rejected": "<the
- * error>", "hops": [...]}`.
+ * "headers": {...}, "redirect": "follow"|"manual"|"error", "catch": true}`:
+ * `method` defaults to `GET`; `json` is sent as a JSON body (with its
+ * content type), `text` as a text body; `headers` and `redirect` go to
+ * `fetch` as they are. A rejected `fetch` fails the task, unless `catch`
+ * is set: then its answer is `{"rejected": "<the error>"}`.
  *
- * StarlingMonkey's `fetch` does not follow redirects, whatever `redirect`
- * says: the task gets the 3xx. With `follow: N` the task follows up to N
- * of them itself, each a new `fetch` the host checks against the step's
- * `http.allow` (a 303, or a 301 or 302 answering a `POST`, continues as a
- * `GET` without the body, as browsers do).
+ * `fetch` is weft-sdk's: it follows redirects as the Fetch standard says,
+ * each hop a new request the host checks against the step's `http.allow`.
  *
  * Output: `{"answers": [...]}`, one per fetch: `status`, `statusText`,
  * `ok`, `redirected`, `url` (the response's), `location` and
- * `contentType` (response headers, or `null`), `body` (parsed when the
- * content type is JSON, text otherwise) and `hops` (the URLs the task
- * followed redirects to).
+ * `contentType` (response headers, or `null`) and `body` (parsed when the
+ * content type is JSON, text otherwise).
  */
 
 import { task, TaskError, log } from 'weft-sdk';
@@ -35,9 +30,7 @@ export const run = task(async ({ fetches }) => {
   return { answers };
 });
 
-const REDIRECTS = [301, 302, 303, 307, 308];
-
-async function answer({ url, method = 'GET', json, text, headers = {}, redirect, follow = 0, catch: caught = false }) {
+async function answer({ url, method = 'GET', json, text, headers = {}, redirect, catch: caught = false }) {
   const init = { method, headers: { ...headers } };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
@@ -46,26 +39,12 @@ async function answer({ url, method = 'GET', json, text, headers = {}, redirect,
     init.body = text;
   }
   if (redirect !== undefined) init.redirect = redirect;
-  const hops = [];
   let response;
   try {
     response = await fetch(url, init);
-    for (;;) {
-      const location = response.headers.get('location');
-      if (hops.length === follow || !REDIRECTS.includes(response.status) || location === null) break;
-      const next = new URL(location, hops.at(-1) ?? url).href;
-      hops.push(next);
-      await response.arrayBuffer(); // done with this one
-      if (response.status === 303 || ([301, 302].includes(response.status) && init.method === 'POST')) {
-        init.method = 'GET';
-        delete init.body;
-        delete init.headers['content-type'];
-      }
-      response = await fetch(next, init);
-    }
   } catch (e) {
     if (!caught) throw e;
-    return { rejected: String(e), hops };
+    return { rejected: String(e) };
   }
   const contentType = response.headers.get('content-type');
   const raw = await response.text();
@@ -80,6 +59,5 @@ async function answer({ url, method = 'GET', json, text, headers = {}, redirect,
     location: response.headers.get('location'),
     contentType,
     body,
-    hops,
   };
 }

@@ -103,3 +103,15 @@ export const secrets: {
   /** The value of the secret `name`, or `undefined` when the step does not list it. */
   get(name: string): string | undefined;
 };
+
+/**
+ * The standard `fetch`, following redirects as the Fetch standard says
+ * (`redirect: "follow"` by default, at most {@link MAX_REDIRECTS}; `"error"`
+ * rejects; `"manual"` returns the 3xx with its real status and headers).
+ * Every hop is a new request the host checks against the step's
+ * `http.allow` list. `weft-sdk` also installs it as `globalThis.fetch`.
+ */
+export function fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
+
+/** The most redirects one `fetch` follows. */
+export const MAX_REDIRECTS: number;

@@ -19,6 +19,7 @@
  * inside that build, never under plain Node.js.
  */
 
+import { fetch } from './fetch.js';
 import { log as wasiLog } from 'weft:task/log@0.1.0';
 import { current } from 'weft:task/context@0.1.0';
 import * as wkv from 'weft:task/kv@0.1.0';
@@ -267,3 +268,8 @@ export const secrets = Object.freeze({
     return wsecrets.get(name);
   },
 });
+
+// Every task gets a `fetch` that follows redirects (./fetch.js): the
+// engine's own does not.
+globalThis.fetch = fetch;
+export { fetch, MAX_REDIRECTS } from './fetch.js';
