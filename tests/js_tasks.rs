@@ -390,10 +390,7 @@ async fn fetch_server() -> (std::net::SocketAddr, FetchLog) {
             "/away",
             axum::routing::get(move |s, m, u, h, b| fetch_redirect(s, m, u, h, b, away.clone())),
         )
-        .route(
-            "/see-other",
-            axum::routing::post(|s, m, u, h, b| fetch_see_other(s, m, u, h, b)),
-        )
+        .route("/see-other", axum::routing::post(fetch_see_other))
         .route(
             "/loop",
             axum::routing::get(|s, m, u, h, b| fetch_redirect(s, m, u, h, b, "/loop".into())),
