@@ -350,8 +350,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use weft::sandbox::http::{AllowList, HttpLimits, HttpPolicy, InjectedHeaders, UrlPattern};
-use weft::sandbox::redact::Redactor;
-use weft::sandbox::{Attempt, Sandbox, SandboxConfig};
+use weft::sandbox::{Sandbox, SandboxConfig};
 
 /// The credential the host adds to requests; the task never holds it.
 const FETCH_SECRET: &str = "sk_live_js_never_sees_this_9c1f";
@@ -531,21 +530,7 @@ fn fetch_policy(origin: &str) -> HttpPolicy {
 async fn fetch_attempt(fetches: Value, http: HttpPolicy) -> Option<AttemptReport> {
     let module = fetch_module()?;
     let input = json!({ "fetches": fetches }).to_string();
-    let report = fetch_sandbox()
-        .run(
-            &module,
-            Attempt {
-                input: &input,
-                limits: Limits::default(),
-                context: common::context(1),
-                kv: Arc::new(MemoryKv::new()),
-                http,
-                secrets: Default::default(),
-                redact: Redactor::new(vec![FETCH_SECRET]),
-            },
-        )
-        .await
-        .unwrap();
+    let report = common::run_with_http(fetch_sandbox(), &module, &input, http, FETCH_SECRET).await;
     Some(report)
 }
 

@@ -17,6 +17,7 @@ mod common;
 mod python_guest;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -337,17 +338,22 @@ fn the_sdk_unit_tests_pass_against_fresh_bindings() {
     if let Err(output) = generate {
         panic!("componentize-py cannot generate bindings for wit/: {output}");
     }
+    if let Err(output) = sdk_unit_tests(&venv, bindings.path()) {
+        panic!("the SDK's unit tests (guest-sdk/python/tests) failed: {output}");
+    }
+}
+
+/// Runs the SDK's unit tests (`guest-sdk/python/tests`) in `venv` against
+/// the generated `bindings`.
+fn sdk_unit_tests(venv: &Path, bindings: &Path) -> Result<String, String> {
     let sdk = python_guest::sdk_dir();
-    let path = std::env::join_paths([bindings.path(), sdk.as_path()]).expect("a PYTHONPATH");
-    let tests = python_guest::outside::run(
+    let path = std::env::join_paths([bindings, sdk.as_path()]).expect("a PYTHONPATH");
+    python_guest::outside::run(
         Command::new(venv.join("bin/python"))
             .args(["-m", "unittest", "discover", "-s"])
             .arg(sdk.join("tests"))
             .env("PYTHONPATH", path),
-    );
-    if let Err(output) = tests {
-        panic!("the SDK's unit tests (guest-sdk/python/tests) failed: {output}");
-    }
+    )
 }
 
 #[test]
@@ -392,7 +398,6 @@ mod http_calls {
     //! unit tests also run against the bindings of the world it is built
     //! with.
 
-    use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::process::Command;
     use std::sync::{Arc, Mutex, OnceLock};
@@ -406,8 +411,7 @@ mod http_calls {
     use serde_json::{Value, json};
     use weft::Outcome;
     use weft::sandbox::http::{AllowList, HttpLimits, HttpPolicy, InjectedHeaders, UrlPattern};
-    use weft::sandbox::redact::Redactor;
-    use weft::sandbox::{Attempt, AttemptReport, Limits, MemoryKv, Module, Sandbox, SandboxConfig};
+    use weft::sandbox::{AttemptReport, Module, Sandbox, SandboxConfig};
 
     use super::{common, python_guest};
 
@@ -517,21 +521,7 @@ mod http_calls {
     async fn http_attempt(input: Value, http: HttpPolicy) -> Option<AttemptReport> {
         let module = http_module()?;
         let input = input.to_string();
-        let report = http_sandbox()
-            .run(
-                &module,
-                Attempt {
-                    input: &input,
-                    limits: Limits::default(),
-                    context: common::context(1),
-                    kv: Arc::new(MemoryKv::new()),
-                    http,
-                    secrets: Arc::new(HashMap::new()),
-                    redact: Redactor::new(vec![HTTP_SECRET]),
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("the sandbox cannot run http_fetch with {input}: {e}"));
+        let report = common::run_with_http(http_sandbox(), &module, &input, http, HTTP_SECRET).await;
         Some(report)
     }
 
@@ -683,15 +673,7 @@ mod http_calls {
             bindings.path().join("wit_world/imports/outgoing_handler.py").is_file(),
             "the python-task world has no wasi:http bindings"
         );
-        let sdk = python_guest::sdk_dir();
-        let path = std::env::join_paths([bindings.path(), sdk.as_path()]).expect("a PYTHONPATH");
-        let tests = python_guest::outside::run(
-            Command::new(venv.join("bin/python"))
-                .args(["-m", "unittest", "discover", "-s"])
-                .arg(sdk.join("tests"))
-                .env("PYTHONPATH", path),
-        );
-        if let Err(output) = tests {
+        if let Err(output) = super::sdk_unit_tests(&venv, bindings.path()) {
             panic!("the SDK's unit tests failed against the python-task bindings: {output}");
         }
     }

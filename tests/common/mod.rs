@@ -125,6 +125,32 @@ pub async fn run_module(
         .unwrap_or_else(|e| panic!("the sandbox cannot run the attempt with {input}: {e}"))
 }
 
+/// Runs one attempt of `module` in `sandbox` under the HTTP policy
+/// `http`, with `secret` redacted from the report as the engine would.
+pub async fn run_with_http(
+    sandbox: &Sandbox,
+    module: &Module,
+    input: &str,
+    http: weft::sandbox::http::HttpPolicy,
+    secret: &str,
+) -> AttemptReport {
+    sandbox
+        .run(
+            module,
+            Attempt {
+                input,
+                limits: Limits::default(),
+                context: context(1),
+                kv: Arc::new(MemoryKv::new()),
+                http,
+                secrets: Default::default(),
+                redact: weft::sandbox::redact::Redactor::new(vec![secret]),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the sandbox cannot run the attempt with {input}: {e}"))
+}
+
 /// `weft task run COMPONENT --input INPUT` with the real binary, to its
 /// end: (exit code, stdout, stderr).
 pub fn weft_task_run(component: &Path, input: &str) -> (Option<i32>, String, String) {
