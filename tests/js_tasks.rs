@@ -375,34 +375,38 @@ type FetchLog = Arc<Mutex<Vec<FetchSeen>>>;
 async fn fetch_server() -> (std::net::SocketAddr, FetchLog) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let away = format!("http://localhost:{}/orders/7", address.port());
-    let log = FetchLog::default();
-    let app = axum::Router::new()
-        .route("/orders/7", axum::routing::get(fetch_order))
-        .route("/charges", axum::routing::post(fetch_charge))
-        .route("/broken", axum::routing::get(fetch_broken))
-        .route(
-            "/moved",
-            axum::routing::get(|s, m, u, h, b| fetch_redirect(s, m, u, h, b, "/orders/7".into())),
-        )
-        .route(
-            "/away",
-            axum::routing::get(move |s, m, u, h, b| fetch_redirect(s, m, u, h, b, away.clone())),
-        )
-        .route("/see-other", axum::routing::post(fetch_see_other))
-        .route(
-            "/loop",
-            axum::routing::get(|s, m, u, h, b| fetch_redirect(s, m, u, h, b, "/loop".into())),
-        )
-        .with_state(log.clone());
+    let state = FetchState {
+        log: FetchLog::default(),
+        away: format!("http://localhost:{}/orders/7", address.port()),
+    };
+    let log = state.log.clone();
+    let app = axum::Router::new().fallback(fetch_answer).with_state(state);
     tokio::spawn(async move { axum::serve(listener, app).await });
     (address, log)
 }
 
-fn fetch_record(log: &FetchLog, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) {
-    log.lock().unwrap().push(FetchSeen {
-        method: method.to_string(),
-        path: uri.path().to_string(),
+#[derive(Clone)]
+struct FetchState {
+    log: FetchLog,
+    /// Where `/away` redirects to.
+    away: String,
+}
+
+/// Records the request, then answers as its route says.
+async fn fetch_answer(
+    State(state): State<FetchState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorized =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {FETCH_SECRET}"));
+    let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let route = (method.to_string(), uri.path().to_string());
+    state.log.lock().unwrap().push(FetchSeen {
+        method: route.0.clone(),
+        path: route.1.clone(),
         authorization: headers
             .get_all(header::AUTHORIZATION)
             .iter()
@@ -410,68 +414,28 @@ fn fetch_record(log: &FetchLog, method: Method, uri: Uri, headers: HeaderMap, bo
             .collect(),
         body: String::from_utf8(body.to_vec()).unwrap(),
     });
-}
-
-async fn fetch_order(
-    State(log): State<FetchLog>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    fetch_record(&log, method, uri, headers, body);
-    axum::Json(json!({"id": 7, "items": ["tea", "scones"], "total_cents": 1200})).into_response()
-}
-
-async fn fetch_charge(
-    State(log): State<FetchLog>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let authorized =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {FETCH_SECRET}"));
-    fetch_record(&log, method, uri, headers, body);
-    // Like a real gateway, it does not echo the key back.
-    let answer = json!({"charged_cents": asked["amount_cents"], "authorized": authorized});
-    (StatusCode::CREATED, axum::Json(answer)).into_response()
-}
-
-async fn fetch_broken(
-    State(log): State<FetchLog>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    fetch_record(&log, method, uri, headers, body);
-    let answer = json!({"error": "the ledger is on fire"});
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(answer)).into_response()
-}
-
-async fn fetch_see_other(
-    State(log): State<FetchLog>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    fetch_record(&log, method, uri, headers, body);
-    (StatusCode::SEE_OTHER, [(header::LOCATION, "/orders/7")]).into_response()
-}
-
-async fn fetch_redirect(
-    State(log): State<FetchLog>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-    to: String,
-) -> Response {
-    fetch_record(&log, method, uri, headers, body);
-    (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+    let redirect = |status: StatusCode, to: &str| (status, [(header::LOCATION, to.to_string())]).into_response();
+    match (route.0.as_str(), route.1.as_str()) {
+        ("GET", "/orders/7") => {
+            axum::Json(json!({"id": 7, "items": ["tea", "scones"], "total_cents": 1200})).into_response()
+        }
+        // Like a real gateway, it does not echo the key back.
+        ("POST", "/charges") => (
+            StatusCode::CREATED,
+            axum::Json(json!({"charged_cents": asked["amount_cents"], "authorized": authorized})),
+        )
+            .into_response(),
+        ("GET", "/broken") => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": "the ledger is on fire"})),
+        )
+            .into_response(),
+        ("GET", "/moved") => redirect(StatusCode::FOUND, "/orders/7"),
+        ("GET", "/away") => redirect(StatusCode::FOUND, &state.away),
+        ("POST", "/see-other") => redirect(StatusCode::SEE_OTHER, "/orders/7"),
+        ("GET", "/loop") => redirect(StatusCode::FOUND, "/loop"),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// A sandbox that permits private destinations an allow-list names, as
