@@ -371,7 +371,8 @@ type FetchLog = Arc<Mutex<Vec<FetchSeen>>>;
 /// answers what was charged (201), `/broken` a 500 with a JSON body,
 /// `/moved` redirects to `/orders/7`, `/away` to `/orders/7` on the same
 /// server by the name `localhost`, `/see-other` (a `POST`) answers 303 to
-/// `/orders/7`, and `/loop` redirects to itself.
+/// `/orders/7`, `/temporary` (a `POST`) 307 to `/charges`, and `/loop`
+/// redirects to itself.
 async fn fetch_server() -> (std::net::SocketAddr, FetchLog) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -433,6 +434,7 @@ async fn fetch_answer(
         ("GET", "/moved") => redirect(StatusCode::FOUND, "/orders/7"),
         ("GET", "/away") => redirect(StatusCode::FOUND, &state.away),
         ("POST", "/see-other") => redirect(StatusCode::SEE_OTHER, "/orders/7"),
+        ("POST", "/temporary") => redirect(StatusCode::TEMPORARY_REDIRECT, "/charges"),
         ("GET", "/loop") => redirect(StatusCode::FOUND, "/loop"),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
@@ -618,13 +620,14 @@ async fn fetch_follows_redirects_as_the_fetch_standard_says() {
         {"url": moved, "redirect": "manual"},
         {"url": moved, "redirect": "error", "catch": true},
         {"url": format!("{origin}/see-other"), "method": "POST", "json": {"amount_cents": 1200}},
+        {"url": format!("{origin}/temporary"), "method": "POST", "json": {"amount_cents": 700}},
         {"url": format!("{origin}/loop"), "catch": true},
     ]);
     let Some(report) = fetch_attempt(fetches, fetch_policy(&origin)).await else {
         return;
     };
     let out = output(&report);
-    let [followed, manual, error, see_other, looped] = out["answers"].as_array().unwrap().as_slice() else {
+    let [followed, manual, error, see_other, temporary, looped] = out["answers"].as_array().unwrap().as_slice() else {
         panic!("{out}");
     };
     assert_eq!(
@@ -652,8 +655,15 @@ async fn fetch_follows_redirects_as_the_fetch_standard_says() {
         (&json!(200), &json!(order)),
         "{see_other}"
     );
+    // A 307 sends the same POST and body again (and the host adds its
+    // header to /charges).
+    assert_eq!(
+        (&temporary["status"], &temporary["body"]),
+        (&json!(201), &json!({"charged_cents": 700, "authorized": true})),
+        "{temporary}"
+    );
     let rejected = looped["rejected"].as_str().unwrap_or_default();
-    assert!(rejected.contains("more than 20 redirects"), "{looped}");
+    assert!(rejected.contains("more than 20 times"), "{looped}");
 
     let seen = seen.lock().unwrap();
     let hits: Vec<(&str, &str, &str)> = seen
@@ -668,6 +678,8 @@ async fn fetch_follows_redirects_as_the_fetch_standard_says() {
         // A 303 after a POST goes on as a GET without the body.
         ("POST", "/see-other", r#"{"amount_cents":1200}"#),
         ("GET", "/orders/7", ""),
+        ("POST", "/temporary", r#"{"amount_cents":700}"#),
+        ("POST", "/charges", r#"{"amount_cents":700}"#),
     ];
     // The first request and 20 redirects followed, then it gives up.
     expected.extend([("GET", "/loop", ""); 21]);

@@ -1,94 +1,116 @@
 /**
  * `fetch` that follows redirects as the Fetch standard says.
  *
- * The JS engine's own `fetch` (StarlingMonkey's, over
- * `wasi:http/outgoing-handler`) sends one request and resolves with
- * whatever answers, a 3xx included, whatever `redirect` says; and the
- * host never follows a redirect itself, so that every hop is a request it
- * checks against the step's `http.allow` list. This module wraps that
- * `fetch` (and `weft-sdk` installs it as `globalThis.fetch`) so a task
- * gets what it would in a browser or Node.js:
+ * StarlingMonkey's own `fetch` sends one request and resolves with what
+ * answers, a 3xx included, whatever `redirect` says; the host does not
+ * follow redirects either, so that every hop is a request it checks
+ * against the step's `http.allow` list. This module follows them in the
+ * guest, each hop a new native `fetch`, and installs itself as
+ * `globalThis.fetch` when `weft-sdk` is imported:
  *
- * - `redirect: "follow"` (the default) follows 301, 302, 303, 307 and 308
- *   answers that carry a `Location`, at most {@link MAX_REDIRECTS} of
- *   them, each a new request of the engine's `fetch` (so the host checks
- *   every hop, and a hop off the allow-list rejects like any refused
- *   fetch). A 303, and a 301 or 302 answering a `POST`, continue as a
- *   `GET` without the body or its headers; an `Authorization` header is
- *   dropped when a hop leaves the origin. The final response says
- *   `redirected: true`, and its `url` is the last hop's.
- * - `redirect: "error"` rejects with a `TypeError` on a redirect.
- * - `redirect: "manual"` resolves with the 3xx itself. Unlike a browser's
- *   opaque-redirect response, it has its real status and headers
- *   (`Location` included).
+ * - `redirect: "follow"` (the default) follows up to {@link MAX_REDIRECTS}
+ *   redirects (301, 302, 303, 307, 308 with a `Location`) and resolves
+ *   with the last response, its `url` the final URL and `redirected`
+ *   true. A 303, or a 301 or 302 answering a POST, continues as a GET
+ *   without the body (and its `Content-Type`); a 307 or 308 sends the
+ *   same method and body again. An `Authorization` header the task set
+ *   is dropped when a redirect leaves the origin. One more redirect
+ *   rejects with a `TypeError`, and so does a hop the host refuses.
+ * - `"error"` rejects with a `TypeError` on a redirect.
+ * - `"manual"` resolves with the 3xx itself, status and `Location` readable
+ *   (a browser gives an opaque redirect instead: status 0, no headers).
  */
 
-const engineFetch = globalThis.fetch;
-
-/** The most redirects one `fetch` follows (the Fetch standard's limit). */
-export const MAX_REDIRECTS = 20;
-
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
-/** Headers that describe a body, dropped with it when a hop turns into a `GET`. */
-const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location'];
+/** StarlingMonkey's `fetch`, which makes one request per call. */
+const nativeFetch = globalThis.fetch;
 
 /**
- * @param {string | URL | Request} input
+ * How many redirects one `fetch` follows: the Fetch standard's limit, as
+ * browsers, Node.js and Deno have it, so code written for them behaves
+ * the same. Each hop also counts against the step's `http.requests` cap.
+ */
+export const MAX_REDIRECTS = 20;
+
+const REDIRECT_STATUSES = [301, 302, 303, 307, 308];
+
+/**
+ * Headers that describe a body, dropped with it when a redirect turns the
+ * request into a GET: the standard's four, and the `Content-Length` that
+ * StarlingMonkey's `Request` adds (sent without a body, the host API
+ * refuses the request).
+ */
+const BODY_HEADERS = ['content-encoding', 'content-language', 'content-location', 'content-type', 'content-length'];
+
+/**
+ * The standard `fetch(input, init)`, following redirects as `redirect`
+ * says (see the module's comment).
+ *
+ * @param {RequestInfo | URL} input
  * @param {RequestInit} [init]
  * @returns {Promise<Response>}
  */
-export async function fetch(input, init = {}) {
-  let { url, options } = await normalize(input, init);
-  const mode = options.redirect ?? 'follow';
-  delete options.redirect;
-  for (let hops = 0; ; hops += 1) {
-    const response = await engineFetch(url, options);
-    const location = response.headers.get('location');
-    if (mode === 'manual' || !REDIRECTS.has(response.status) || location === null) {
-      return hops === 0 ? response : redirected(response);
-    }
+export async function fetch(input, init = undefined) {
+  // StarlingMonkey's Request does not keep the mode: read it from the arguments.
+  const mode = init?.redirect ?? (input instanceof Request ? input.redirect : undefined) ?? 'follow';
+  if (!['follow', 'error', 'manual'].includes(mode)) {
+    throw new TypeError(`fetch: redirect must be "follow", "error" or "manual", not ${JSON.stringify(mode)}`);
+  }
+  if (mode === 'manual') return nativeFetch(input, init);
+
+  // The request as the standard forms it from both arguments; its body
+  // is read once, so a 307 or 308 can send it again.
+  const request = new Request(input, init);
+  let url = request.url;
+  let method = request.method;
+  const headers = new Headers(request.headers);
+  let body = request.body === null ? null : await request.arrayBuffer();
+  for (let redirects = 0; ; redirects++) {
+    const response = await nativeFetch(url, { method, headers, body, signal: request.signal });
+    const location = REDIRECT_STATUSES.includes(response.status) ? response.headers.get('location') : null;
+    if (location === null) return redirects === 0 ? response : markRedirected(response);
+    discard(response);
     if (mode === 'error') {
-      throw new TypeError(`fetch: ${url} answered ${response.status} (a redirect) and the request's redirect is "error"`);
+      throw new TypeError(`fetch: ${url} redirects (${response.status} to ${location}) and redirect is "error"`);
     }
-    if (hops === MAX_REDIRECTS) {
-      throw new TypeError(`fetch: more than ${MAX_REDIRECTS} redirects, the last from ${url}`);
+    if (redirects === MAX_REDIRECTS) {
+      throw new TypeError(`fetch: ${request.url} redirected more than ${MAX_REDIRECTS} times (the limit)`);
     }
-    await response.arrayBuffer().catch(() => undefined); // done with this one
-    const next = new URL(location, url);
-    const method = options.method.toUpperCase();
-    if (options.body instanceof ReadableStream && ![301, 302, 303].includes(response.status)) {
-      throw new TypeError(`fetch: ${url} answered ${response.status}, which needs the body sent again, and a stream cannot be`);
+    let next;
+    try {
+      next = new URL(location, url);
+    } catch {
+      throw new TypeError(`fetch: ${url} redirects to ${JSON.stringify(location)}, which is not a URL`);
     }
-    if ((response.status === 303 && method !== 'HEAD') || ([301, 302].includes(response.status) && method === 'POST')) {
-      options = { ...options, method: 'GET', body: undefined };
-      for (const name of BODY_HEADERS) options.headers.delete(name);
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      throw new TypeError(`fetch: ${url} redirects to ${next.href}, which is not http(s)`);
     }
-    if (next.origin !== new URL(url).origin) options.headers.delete('authorization');
+    if (next.origin !== new URL(url).origin) headers.delete('authorization');
+    const status = response.status;
+    if ((status === 303 && method !== 'GET' && method !== 'HEAD') || ((status === 301 || status === 302) && method === 'POST')) {
+      method = 'GET';
+      body = null;
+      for (const name of BODY_HEADERS) headers.delete(name);
+    }
     url = next.href;
   }
 }
 
-/** The URL and a request's options, with a body that can be sent again. */
-async function normalize(input, init) {
-  if (input instanceof Request) {
-    const method = init.method ?? input.method;
-    const body = init.body !== undefined ? init.body : hasBody(method) ? await input.arrayBuffer() : undefined;
-    const options = { ...init, method, body, headers: new Headers(init.headers ?? input.headers), redirect: init.redirect ?? input.redirect };
-    return { url: input.url, options };
+/** Lets go of a redirect's body without reading it. */
+function discard(response) {
+  try {
+    response.body?.cancel().catch(() => {});
+  } catch {
+    // Nothing to let go of.
   }
-  return {
-    url: String(input),
-    options: { ...init, method: init.method ?? 'GET', headers: new Headers(init.headers) },
-  };
 }
 
-function hasBody(method) {
-  return !['GET', 'HEAD'].includes(method.toUpperCase());
+/**
+ * `response` with `redirected` true: StarlingMonkey's getter says false
+ * for a response to a request it made itself, so an own property hides
+ * it. `url` is already the final URL.
+ */
+function markRedirected(response) {
+  return Object.defineProperty(response, 'redirected', { value: true, enumerable: true });
 }
 
-/** The final response of a followed redirect, marked as such. */
-function redirected(response) {
-  Object.defineProperty(response, 'redirected', { value: true });
-  return response;
-}
+globalThis.fetch = fetch;

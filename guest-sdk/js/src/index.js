@@ -19,7 +19,7 @@
  * inside that build, never under plain Node.js.
  */
 
-import { fetch } from './fetch.js';
+import './fetch.js';
 import { log as wasiLog } from 'weft:task/log@0.1.0';
 import { current } from 'weft:task/context@0.1.0';
 import * as wkv from 'weft:task/kv@0.1.0';
@@ -269,7 +269,6 @@ export const secrets = Object.freeze({
   },
 });
 
-// Every task gets a `fetch` that follows redirects (./fetch.js): the
-// engine's own does not.
-globalThis.fetch = fetch;
+// Importing ./fetch.js gives every task a `fetch` that follows redirects
+// (the engine's own does not): it replaces `globalThis.fetch`.
 export { fetch, MAX_REDIRECTS } from './fetch.js';
