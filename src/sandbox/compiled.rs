@@ -110,7 +110,10 @@ impl DiskCache {
                 return None;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return self.reject(&path, "no sum vouches for it (a write cut short, or an older weft's file)");
+                return self.reject(
+                    &path,
+                    "no sum vouches for it (a write cut short, or an older weft's file)",
+                );
             }
             Err(e) => return self.reject(&path, &format!("its sum cannot be read: {e}")),
         };
